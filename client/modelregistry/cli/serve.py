@@ -1,0 +1,111 @@
+"""`modelreg serve` and `modelreg db upgrade`: the server side of the CLI.
+
+Imports the server package lazily so the client-only install stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the registry server")
+    serve.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (default %(default)s)")
+    serve.add_argument(
+        "--data-dir", default="./modelreg-data", help="for the embedded database and blobs"
+    )
+    serve.add_argument(
+        "--database-url",
+        default="",
+        help="postgresql://user@host:port/db or sqlite:///path (default: SQLite in --data-dir)",
+    )
+    serve.add_argument(
+        "--blob-store", default="", help="file:///dir or s3://bucket/prefix (default: --data-dir)"
+    )
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="do not upgrade the schema at start-up"
+    )
+    serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    serve.add_argument(
+        "--tls-client-ca", type=Path, help="CA (PEM) that client certificates must chain to"
+    )
+    serve.add_argument(
+        "--shutdown-grace", type=float, default=15.0, help="seconds to drain on SIGTERM"
+    )
+    serve.add_argument(
+        "--telemetry", choices=("none", "console", "otlp"), default="none", help="OpenTelemetry"
+    )
+    serve.add_argument("--log-format", choices=("json", "text"), default="json")
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=run_serve)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="upgrade the schema to the latest revision")
+    up.add_argument("--database-url", default="", help="as for serve")
+    up.add_argument("--data-dir", default="./modelreg-data")
+    up.set_defaults(func=run_db_upgrade)
+
+
+def _config(args: argparse.Namespace) -> object:
+    try:
+        from modelregistry_server.config import ServerConfig
+    except ImportError:  # pragma: no cover - depends on the install
+        sys.exit("modelreg serve needs the server extra: pip install 'modelreg[server]'")
+    return ServerConfig(
+        listen=getattr(args, "listen", "127.0.0.1:50051"),
+        data_dir=Path(args.data_dir),
+        database_url=args.database_url,
+        blob_store=getattr(args, "blob_store", ""),
+        migrate=not getattr(args, "no_migrate", False),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
+        shutdown_grace=getattr(args, "shutdown_grace", 15.0),
+        telemetry=getattr(args, "telemetry", "none"),
+        log_format=getattr(args, "log_format", "json"),
+        log_level=getattr(args, "log_level", "INFO"),
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from modelregistry_server import logging_setup, server, telemetry
+    from modelregistry_server.config import ServerConfig
+
+    config = _config(args)
+    assert isinstance(config, ServerConfig)
+    logging_setup.configure(config.log_format, config.log_level)
+    telemetry.configure(config.telemetry)
+    try:
+        import uvloop
+
+        uvloop.run(server.serve(config))
+    except ImportError:  # pragma: no cover
+        asyncio.run(server.serve(config))
+    return 0
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    from modelregistry_server.config import ServerConfig
+    from modelregistry_server.store import migrate
+    from modelregistry_server.store.engine import make_engine
+
+    config = _config(args)
+    assert isinstance(config, ServerConfig)
+
+    async def upgrade() -> str:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(config.resolved_database_url())
+        try:
+            await migrate.upgrade(engine)
+            return await migrate.current_revision(engine) or ""
+        finally:
+            await engine.dispose()
+
+    revision = asyncio.run(upgrade())
+    print(f"schema at revision {revision}")
+    return 0

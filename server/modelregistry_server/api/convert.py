@@ -1,0 +1,102 @@
+"""Conversions between protobuf messages and domain values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from modelregistry.v1 import resources_pb2 as pb
+
+from ..domain.resources import (
+    Alias,
+    Artifact,
+    Model,
+    ModelFields,
+    ModelVersion,
+    VersionFields,
+    VersionState,
+)
+
+_STATE_TO_PB = {
+    VersionState.PENDING_UPLOAD: pb.ModelVersion.PENDING_UPLOAD,
+    VersionState.READY: pb.ModelVersion.READY,
+    VersionState.ARCHIVED: pb.ModelVersion.ARCHIVED,
+}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+
+
+def timestamp(us: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def model_to_pb(m: Model) -> pb.Model:
+    return pb.Model(
+        name=str(m.name),
+        uid=m.uid,
+        display_name=m.display_name,
+        description=m.description,
+        labels=m.labels,
+        create_time=timestamp(m.create_time_us),
+        update_time=timestamp(m.update_time_us),
+        etag=m.etag,
+        latest_version=m.latest_version,
+    )
+
+
+def model_fields(m: pb.Model) -> ModelFields:
+    return ModelFields(
+        display_name=m.display_name, description=m.description, labels=dict(m.labels)
+    )
+
+
+def artifact_to_pb(a: Artifact | None) -> pb.Artifact | None:
+    if a is None:
+        return None
+    return pb.Artifact(
+        digest=a.digest,
+        size_bytes=a.size_bytes,
+        chunk_size_bytes=a.chunk_size_bytes,
+        media_type=a.media_type,
+    )
+
+
+def version_to_pb(v: ModelVersion) -> pb.ModelVersion:
+    metadata = struct_pb2.Struct()
+    metadata.update(v.metadata)
+    return pb.ModelVersion(
+        name=str(v.name),
+        uid=v.uid,
+        version=v.name.version,
+        state=_STATE_TO_PB[v.state],
+        source_uri=v.source_uri,
+        description=v.description,
+        labels=v.labels,
+        metadata=metadata,
+        artifact=artifact_to_pb(v.artifact),
+        create_time=timestamp(v.create_time_us),
+        update_time=timestamp(v.update_time_us),
+        etag=v.etag,
+    )
+
+
+def version_fields(v: pb.ModelVersion) -> VersionFields:
+    metadata: dict[str, Any] = (
+        json_format.MessageToDict(v.metadata) if v.HasField("metadata") else {}
+    )
+    return VersionFields(
+        source_uri=v.source_uri,
+        description=v.description,
+        labels=dict(v.labels),
+        metadata=metadata,
+        state=_STATE_FROM_PB.get(v.state),
+    )
+
+
+def alias_to_pb(a: Alias) -> pb.Alias:
+    return pb.Alias(
+        name=str(a.name),
+        version=str(a.version),
+        create_time=timestamp(a.create_time_us),
+        update_time=timestamp(a.update_time_us),
+        etag=a.etag,
+    )

@@ -1,0 +1,58 @@
+"""The one table from domain errors to gRPC status codes.
+
+Every error carries a google.rpc.Status with exactly one ErrorInfo
+(domain `modelregistry.v1`, a stable reason, string metadata).
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from ..domain.errors import DomainError, ErrorKind
+
+ERROR_DOMAIN = "modelregistry.v1"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+CODES: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
+    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+def rich_status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    """(code, message, trailing metadata carrying the google.rpc.Status)."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
+    return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def from_domain(
+    error: DomainError, request_id: str
+) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    metadata = dict(error.metadata)
+    metadata["request_id"] = request_id
+    return rich_status(CODES[error.kind], error.message, error.reason, metadata)
+
+
+def internal(request_id: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    return rich_status(
+        grpc.StatusCode.INTERNAL,
+        f"internal error; quote request id {request_id} to the operators",
+        "INTERNAL",
+        {"request_id": request_id},
+    )

@@ -1,0 +1,133 @@
+"""RegistryService over gRPC: parse the request, call the use case, convert the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import empty_pb2
+from modelregistry.v1 import registry_service_pb2 as rpc
+from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
+from modelregistry.v1 import resources_pb2 as pb
+
+from ..domain.names import parse_alias_name, parse_model_name, parse_version_name
+from ..service.registry import Registry
+from . import convert
+
+Ctx = Any  # grpc.aio.ServicerContext
+
+
+class RegistryServicer(rpc_grpc.RegistryServiceServicer):
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    async def CreateModel(self, request: rpc.CreateModelRequest, context: Ctx) -> pb.Model:
+        fields = convert.model_fields(request.model)
+        model = await self._registry.create_model(request.model_id, fields)
+        return convert.model_to_pb(model)
+
+    async def GetModel(self, request: rpc.GetModelRequest, context: Ctx) -> pb.Model:
+        model = await self._registry.get_model(parse_model_name(request.name))
+        return convert.model_to_pb(model)
+
+    async def ListModels(
+        self, request: rpc.ListModelsRequest, context: Ctx
+    ) -> rpc.ListModelsResponse:
+        models, token = await self._registry.list_models(
+            request.page_size, request.page_token, request.filter
+        )
+        return rpc.ListModelsResponse(
+            models=[convert.model_to_pb(m) for m in models], next_page_token=token
+        )
+
+    async def UpdateModel(self, request: rpc.UpdateModelRequest, context: Ctx) -> pb.Model:
+        name = parse_model_name(request.model.name, "model.name")
+        model = await self._registry.update_model(
+            name,
+            convert.model_fields(request.model),
+            list(request.update_mask.paths),
+            request.model.etag,
+        )
+        return convert.model_to_pb(model)
+
+    async def DeleteModel(self, request: rpc.DeleteModelRequest, context: Ctx) -> empty_pb2.Empty:
+        name = parse_model_name(request.name)
+        await self._registry.delete_model(name, request.etag, request.force)
+        return empty_pb2.Empty()
+
+    async def CreateModelVersion(
+        self, request: rpc.CreateModelVersionRequest, context: Ctx
+    ) -> pb.ModelVersion:
+        parent = parse_model_name(request.parent, "parent")
+        version = await self._registry.create_version(
+            parent, convert.version_fields(request.model_version)
+        )
+        return convert.version_to_pb(version)
+
+    async def GetModelVersion(
+        self, request: rpc.GetModelVersionRequest, context: Ctx
+    ) -> pb.ModelVersion:
+        version = await self._registry.get_version(parse_version_name(request.name))
+        return convert.version_to_pb(version)
+
+    async def ListModelVersions(
+        self, request: rpc.ListModelVersionsRequest, context: Ctx
+    ) -> rpc.ListModelVersionsResponse:
+        parent = parse_model_name(request.parent, "parent")
+        versions, token = await self._registry.list_versions(
+            parent, request.page_size, request.page_token, request.filter
+        )
+        return rpc.ListModelVersionsResponse(
+            model_versions=[convert.version_to_pb(v) for v in versions], next_page_token=token
+        )
+
+    async def UpdateModelVersion(
+        self, request: rpc.UpdateModelVersionRequest, context: Ctx
+    ) -> pb.ModelVersion:
+        name = parse_version_name(request.model_version.name, "model_version.name")
+        version = await self._registry.update_version(
+            name,
+            convert.version_fields(request.model_version),
+            list(request.update_mask.paths),
+            request.model_version.etag,
+        )
+        return convert.version_to_pb(version)
+
+    async def DeleteModelVersion(
+        self, request: rpc.DeleteModelVersionRequest, context: Ctx
+    ) -> empty_pb2.Empty:
+        name = parse_version_name(request.name)
+        await self._registry.delete_version(name, request.etag, request.force)
+        return empty_pb2.Empty()
+
+    async def SetAlias(self, request: rpc.SetAliasRequest, context: Ctx) -> pb.Alias:
+        name = parse_alias_name(request.alias.name, "alias.name")
+        version = parse_version_name(request.alias.version, "alias.version")
+        alias = await self._registry.set_alias(name, version, request.etag)
+        return convert.alias_to_pb(alias)
+
+    async def GetAlias(self, request: rpc.GetAliasRequest, context: Ctx) -> pb.Alias:
+        alias = await self._registry.get_alias(parse_alias_name(request.name))
+        return convert.alias_to_pb(alias)
+
+    async def ListAliases(
+        self, request: rpc.ListAliasesRequest, context: Ctx
+    ) -> rpc.ListAliasesResponse:
+        parent = parse_model_name(request.parent, "parent")
+        aliases, token = await self._registry.list_aliases(
+            parent, request.page_size, request.page_token
+        )
+        return rpc.ListAliasesResponse(
+            aliases=[convert.alias_to_pb(a) for a in aliases], next_page_token=token
+        )
+
+    async def DeleteAlias(self, request: rpc.DeleteAliasRequest, context: Ctx) -> empty_pb2.Empty:
+        await self._registry.delete_alias(parse_alias_name(request.name), request.etag)
+        return empty_pb2.Empty()
+
+    async def ResolveAlias(
+        self, request: rpc.ResolveAliasRequest, context: Ctx
+    ) -> rpc.ResolveAliasResponse:
+        alias, version = await self._registry.resolve_alias(parse_alias_name(request.name))
+        return rpc.ResolveAliasResponse(
+            alias=convert.alias_to_pb(alias), model_version=convert.version_to_pb(version)
+        )

@@ -1,0 +1,34 @@
+"""Who is calling and which request this is, for logs, traces and (later) access control."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    method: str
+    # The authenticated caller: the client certificate's subject under mutual
+    # TLS, otherwise "anonymous".
+    caller: str
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "modelreg_request", default=None
+)
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+def bind(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
+    return _current.set(ctx)
+
+
+def unbind(token: contextvars.Token[RequestContext | None]) -> None:
+    _current.reset(token)

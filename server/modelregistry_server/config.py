@@ -1,0 +1,43 @@
+"""Server configuration, filled from `modelreg serve` flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_DATA_DIR = "./modelreg-data"
+# Room for a 4 MiB artifact chunk plus its envelope.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    # Empty: SQLite at <data_dir>/registry.db.
+    database_url: str = ""
+    # Empty: a local directory at <data_dir>/blobs.
+    blob_store: str = ""
+    migrate: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Set: clients must present a certificate signed by this CA (mutual TLS).
+    tls_client_ca: Path | None = None
+    # Seconds in-flight RPCs get to finish on SIGTERM.
+    shutdown_grace: float = 15.0
+    # none | console | otlp (OTLP/gRPC, endpoint from OTEL_EXPORTER_OTLP_ENDPOINT).
+    telemetry: str = "none"
+    log_format: str = "json"
+    log_level: str = "INFO"
+    db_pool_size: int = 20
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    def resolved_blob_store(self) -> str:
+        if self.blob_store:
+            return self.blob_store
+        return f"file://{(self.data_dir / 'blobs').resolve()}"

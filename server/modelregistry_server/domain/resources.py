@@ -1,0 +1,88 @@
+"""The registry's resources as immutable values."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .names import AliasName, ModelName, VersionName
+
+
+class VersionState(enum.Enum):
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    READY = "READY"
+    ARCHIVED = "ARCHIVED"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    digest: str
+    size_bytes: int
+    chunk_size_bytes: int = 0
+    media_type: str = ""
+
+
+@dataclass(frozen=True)
+class Model:
+    name: ModelName
+    uid: str
+    display_name: str
+    description: str
+    labels: dict[str, str]
+    create_time_us: int
+    update_time_us: int
+    etag: str
+    latest_version: int
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: VersionName
+    uid: str
+    state: VersionState
+    source_uri: str
+    description: str
+    labels: dict[str, str]
+    metadata: dict[str, Any]
+    artifact: Artifact | None
+    create_time_us: int
+    update_time_us: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    name: AliasName
+    version: VersionName
+    create_time_us: int
+    update_time_us: int
+    etag: str
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; `more` says whether rows follow the last one."""
+
+    items: list[T] = field(default_factory=list)
+    more: bool = False
+
+
+# Writable fields, as named in update masks.
+@dataclass(frozen=True)
+class ModelFields:
+    display_name: str = ""
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionFields:
+    source_uri: str = ""
+    description: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    state: VersionState | None = None

@@ -1,0 +1,182 @@
+"""Use cases of the control plane: one unit of work per RPC.
+
+Validates what the transport handed over (field limits, masks, filters,
+page tokens), applies the domain rules and calls the store. Knows nothing
+of gRPC or SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..domain import validation as check
+from ..domain.errors import InvalidArgument
+from ..domain.etags import parse_etag
+from ..domain.filters import parse_filter
+from ..domain.names import AliasName, ModelName, VersionName, validate_id
+from ..domain.resources import (
+    Alias,
+    Model,
+    ModelFields,
+    ModelVersion,
+    VersionFields,
+    VersionState,
+)
+from ..domain.rules import initial_state
+from ..store.base import RegistryStore
+from .page_tokens import PageTokens, coerce_page_size
+from .update_masks import resolve_mask
+
+MODEL_PATHS = frozenset({"display_name", "description", "labels"})
+VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "state"})
+
+
+def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
+    return ModelFields(
+        display_name=check.check_display_name(fields.display_name, f"{prefix}.display_name"),
+        description=check.check_description(fields.description, f"{prefix}.description"),
+        labels=check.check_labels(fields.labels, f"{prefix}.labels"),
+    )
+
+
+def _checked_version_fields(fields: VersionFields, prefix: str) -> VersionFields:
+    return replace(
+        fields,
+        source_uri=check.check_source_uri(fields.source_uri, f"{prefix}.source_uri"),
+        description=check.check_description(fields.description, f"{prefix}.description"),
+        labels=check.check_labels(fields.labels, f"{prefix}.labels"),
+        metadata=check.check_metadata(fields.metadata, f"{prefix}.metadata"),
+    )
+
+
+def _cursor_str(cursor: str | int | None) -> str | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str):
+        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+    return cursor
+
+
+def _cursor_int(cursor: str | int | None) -> int | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, int):
+        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+    return cursor
+
+
+class Registry:
+    def __init__(self, store: RegistryStore, tokens: PageTokens) -> None:
+        self._store = store
+        self._tokens = tokens
+
+    # -- models ---------------------------------------------------------------
+
+    async def create_model(self, model_id: str, fields: ModelFields) -> Model:
+        name = ModelName(validate_id(model_id, "model_id"))
+        return await self._store.create_model(name, _checked_model_fields(fields, "model"))
+
+    async def get_model(self, name: ModelName) -> Model:
+        return await self._store.get_model(name)
+
+    async def list_models(
+        self, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[Model], str]:
+        limit = coerce_page_size(page_size)
+        flt = parse_filter(filter_text, allow_state=False)
+        scope = f"ListModels|{flt.text}"
+        after = _cursor_str(self._tokens.decode(scope, page_token))
+        page = await self._store.list_models(flt, after, limit)
+        token = self._tokens.encode(scope, page.items[-1].name.model) if page.more else ""
+        return page.items, token
+
+    async def update_model(
+        self, name: ModelName, fields: ModelFields, mask: list[str], etag: str
+    ) -> Model:
+        populated = {
+            "display_name": bool(fields.display_name),
+            "description": bool(fields.description),
+            "labels": bool(fields.labels),
+        }
+        paths = resolve_mask(mask, MODEL_PATHS, populated, MODEL_PATHS)
+        checked = _checked_model_fields(fields, "model")
+        return await self._store.update_model(name, checked, paths, parse_etag(etag, "model.etag"))
+
+    async def delete_model(self, name: ModelName, etag: str, force: bool) -> None:
+        await self._store.delete_model(name, parse_etag(etag), force)
+
+    # -- versions -------------------------------------------------------------
+
+    async def create_version(self, parent: ModelName, fields: VersionFields) -> ModelVersion:
+        checked = _checked_version_fields(fields, "model_version")
+        checked = replace(checked, state=initial_state(checked.source_uri))
+        return await self._store.create_version(parent, checked)
+
+    async def get_version(self, name: VersionName) -> ModelVersion:
+        return await self._store.get_version(name)
+
+    async def list_versions(
+        self, parent: ModelName, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[ModelVersion], str]:
+        limit = coerce_page_size(page_size)
+        flt = parse_filter(filter_text, allow_state=True)
+        scope = f"ListModelVersions|{parent}|{flt.text}"
+        before = _cursor_int(self._tokens.decode(scope, page_token))
+        page = await self._store.list_versions(parent, flt, before, limit)
+        token = self._tokens.encode(scope, page.items[-1].name.version) if page.more else ""
+        return page.items, token
+
+    async def update_version(
+        self, name: VersionName, fields: VersionFields, mask: list[str], etag: str
+    ) -> ModelVersion:
+        populated = {
+            "description": bool(fields.description),
+            "labels": bool(fields.labels),
+            "metadata": bool(fields.metadata),
+            "source_uri": bool(fields.source_uri),
+            "state": fields.state is not None,
+        }
+        paths = resolve_mask(mask, VERSION_PATHS, populated, VERSION_PATHS - {"state"})
+        if "state" in paths and fields.state not in (VersionState.READY, VersionState.ARCHIVED):
+            raise InvalidArgument(
+                "INVALID_FIELD",
+                "model_version.state: only READY or ARCHIVED can be set",
+                "model_version.state",
+            )
+        checked = _checked_version_fields(fields, "model_version")
+        return await self._store.update_version(
+            name, checked, paths, parse_etag(etag, "model_version.etag")
+        )
+
+    async def delete_version(self, name: VersionName, etag: str, force: bool) -> None:
+        await self._store.delete_version(name, parse_etag(etag), force)
+
+    # -- aliases --------------------------------------------------------------
+
+    async def set_alias(self, name: AliasName, version: VersionName, etag: str) -> Alias:
+        if version.model != name.model:
+            raise InvalidArgument(
+                "INVALID_FIELD",
+                f"alias.version: {version} belongs to another model than {name}",
+                "alias.version",
+            )
+        return await self._store.set_alias(name, version.version, parse_etag(etag))
+
+    async def get_alias(self, name: AliasName) -> Alias:
+        return await self._store.get_alias(name)
+
+    async def list_aliases(
+        self, parent: ModelName, page_size: int, page_token: str
+    ) -> tuple[list[Alias], str]:
+        limit = coerce_page_size(page_size)
+        scope = f"ListAliases|{parent}"
+        after = _cursor_str(self._tokens.decode(scope, page_token))
+        page = await self._store.list_aliases(parent, after, limit)
+        token = self._tokens.encode(scope, page.items[-1].name.alias) if page.more else ""
+        return page.items, token
+
+    async def delete_alias(self, name: AliasName, etag: str) -> None:
+        await self._store.delete_alias(name, parse_etag(etag))
+
+    async def resolve_alias(self, name: AliasName) -> tuple[Alias, ModelVersion]:
+        return await self._store.resolve_alias(name)

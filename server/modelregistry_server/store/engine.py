@@ -1,0 +1,67 @@
+"""Engine construction: URL normalisation and per-dialect connection setup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+WRITE_OPTION = "modelreg_write"
+
+
+def normalize_url(url: str) -> str:
+    """Pick the async driver for a plain `postgresql://` or `sqlite://` URL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite" and parsed.drivername != "sqlite+aiosqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend not in ("postgresql", "sqlite"):
+        raise ValueError(f"unsupported database {backend!r}: use postgresql:// or sqlite://")
+    return parsed.render_as_string(hide_password=False)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    url = normalize_url(url)
+    if is_sqlite(url):
+        engine = create_async_engine(url)
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE for writes.
+
+    pysqlite's own transaction handling is turned off so that a write
+    transaction takes the write lock at BEGIN: two writers then queue on the
+    busy timeout instead of failing when a read lock cannot be upgraded.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

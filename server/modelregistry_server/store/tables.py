@@ -1,0 +1,101 @@
+"""The SQL schema (SQLAlchemy Core), shared by PostgreSQL and SQLite.
+
+Every table has a surrogate `id` that is never reused (identity on
+PostgreSQL, AUTOINCREMENT on SQLite) and a `row_version` counter that is
+bumped on every write; together they form the resource's etag. Times are
+microseconds since the Unix epoch (portable, exact, cheap to compare).
+The migrations under `migrations/` create exactly this schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("uid", String(36), nullable=False, unique=True),
+    Column("display_name", String(256), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("labels", Json, nullable=False),
+    # Last version number handed out; bumped with a row lock, never reused.
+    Column("latest_version", BigInteger, nullable=False, default=0),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("uid", String(36), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("source_uri", String(2048), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("labels", Json, nullable=False),
+    Column("metadata", Json, nullable=False),
+    Column("artifact_digest", String(71), nullable=True),
+    Column("artifact_size", BigInteger, nullable=True),
+    Column("artifact_chunk_size", BigInteger, nullable=True),
+    Column("artifact_media_type", String(128), nullable=True),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "version"),
+    sqlite_autoincrement=True,
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("version_id", Id, ForeignKey("model_versions.id"), nullable=False),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "name"),
+    Index(None, "version_id"),
+    sqlite_autoincrement=True,
+)
+
+# Server-wide settings shared by every replica (the page-token signing key).
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
