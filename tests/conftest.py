@@ -11,12 +11,16 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running, start
+
+if TYPE_CHECKING:
+    from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
 PG_HOST = os.environ.get("MODELREG_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("MODELREG_TEST_PG_PORT", "5432"))
@@ -99,5 +103,5 @@ async def channel(server: Running) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture
-def registry(channel: grpc.aio.Channel) -> registry_service_pb2_grpc.RegistryServiceStub:
+def registry(channel: grpc.aio.Channel) -> RegistryServiceAsyncStub:
     return registry_service_pb2_grpc.RegistryServiceStub(channel)

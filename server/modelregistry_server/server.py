@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from modelregistry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
@@ -37,7 +38,7 @@ class Running:
     server: grpc.aio.Server
     port: int
     store: SqlRegistryStore
-    health: health.aio.HealthServicer
+    health: HealthServicer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -62,7 +63,7 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     )
 
 
-async def _set_health(servicer: health.aio.HealthServicer, serving: bool) -> None:
+async def _set_health(servicer: HealthServicer, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
@@ -123,7 +124,7 @@ async def start(config: ServerConfig) -> Running:
     store = SqlRegistryStore(engine)
     tokens = PageTokens()
     registry = Registry(store, tokens)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = HealthServicer()
     ready = asyncio.Event()
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

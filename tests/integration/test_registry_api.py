@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
-from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
-Stub = registry_service_pb2_grpc.RegistryServiceStub
+Stub = RegistryServiceAsyncStub
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    md = dict(err.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(md["grpc-status-details-bin"])
+    trailers: Any = err.trailing_metadata() or ()
+    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
+    assert isinstance(raw, bytes)
+    status = status_pb2.Status.FromString(raw)
     assert len(status.details) == 1
     info = error_details_pb2.ErrorInfo()
     status.details[0].Unpack(info)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="run the registry server")
-    serve.add_argument("--listen", default="127.0.0.1:50051", help="HOST:PORT (default %(default)s)")
+    serve.add_argument(
+        "--listen", default="127.0.0.1:50051", help="HOST:PORT (default %(default)s)"
+    )
     serve.add_argument(
         "--data-dir", default="./modelreg-data", help="for the embedded database and blobs"
     )

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -41,9 +41,9 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
 def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     auth = context.auth_context()
     for key in ("x509_subject", "x509_common_name"):
-        values = auth.get(key)
+        values = list(auth.get(key) or ())
         if values:
-            return values[0].decode(errors="replace")
+            return bytes(values[0]).decode(errors="replace")
     return ANONYMOUS
 
 
@@ -126,8 +126,8 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    ready: Ready, method: str, behavior: Callable[[Any, Any], AsyncIterator[Any]]
-) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    ready: Ready, method: str, behavior: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
         token = request_context.bind(call.ctx)
@@ -148,7 +148,7 @@ def _wrap_stream(
     return wrapper
 
 
-class RequestInterceptor(grpc.aio.ServerInterceptor):
+class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """`ready` says whether storage is prepared; until then RPCs get UNAVAILABLE."""
 
     def __init__(self, ready: Callable[[], bool]) -> None:
