@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -10,9 +10,11 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
-from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
-Stub = RegistryServiceAsyncStub
+if TYPE_CHECKING:
+    from modelregistry.v1.registry_service_pb2_grpc import (
+        RegistryServiceAsyncStub as Stub,
+    )
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
