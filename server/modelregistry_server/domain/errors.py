@@ -100,3 +100,66 @@ def version_not_found(name: str) -> NotFound:
 
 def alias_not_found(name: str) -> NotFound:
     return NotFound("ALIAS_NOT_FOUND", f"alias {name} not found", {"resource": name})
+
+
+# Blob store errors. Reasons are part of the contract: clients branch on them.
+
+
+def blob_not_found(digest: str) -> NotFound:
+    return NotFound("BLOB_NOT_FOUND", f"blob {digest} not found", {"digest": digest})
+
+
+def offset_out_of_range(offset: int, size: int) -> OutOfRange:
+    return OutOfRange(
+        "OFFSET_OUT_OF_RANGE",
+        f"offset {offset} is past the end of the blob ({size} bytes)",
+        {"offset": str(offset), "size": str(size)},
+    )
+
+
+def digest_mismatch(expected: str, actual: str) -> InvalidArgument:
+    """The declared digest disagrees with the bytes received (a client error, not ours)."""
+    return InvalidArgument(
+        "DIGEST_MISMATCH",
+        f"the uploaded bytes hash to {actual}, not the declared {expected}",
+        "expected_digest",
+    )
+
+
+def size_mismatch(expected: int, actual: int) -> InvalidArgument:
+    return InvalidArgument(
+        "SIZE_MISMATCH",
+        f"{actual} bytes were uploaded, not the declared {expected}",
+        "expected_size",
+    )
+
+
+def upload_not_found(upload_id: str) -> NotFound:
+    return NotFound(
+        "UPLOAD_NOT_FOUND",
+        f"upload {upload_id} not found (finished, cancelled or expired)",
+        {"upload_id": upload_id},
+    )
+
+
+def upload_exists(upload_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        "UPLOAD_EXISTS", f"upload {upload_id} already exists", {"upload_id": upload_id}
+    )
+
+
+def upload_finished(upload_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "UPLOAD_FINISHED",
+        f"upload {upload_id} is already committed, cancelled or closed",
+        {"upload_id": upload_id},
+    )
+
+
+def blob_store_unavailable(detail: str) -> Unavailable:
+    """`detail` must be safe to show: a category, never a raw exception text."""
+    return Unavailable("BLOB_STORE_UNAVAILABLE", f"the blob store is unavailable: {detail}")
+
+
+def blob_store_full() -> ResourceExhausted:
+    return ResourceExhausted("BLOB_STORE_FULL", "the blob store is out of space")
