@@ -1,0 +1,68 @@
+"""Python SDK for the modelreg model registry.
+
+    async with RegistryClient("registry:50051") as registry:
+        resolved = await registry.resolve_alias("models/fraud/aliases/production")
+
+`SyncRegistryClient` offers the same methods, blocking. Both return the
+`modelregistry.v1` protobuf messages and raise `RegistryError` subclasses.
+"""
+
+from .client import RegistryClient
+from .errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RegistryError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from .messages import (
+    Alias,
+    Artifact,
+    ListAliasesResponse,
+    ListModelsResponse,
+    ListModelVersionsResponse,
+    Model,
+    ModelVersion,
+    ResolveAliasResponse,
+)
+from .sync import SyncRegistryClient
+from .transport import DEFAULT_TARGET, NO_RETRY, RetryPolicy
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "NO_RETRY",
+    "Alias",
+    "AlreadyExistsError",
+    "Artifact",
+    "ConflictError",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "ListAliasesResponse",
+    "ListModelVersionsResponse",
+    "ListModelsResponse",
+    "Model",
+    "ModelVersion",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "RegistryClient",
+    "RegistryError",
+    "ResolveAliasResponse",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "SyncRegistryClient",
+    "UnauthenticatedError",
+    "UnavailableError",
+]

@@ -1,0 +1,372 @@
+"""`RegistryClient`: the async SDK for models, versions and aliases.
+
+Methods take and return the protobuf messages of `modelregistry.v1` so that
+what a caller holds is exactly what went over the wire (including the etag
+to send back). Failures raise `modelregistry.errors.RegistryError`
+subclasses; reads are retried on UNAVAILABLE, writes never.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
+
+from .errors import REQUEST_ID_KEY, from_rpc_error
+from .messages import field_mask, to_struct, version_name, with_etag
+from .transport import (
+    DEFAULT_TARGET,
+    Pem,
+    RetryPolicy,
+    channel_credentials,
+    open_channel,
+)
+from .v1 import registry_service_pb2 as rpc
+from .v1 import registry_service_pb2_grpc
+from .v1 import resources_pb2 as pb
+
+if TYPE_CHECKING:
+    from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+Page = TypeVar("Page", bound=Message)
+Item = TypeVar("Item")
+
+
+class RegistryClient:
+    """Async client for `modelregistry.v1.RegistryService`.
+
+    Use it as an async context manager, or call `close()`. `timeout` applies
+    to each attempt of each call (None: no deadline). Give `root_ca` (and
+    for mutual TLS `client_cert` plus `client_key`), or `tls=True` for the
+    system roots; otherwise the channel is plaintext. Every method accepts
+    `request_id`, sent as `x-request-id` so the server logs can be matched.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        tls: bool = False,
+        root_ca: Pem | None = None,
+        client_cert: Pem | None = None,
+        client_key: Pem | None = None,
+        timeout: float | None = 10.0,
+        retry: RetryPolicy | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._credentials = channel_credentials(
+            tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key
+        )
+        self._options = tuple(options)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_instance: RegistryServiceAsyncStub | None = None
+
+    async def __aenter__(self) -> Self:
+        self._stub()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Closes the channel; calls in flight are cancelled."""
+        channel, self._channel, self._stub_instance = self._channel, None, None
+        if channel is not None:
+            await channel.close(None)
+
+    def _stub(self) -> RegistryServiceAsyncStub:
+        # Created on first use: an aio channel belongs to the loop running
+        # when it is made, which need not exist when the client is built.
+        if self._stub_instance is None:
+            self._channel = open_channel(self.target, self._credentials, self._options)
+            self._stub_instance = registry_service_pb2_grpc.RegistryServiceStub(self._channel)
+        return self._stub_instance
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        request_id: str | None,
+        *,
+        read: bool,
+    ) -> Resp:
+        metadata = grpc.aio.Metadata((REQUEST_ID_KEY, request_id)) if request_id else None
+        attempts = self.retry.max_attempts if read else 1
+        attempt = 1
+        while True:
+            try:
+                return await method(request, timeout=self.timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
+                    raise from_rpc_error(err) from err
+            await asyncio.sleep(self.retry.backoff(attempt))
+            attempt += 1
+
+    @staticmethod
+    async def _iterate(
+        fetch: Callable[[str], Awaitable[Page]],
+        items: Callable[[Page], Iterable[Item]],
+        next_token: Callable[[Page], str],
+    ) -> AsyncIterator[Item]:
+        token = ""
+        while True:
+            page = await fetch(token)
+            for item in items(page):
+                yield item
+            token = next_token(page)
+            if not token:
+                return
+
+    # Models
+
+    async def create_model(
+        self,
+        model_id: str,
+        *,
+        display_name: str = "",
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> pb.Model:
+        """Creates `models/{model_id}`; AlreadyExistsError if the name is taken."""
+        model = pb.Model(display_name=display_name, description=description, labels=labels)
+        request = rpc.CreateModelRequest(model_id=model_id, model=model)
+        return await self._call(self._stub().CreateModel, request, request_id, read=False)
+
+    async def get_model(self, name: str, *, request_id: str | None = None) -> pb.Model:
+        """Returns `models/{model}`; NotFoundError (MODEL_NOT_FOUND) if absent."""
+        request = rpc.GetModelRequest(name=name)
+        return await self._call(self._stub().GetModel, request, request_id, read=True)
+
+    async def list_models_page(
+        self,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        request_id: str | None = None,
+    ) -> rpc.ListModelsResponse:
+        """One page of models in name order, for callers that keep the token themselves."""
+        request = rpc.ListModelsRequest(filter=filter, page_size=page_size, page_token=page_token)
+        return await self._call(self._stub().ListModels, request, request_id, read=True)
+
+    def list_models(
+        self, *, filter: str = "", page_size: int = 0, request_id: str | None = None
+    ) -> AsyncIterator[pb.Model]:
+        """Every model matching `filter`, in name order, fetching pages as needed."""
+
+        async def fetch(token: str) -> rpc.ListModelsResponse:
+            return await self.list_models_page(
+                filter=filter, page_size=page_size, page_token=token, request_id=request_id
+            )
+
+        return self._iterate(fetch, lambda p: p.models, lambda p: p.next_page_token)
+
+    async def update_model(
+        self,
+        model: pb.Model,
+        update_mask: Iterable[str],
+        *,
+        etag: str | None = None,
+        request_id: str | None = None,
+    ) -> pb.Model:
+        """Updates the fields of `model` named in `update_mask`.
+
+        Conditional on `model.etag` (as returned by a read) unless `etag`
+        overrides it; "" makes the write unconditional. ConflictError
+        (ETAG_MISMATCH) if the model changed in between.
+        """
+        if etag is not None:
+            model = with_etag(model, etag)
+        request = rpc.UpdateModelRequest(model=model, update_mask=field_mask(update_mask))
+        return await self._call(self._stub().UpdateModel, request, request_id, read=False)
+
+    async def delete_model(
+        self,
+        name: str,
+        *,
+        etag: str = "",
+        force: bool = False,
+        request_id: str | None = None,
+    ) -> None:
+        """Deletes a model; FailedPreconditionError (MODEL_HAS_VERSIONS) unless
+        it has no versions or `force` is set (which deletes them and their aliases)."""
+        request = rpc.DeleteModelRequest(name=name, etag=etag, force=force)
+        await self._call(self._stub().DeleteModel, request, request_id, read=False)
+
+    # Versions
+
+    async def create_model_version(
+        self,
+        parent: str,
+        *,
+        source_uri: str = "",
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | struct_pb2.Struct | None = None,
+        request_id: str | None = None,
+    ) -> pb.ModelVersion:
+        """Creates the next version of model `parent`; the server picks the number.
+
+        A version with a `source_uri` is READY at once. `metadata` is any
+        JSON-like mapping (metrics, parameters...).
+        """
+        version = pb.ModelVersion(
+            source_uri=source_uri,
+            description=description,
+            labels=labels,
+            metadata=to_struct(metadata),
+        )
+        request = rpc.CreateModelVersionRequest(parent=parent, model_version=version)
+        return await self._call(self._stub().CreateModelVersion, request, request_id, read=False)
+
+    async def get_model_version(
+        self, name: str, *, request_id: str | None = None
+    ) -> pb.ModelVersion:
+        """Returns `models/{model}/versions/{version}`; NotFoundError if absent."""
+        request = rpc.GetModelVersionRequest(name=name)
+        return await self._call(self._stub().GetModelVersion, request, request_id, read=True)
+
+    async def list_model_versions_page(
+        self,
+        parent: str,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        request_id: str | None = None,
+    ) -> rpc.ListModelVersionsResponse:
+        """One page of a model's versions, newest first."""
+        request = rpc.ListModelVersionsRequest(
+            parent=parent, filter=filter, page_size=page_size, page_token=page_token
+        )
+        return await self._call(self._stub().ListModelVersions, request, request_id, read=True)
+
+    def list_model_versions(
+        self,
+        parent: str,
+        *,
+        filter: str = "",
+        page_size: int = 0,
+        request_id: str | None = None,
+    ) -> AsyncIterator[pb.ModelVersion]:
+        """Every version of model `parent` matching `filter`, newest first."""
+
+        async def fetch(token: str) -> rpc.ListModelVersionsResponse:
+            return await self.list_model_versions_page(
+                parent, filter=filter, page_size=page_size, page_token=token, request_id=request_id
+            )
+
+        return self._iterate(fetch, lambda p: p.model_versions, lambda p: p.next_page_token)
+
+    async def update_model_version(
+        self,
+        model_version: pb.ModelVersion,
+        update_mask: Iterable[str],
+        *,
+        etag: str | None = None,
+        request_id: str | None = None,
+    ) -> pb.ModelVersion:
+        """Updates the fields of `model_version` named in `update_mask`
+        (description, labels, metadata, source_uri, state).
+
+        Conditional on `model_version.etag` unless `etag` overrides it, as
+        for `update_model`.
+        """
+        if etag is not None:
+            model_version = with_etag(model_version, etag)
+        request = rpc.UpdateModelVersionRequest(
+            model_version=model_version, update_mask=field_mask(update_mask)
+        )
+        return await self._call(self._stub().UpdateModelVersion, request, request_id, read=False)
+
+    async def delete_model_version(
+        self,
+        name: str,
+        *,
+        etag: str = "",
+        force: bool = False,
+        request_id: str | None = None,
+    ) -> None:
+        """Deletes a version; FailedPreconditionError (VERSION_HAS_ALIASES) if an
+        alias points at it, unless `force` is set. Its number is never reused."""
+        request = rpc.DeleteModelVersionRequest(name=name, etag=etag, force=force)
+        await self._call(self._stub().DeleteModelVersion, request, request_id, read=False)
+
+    # Aliases
+
+    async def set_alias(
+        self,
+        name: str,
+        version: int | str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+    ) -> pb.Alias:
+        """Points alias `name` (`models/{model}/aliases/{alias}`) at `version`.
+
+        `version` is a number of the same model or a full version name. With
+        `etag` (from a read of the alias) this is a compare-and-set: exactly
+        one of many concurrent callers wins, the others get ConflictError.
+        """
+        alias = pb.Alias(name=name, version=version_name(name, version))
+        request = rpc.SetAliasRequest(alias=alias, etag=etag)
+        return await self._call(self._stub().SetAlias, request, request_id, read=False)
+
+    async def get_alias(self, name: str, *, request_id: str | None = None) -> pb.Alias:
+        """Returns an alias; NotFoundError (ALIAS_NOT_FOUND) if it is not set."""
+        request = rpc.GetAliasRequest(name=name)
+        return await self._call(self._stub().GetAlias, request, request_id, read=True)
+
+    async def list_aliases_page(
+        self,
+        parent: str,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        request_id: str | None = None,
+    ) -> rpc.ListAliasesResponse:
+        """One page of a model's aliases, in name order."""
+        request = rpc.ListAliasesRequest(parent=parent, page_size=page_size, page_token=page_token)
+        return await self._call(self._stub().ListAliases, request, request_id, read=True)
+
+    def list_aliases(
+        self, parent: str, *, page_size: int = 0, request_id: str | None = None
+    ) -> AsyncIterator[pb.Alias]:
+        """Every alias of model `parent`, in name order."""
+
+        async def fetch(token: str) -> rpc.ListAliasesResponse:
+            return await self.list_aliases_page(
+                parent, page_size=page_size, page_token=token, request_id=request_id
+            )
+
+        return self._iterate(fetch, lambda p: p.aliases, lambda p: p.next_page_token)
+
+    async def delete_alias(
+        self, name: str, *, etag: str = "", request_id: str | None = None
+    ) -> None:
+        """Deletes an alias, only if it still matches `etag` when one is given."""
+        request = rpc.DeleteAliasRequest(name=name, etag=etag)
+        await self._call(self._stub().DeleteAlias, request, request_id, read=False)
+
+    async def resolve_alias(
+        self, name: str, *, request_id: str | None = None
+    ) -> rpc.ResolveAliasResponse:
+        """The alias and the version it points at (with its artifact), in one read."""
+        request = rpc.ResolveAliasRequest(name=name)
+        return await self._call(self._stub().ResolveAlias, request, request_id, read=True)
