@@ -26,6 +26,8 @@ class ServerConfig:
     tls_client_ca: Path | None = None
     # Seconds in-flight RPCs get to finish on SIGTERM.
     shutdown_grace: float = 15.0
+    # Seconds between database checks once ready (health follows the result).
+    health_interval: float = 2.0
     # none | console | otlp (OTLP/gRPC, endpoint from OTEL_EXPORTER_OTLP_ENDPOINT).
     telemetry: str = "none"
     log_format: str = "json"

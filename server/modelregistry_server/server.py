@@ -11,13 +11,13 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
 from modelregistry.v1 import registry_service_pb2, registry_service_pb2_grpc
 
+from .api import reflection
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
 from .config import MAX_MESSAGE_BYTES, ServerConfig
-from .domain.errors import DomainError
 from .service.page_tokens import PageTokens, new_secret
 from .service.registry import Registry
 from .store import migrate
@@ -27,8 +27,16 @@ from .store.sqlalchemy_store import SqlRegistryStore
 log = logging.getLogger("modelreg.server")
 
 REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+# Health reports these names: "" (the whole server) and each API service.
+HEALTH_SERVICES = ("", REGISTRY_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
-HEALTH_INTERVAL_S = 2.0
+# A database that takes longer than this to answer `SELECT 1` counts as down.
+PING_TIMEOUT_S = 5.0
+MAX_RETRY_S = 5.0
+
+
+class SchemaOutOfDate(Exception):
+    """The database answers but its schema is not the one this build needs."""
 
 
 @dataclass
@@ -52,7 +60,10 @@ class Running:
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS from the flags; a client CA alone must not silently mean plaintext."""
     if not config.tls_cert:
+        if config.tls_key or config.tls_client_ca:
+            raise ValueError("--tls-key and --tls-client-ca need --tls-cert")
         return None
     if not config.tls_key:
         raise ValueError("--tls-cert needs --tls-key")
@@ -69,47 +80,73 @@ async def _set_health(servicer: HealthServicer, serving: bool) -> None:
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
-    for service in ("", REGISTRY_SERVICE):
+    for service in HEALTH_SERVICES:
         await servicer.set(service, status)
+
+
+async def _prepare(config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens) -> None:
+    """One attempt at making storage ready: schema, then shared settings."""
+    engine = store.engine
+    if config.migrate:
+        await migrate.upgrade(engine)
+    else:
+        current = await migrate.current_revision(engine)
+        if current != migrate.head_revision():
+            raise SchemaOutOfDate(current)
+    tokens.set_secret(await store.get_or_create_setting(PAGE_TOKEN_KEY, new_secret))
+
+
+async def _prepare_until_ready(
+    config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens
+) -> None:
+    """Retry `_prepare` with capped backoff: the database may still be starting,
+    or waiting for an operator to run `modelreg db upgrade`. Each distinct
+    problem is logged once, not once per attempt."""
+    delay = 0.2
+    last = ""
+    while True:
+        try:
+            await _prepare(config, store, tokens)
+            return
+        except SchemaOutOfDate as exc:
+            problem = f"schema:{exc.args[0]}"
+            if problem != last:
+                log.error(
+                    "database schema is out of date: run `modelreg db upgrade`",
+                    extra={"schema_revision": exc.args[0], "expected": migrate.head_revision()},
+                )
+        except Exception as exc:
+            problem = type(exc).__name__
+            if problem != last:
+                log.warning(
+                    "database not ready",
+                    extra={"error": type(exc).__name__, "detail": str(exc), "retry_in_s": delay},
+                )
+        last = problem
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RETRY_S)
+
+
+async def _database_answers(store: SqlRegistryStore) -> bool:
+    try:
+        await asyncio.wait_for(store.ping(), PING_TIMEOUT_S)
+    except Exception:
+        return False
+    return True
 
 
 async def _prepare_and_watch(
     config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens, running: Running
 ) -> None:
-    """Migrate and load shared settings once the database answers, then keep
-    health in step with the database."""
-    engine = store.engine
-    delay = 0.2
-    while True:
-        try:
-            if config.migrate:
-                await migrate.upgrade(engine)
-            else:
-                current = await migrate.current_revision(engine)
-                if current != migrate.head_revision():
-                    log.error(
-                        "database schema is at %s, expected %s: run `modelreg db upgrade`",
-                        current,
-                        migrate.head_revision(),
-                    )
-                    raise DomainError("SCHEMA_OUT_OF_DATE", "schema out of date")
-            tokens.set_secret(await store.get_or_create_setting(PAGE_TOKEN_KEY, new_secret))
-            break
-        except Exception as exc:  # retried: the database may still be starting
-            log.warning("database not ready: %s", type(exc).__name__, extra={"retry_in_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Become ready once storage is, then keep health in step with the database."""
+    await _prepare_until_ready(config, store, tokens)
     running.ready.set()
     await _set_health(running.health, True)
     log.info("ready", extra={"port": running.port})
     serving = True
     while True:
-        await asyncio.sleep(HEALTH_INTERVAL_S)
-        try:
-            await store.ping()
-            ok = True
-        except Exception:
-            ok = False
+        await asyncio.sleep(config.health_interval)
+        ok = await _database_answers(store)
         if ok != serving:
             serving = ok
             log.warning("database %s", "reachable again" if ok else "unreachable")
@@ -139,9 +176,7 @@ async def start(config: ServerConfig) -> Running:
         RegistryServicer(registry), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (REGISTRY_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflection.enable((REGISTRY_SERVICE, health.SERVICE_NAME, REFLECTION_SERVICE), server)
     creds = _credentials(config)
     if creds is None:
         port = server.add_insecure_port(config.listen)
@@ -161,12 +196,13 @@ async def start(config: ServerConfig) -> Running:
 
 
 async def serve(config: ServerConfig) -> None:
-    """Run until SIGTERM or SIGINT, then drain in-flight RPCs."""
-    running = await start(config)
+    """Run until SIGTERM or SIGINT, then drain: health turns NOT_SERVING, new
+    RPCs are refused, in-flight ones get `shutdown_grace` seconds to finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = await start(config)
     await stop.wait()
     log.info("shutting down", extra={"grace_s": config.shutdown_grace})
     await running.stop(config.shutdown_grace)

@@ -7,6 +7,7 @@ with the request id and never shown to the caller.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -15,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from opentelemetry import metrics, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.context import Context
 
 from ..domain.errors import DomainError, Unavailable
 from . import error_map, request_context
@@ -36,6 +38,14 @@ def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
         if key == REQUEST_ID_KEY and isinstance(value, str) and _REQUEST_ID.fullmatch(value):
             return value
     return uuid.uuid4().hex
+
+
+def _trace_parent(context: grpc.aio.ServicerContext[Any, Any]) -> Context:
+    """The caller's trace context (W3C `traceparent` metadata), if it sent one."""
+    carrier = {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+    return propagate.extract(carrier)
 
 
 def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -73,6 +83,15 @@ class _Call:
         self.code = code
         await self.context.abort(code, message, (*trailers, (REQUEST_ID_KEY, rid)))
 
+    def aborted(self) -> None:
+        """The servicer aborted by itself: record the code it chose."""
+        code = self.context.code()
+        self.code = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+    def cancelled(self) -> None:
+        """The caller went away or its deadline passed."""
+        self.code = grpc.StatusCode.CANCELLED
+
     def finish(self, span: trace.Span) -> None:
         elapsed_ms = (time.perf_counter() - self.start) * 1000
         attrs = {"rpc.method": self.ctx.method, "rpc.grpc.status_code": self.code.name}
@@ -109,12 +128,18 @@ def _wrap_unary(
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
         token = request_context.bind(call.ctx)
-        with _tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER) as span:
+        with _tracer.start_as_current_span(
+            method, context=_trace_parent(context), kind=trace.SpanKind.SERVER
+        ) as span:
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
                 _check_ready(ready)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
+                call.aborted()
+                raise
+            except asyncio.CancelledError:
+                call.cancelled()
                 raise
             except Exception as exc:
                 await call.fail(exc)
@@ -131,13 +156,19 @@ def _wrap_stream(
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
         token = request_context.bind(call.ctx)
-        with _tracer.start_as_current_span(method, kind=trace.SpanKind.SERVER) as span:
+        with _tracer.start_as_current_span(
+            method, context=_trace_parent(context), kind=trace.SpanKind.SERVER
+        ) as span:
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
                 _check_ready(ready)
                 async for response in behavior(request, context):
                     yield response
             except grpc.aio.AbortError:
+                call.aborted()
+                raise
+            except asyncio.CancelledError:
+                call.cancelled()
                 raise
             except Exception as exc:
                 await call.fail(exc)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -39,10 +40,17 @@ from .rows import filter_condition, to_alias, to_model, to_version
 from .tables import aliases, model_versions, models, settings
 
 M, V, A = models.c, model_versions.c, aliases.c
+_tracer = trace.get_tracer("modelreg.store")
 
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+def _failed(span: trace.Span, exc: BaseException) -> None:
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
 
 
 class SqlRegistryStore:
@@ -51,30 +59,49 @@ class SqlRegistryStore:
         self._dialect = engine.dialect.name
 
     @asynccontextmanager
-    async def _tx(self, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._engine.connect() as conn:
-                if write and self._dialect == "sqlite":
-                    conn = await conn.execution_options(**{WRITE_OPTION: True})
-                async with conn.begin():
-                    yield conn
-        except (OperationalError, PoolTimeout, OSError) as exc:
-            raise errors.Unavailable(
-                "STORAGE_UNAVAILABLE", "the database is unavailable; retry with backoff"
-            ) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
+    async def _tx(self, op: str, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction, traced as a client span named after the store
+        operation (a no-op span unless an exporter is configured). Domain
+        errors raised inside are outcomes, not span failures."""
+        with _tracer.start_as_current_span(
+            f"store.{op}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": self._dialect, "db.operation.name": op},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                async with self._engine.connect() as conn:
+                    if write and self._dialect == "sqlite":
+                        conn = await conn.execution_options(**{WRITE_OPTION: True})
+                    async with conn.begin():
+                        yield conn
+            except errors.DomainError:
+                raise
+            except (OperationalError, PoolTimeout, OSError) as exc:
+                _failed(span, exc)
                 raise errors.Unavailable(
-                    "STORAGE_UNAVAILABLE", "the database connection was lost; retry"
+                    "STORAGE_UNAVAILABLE", "the database is unavailable; retry with backoff"
                 ) from exc
-            raise
+            except DBAPIError as exc:
+                _failed(span, exc)
+                if exc.connection_invalidated:
+                    raise errors.Unavailable(
+                        "STORAGE_UNAVAILABLE", "the database connection was lost; retry"
+                    ) from exc
+                raise
+            except Exception as exc:
+                _failed(span, exc)
+                raise
 
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
 
     async def ping(self) -> None:
-        async with self._tx() as conn:
+        """Raise unless the database answers. Not traced: health calls it every
+        few seconds, and a root span each time would drown real traces."""
+        async with self._engine.connect() as conn:
             await conn.execute(select(1))
 
     async def close(self) -> None:
@@ -84,7 +111,7 @@ class SqlRegistryStore:
         return (postgresql if self._dialect == "postgresql" else sqlite).insert(table)
 
     async def get_or_create_setting(self, key: str, create: Callable[[], bytes]) -> bytes:
-        async with self._tx(write=True) as conn:
+        async with self._tx("get_or_create_setting", write=True) as conn:
             stmt = self._insert(settings).values(key=key, value=create())
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
             value: bytes = (
@@ -112,7 +139,7 @@ class SqlRegistryStore:
             .returning(models)
         )
         try:
-            async with self._tx(write=True) as conn:
+            async with self._tx("create_model", write=True) as conn:
                 row = (await conn.execute(stmt)).one()
         except IntegrityError:
             raise errors.AlreadyExists(
@@ -121,7 +148,7 @@ class SqlRegistryStore:
         return to_model(row)
 
     async def get_model(self, name: ModelName) -> Model:
-        async with self._tx() as conn:
+        async with self._tx("get_model") as conn:
             row = (await conn.execute(select(models).where(M.name == name.model))).one_or_none()
         if row is None:
             raise errors.model_not_found(str(name))
@@ -132,7 +159,7 @@ class SqlRegistryStore:
         if after is not None:
             stmt = stmt.where(M.name > after)
         stmt = stmt.order_by(M.name).limit(limit + 1)
-        async with self._tx() as conn:
+        async with self._tx("list_models") as conn:
             rows = (await conn.execute(stmt)).all()
         return Page([to_model(r) for r in rows[:limit]], more=len(rows) > limit)
 
@@ -146,7 +173,7 @@ class SqlRegistryStore:
         stmt = stmt.values(
             **values, row_version=M.row_version + 1, update_time_us=_now_us()
         ).returning(models)
-        async with self._tx(write=True) as conn:
+        async with self._tx("update_model", write=True) as conn:
             row = (await conn.execute(stmt)).one_or_none()
             if row is None:
                 await self._model_id(conn, name)  # NOT_FOUND if it is gone
@@ -154,7 +181,7 @@ class SqlRegistryStore:
         return to_model(row)
 
     async def delete_model(self, name: ModelName, etag: Etag | None, force: bool) -> None:
-        async with self._tx(write=True) as conn:
+        async with self._tx("delete_model", write=True) as conn:
             row = (
                 await conn.execute(
                     select(M.id, M.row_version).where(M.name == name.model).with_for_update()
@@ -189,7 +216,7 @@ class SqlRegistryStore:
     async def create_version(self, parent: ModelName, fields: VersionFields) -> ModelVersion:
         now = _now_us()
         state = fields.state or VersionState.PENDING_UPLOAD
-        async with self._tx(write=True) as conn:
+        async with self._tx("create_version", write=True) as conn:
             counter = (
                 await conn.execute(
                     update(models)
@@ -229,7 +256,7 @@ class SqlRegistryStore:
         )
 
     async def get_version(self, name: VersionName) -> ModelVersion:
-        async with self._tx() as conn:
+        async with self._tx("get_version") as conn:
             row = (await conn.execute(self._version_query(name))).one_or_none()
         if row is None:
             raise errors.version_not_found(str(name))
@@ -246,7 +273,7 @@ class SqlRegistryStore:
         if before is not None:
             stmt = stmt.where(V.version < before)
         stmt = stmt.order_by(V.version.desc()).limit(limit + 1)
-        async with self._tx() as conn:
+        async with self._tx("list_versions") as conn:
             rows = (await conn.execute(stmt)).all()
             if not rows:
                 await self._model_id(conn, parent)
@@ -271,7 +298,7 @@ class SqlRegistryStore:
     async def update_version(
         self, name: VersionName, fields: VersionFields, paths: frozenset[str], etag: Etag | None
     ) -> ModelVersion:
-        async with self._tx(write=True) as conn:
+        async with self._tx("update_version", write=True) as conn:
             current = await self._lock_version(conn, name, etag)
             values: dict[str, Any] = {p: getattr(fields, p) for p in paths if p != "state"}
             if "state" in paths and fields.state is not None:
@@ -292,7 +319,7 @@ class SqlRegistryStore:
         return to_version(row, name.model)
 
     async def delete_version(self, name: VersionName, etag: Etag | None, force: bool) -> None:
-        async with self._tx(write=True) as conn:
+        async with self._tx("delete_version", write=True) as conn:
             current = await self._lock_version(conn, name, etag)
             targets = await self._aliases_of(conn, current.id)
             if targets and not force:
@@ -305,7 +332,7 @@ class SqlRegistryStore:
     async def set_alias(self, name: AliasName, version: int, etag: Etag | None) -> Alias:
         version_name = VersionName(name.model, version)
         now = _now_us()
-        async with self._tx(write=True) as conn:
+        async with self._tx("set_alias", write=True) as conn:
             model_id = await self._model_id(conn, name.parent)
             # A share lock keeps the target from being deleted or archived
             # until this transaction commits.
@@ -363,7 +390,7 @@ class SqlRegistryStore:
         )
 
     async def get_alias(self, name: AliasName) -> Alias:
-        async with self._tx() as conn:
+        async with self._tx("get_alias") as conn:
             row = (await conn.execute(self._alias_query(name))).one_or_none()
         if row is None:
             raise errors.alias_not_found(str(name))
@@ -379,7 +406,7 @@ class SqlRegistryStore:
         if after is not None:
             stmt = stmt.where(A.name > after)
         stmt = stmt.order_by(A.name).limit(limit + 1)
-        async with self._tx() as conn:
+        async with self._tx("list_aliases") as conn:
             rows = (await conn.execute(stmt)).all()
             if not rows:
                 await self._model_id(conn, parent)
@@ -387,7 +414,7 @@ class SqlRegistryStore:
         return Page(items, more=len(rows) > limit)
 
     async def delete_alias(self, name: AliasName, etag: Etag | None) -> None:
-        async with self._tx(write=True) as conn:
+        async with self._tx("delete_alias", write=True) as conn:
             model_id = await self._model_id(conn, name.parent)
             stmt = delete(aliases).where(A.model_id == model_id, A.name == name.alias)
             if etag is not None:
@@ -417,7 +444,7 @@ class SqlRegistryStore:
             .join(model_versions, V.id == A.version_id)
             .where(M.name == name.model, A.name == name.alias)
         )
-        async with self._tx() as conn:
+        async with self._tx("resolve_alias") as conn:
             row = (await conn.execute(stmt)).one_or_none()
         if row is None:
             raise errors.alias_not_found(str(name))
