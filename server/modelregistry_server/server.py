@@ -12,23 +12,34 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
-from modelregistry.v1 import registry_service_pb2, registry_service_pb2_grpc
+from modelregistry.v1 import (
+    artifact_service_pb2,
+    artifact_service_pb2_grpc,
+    registry_service_pb2,
+    registry_service_pb2_grpc,
+)
 
 from .api import reflection
+from .api.artifact_servicer import ArtifactServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
+from .blobs.base import BlobStore
+from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
+from .service.artifacts import Artifacts, ArtifactSettings
 from .service.page_tokens import PageTokens, new_secret
 from .service.registry import Registry
 from .store import migrate
 from .store.engine import make_engine
 from .store.sqlalchemy_store import SqlRegistryStore
+from .store.upload_store import SqlUploadStore
 
 log = logging.getLogger("modelreg.server")
 
 REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+ARTIFACT_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 # Health reports these names: "" (the whole server) and each API service.
-HEALTH_SERVICES = ("", REGISTRY_SERVICE)
+HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0
@@ -46,6 +57,7 @@ class Running:
     server: grpc.aio.Server
     port: int
     store: SqlRegistryStore
+    blobs: BlobStore
     health: HealthServicer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,6 +68,7 @@ class Running:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.blobs.close()
         await self.store.close()
 
 
@@ -153,14 +166,24 @@ async def _prepare_and_watch(
             await _set_health(running.health, ok)
 
 
+async def _reclaim_when_ready(artifacts: Artifacts, ready: asyncio.Event) -> None:
+    await ready.wait()
+    await artifacts.reclaim_forever()
+
+
 async def start(config: ServerConfig) -> Running:
     """Bind the port and start serving; health is NOT_SERVING until the
     database answers and the schema is current."""
+    creds = _credentials(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
     tokens = PageTokens()
     registry = Registry(store, tokens)
+    blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
+    artifacts = Artifacts(
+        store, SqlUploadStore(engine), blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s)
+    )
     health_servicer = HealthServicer()
     ready = asyncio.Event()
     options: list[tuple[str, Any]] = [
@@ -175,9 +198,13 @@ async def start(config: ServerConfig) -> Running:
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry), server
     )
+    artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
+        ArtifactServicer(artifacts), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable((REGISTRY_SERVICE, health.SERVICE_NAME, REFLECTION_SERVICE), server)
-    creds = _credentials(config)
+    reflection.enable(
+        (REGISTRY_SERVICE, ARTIFACT_SERVICE, health.SERVICE_NAME, REFLECTION_SERVICE), server
+    )
     if creds is None:
         port = server.add_insecure_port(config.listen)
     else:
@@ -186,8 +213,9 @@ async def start(config: ServerConfig) -> Running:
         raise OSError(f"cannot listen on {config.listen}")
     await _set_health(health_servicer, False)
     await server.start()
-    running = Running(server, port, store, health_servicer, ready=ready)
+    running = Running(server, port, store, blobs, health_servicer, ready=ready)
     running.tasks.append(asyncio.create_task(_prepare_and_watch(config, store, tokens, running)))
+    running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
     log.info(
         "listening",
         extra={"listen": config.listen, "port": port, "tls": creds is not None},

@@ -1,0 +1,263 @@
+"""TLS and mutual TLS from the server flags, with certificates made here."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modelregistry.v1 import registry_service_pb2 as rpc
+from modelregistry.v1 import registry_service_pb2_grpc
+from modelregistry_server.config import ServerConfig
+from modelregistry_server.server import Running, start
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: bytes
+    key: bytes
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "modelreg-tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_ca(cn: str) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)), cert, key
+
+
+def issue(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    cn: str,
+    *,
+    server: bool,
+) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Issued
+    server: Issued
+    client: Issued
+    # A client certificate from a CA the server does not trust.
+    stranger: Issued
+    dir: Path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca, ca_cert, ca_key = make_ca("modelreg test CA")
+    _, other_cert, other_key = make_ca("some other CA")
+    pki = Pki(
+        ca=ca,
+        server=issue(ca_cert, ca_key, "modelreg-server", server=True),
+        client=issue(ca_cert, ca_key, "pipeline-a", server=False),
+        stranger=issue(other_cert, other_key, "intruder", server=False),
+        dir=directory,
+    )
+    for label, issued in (("ca", pki.ca), ("server", pki.server)):
+        (directory / f"{label}.pem").write_bytes(issued.cert)
+        (directory / f"{label}.key").write_bytes(issued.key)
+    return pki
+
+
+async def _serve(config: ServerConfig) -> Running:
+    running = await start(config)
+    await asyncio.wait_for(running.ready.wait(), timeout=30)
+    return running
+
+
+def _config(pki: Pki, tmp_path: Path, *, mutual: bool) -> ServerConfig:
+    return ServerConfig(
+        listen="127.0.0.1:0",
+        data_dir=tmp_path / "data",
+        tls_cert=pki.dir / "server.pem",
+        tls_key=pki.dir / "server.key",
+        tls_client_ca=pki.dir / "ca.pem" if mutual else None,
+    )
+
+
+@pytest.fixture
+async def tls_server(pki: Pki, tmp_path: Path) -> AsyncIterator[Running]:
+    running = await _serve(_config(pki, tmp_path, mutual=False))
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1)
+
+
+@pytest.fixture
+async def mtls_server(pki: Pki, tmp_path: Path) -> AsyncIterator[Running]:
+    running = await _serve(_config(pki, tmp_path, mutual=True))
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1)
+
+
+async def _check(channel: grpc.aio.Channel) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    return int(reply.status)
+
+
+def _creds(pki: Pki, client: Issued | None) -> grpc.ChannelCredentials:
+    if client is None:
+        return grpc.ssl_channel_credentials(root_certificates=pki.ca.cert)
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.cert, private_key=client.key, certificate_chain=client.cert
+    )
+
+
+async def test_tls_client_is_served(tls_server: Running, pki: Pki) -> None:
+    target = f"127.0.0.1:{tls_server.port}"
+    async with grpc.aio.secure_channel(target, _creds(pki, None)) as channel:
+        assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        created = await stub.CreateModel(rpc.CreateModelRequest(model_id="fraud"), timeout=5)
+        assert created.name == "models/fraud"
+
+
+async def test_plaintext_client_is_refused_by_tls_server(tls_server: Running) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{tls_server.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await _check(channel)
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_mutual_tls_refuses_clients_without_a_trusted_certificate(
+    mtls_server: Running, pki: Pki
+) -> None:
+    target = f"127.0.0.1:{mtls_server.port}"
+    for client in (None, pki.stranger):
+        async with grpc.aio.secure_channel(target, _creds(pki, client)) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await _check(channel)
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_mutual_tls_caller_identity_is_the_client_certificate(
+    mtls_server: Running, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelreg.rpc")
+    target = f"127.0.0.1:{mtls_server.port}"
+    async with grpc.aio.secure_channel(target, _creds(pki, pki.client)) as channel:
+        assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
+        stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+        await stub.CreateModel(rpc.CreateModelRequest(model_id="fraud"), timeout=5)
+    records = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
+    assert len(records) == 1
+    caller = str(getattr(records[0], "caller", ""))
+    assert "CN=pipeline-a" in caller
+    assert "O=modelreg-tests" in caller
+
+
+async def test_plaintext_server_caller_is_anonymous(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="modelreg.rpc")
+    running = await _serve(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
+            await stub.CreateModel(rpc.CreateModelRequest(model_id="fraud"), timeout=5)
+    finally:
+        await running.stop(grace=1)
+    (record,) = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
+    assert getattr(record, "caller", None) == "anonymous"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"tls_client_ca": "ca.pem"}, {"tls_key": "server.key"}, {"tls_cert": "server.pem"}],
+)
+async def test_incomplete_tls_flags_are_refused(
+    pki: Pki, tmp_path: Path, flags: dict[str, str]
+) -> None:
+    """A client CA without a server certificate must not quietly mean plaintext."""
+    paths = {key: pki.dir / value for key, value in flags.items()}
+    config = ServerConfig(
+        listen="127.0.0.1:0",
+        data_dir=tmp_path / "data",
+        tls_cert=paths.get("tls_cert"),
+        tls_key=paths.get("tls_key"),
+        tls_client_ca=paths.get("tls_client_ca"),
+    )
+    with pytest.raises(ValueError, match="--tls"):
+        await start(config)
