@@ -17,8 +17,12 @@ class ServerConfig:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     # Empty: SQLite at <data_dir>/registry.db.
     database_url: str = ""
-    # Empty: a local directory at <data_dir>/blobs.
+    # Empty: a local directory at <data_dir>/blobs. Or s3://bucket/prefix.
     blob_store: str = ""
+    # S3-compatible endpoint; empty: the AWS default for the region.
+    s3_endpoint_url: str = ""
+    # An upload with no progress for this long expires and is reclaimed.
+    upload_ttl_s: float = 24 * 3600
     migrate: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None

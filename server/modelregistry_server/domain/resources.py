@@ -86,3 +86,17 @@ class VersionFields:
     labels: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     state: VersionState | None = None
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """A resumable upload: what it will produce and until when it may resume."""
+
+    upload_id: str
+    version: VersionName | None
+    size_bytes: int
+    digest: str | None
+    media_type: str
+    create_time_us: int
+    update_time_us: int
+    expire_time_us: int

@@ -92,6 +92,28 @@ aliases = Table(
     sqlite_autoincrement=True,
 )
 
+# Resumable uploads in progress. The staged bytes live in the blob store
+# under the same id; this row is what survives a restart and what expires.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "model_version_id",
+        Id,
+        ForeignKey("model_versions.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("digest", String(71), nullable=True),
+    Column("media_type", String(128), nullable=False, default=""),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    Column("expire_time_us", BigInteger, nullable=False),
+    Index(None, "expire_time_us"),
+    Index(None, "model_version_id"),
+)
+
 # Server-wide settings shared by every replica (the page-token signing key).
 settings = Table(
     "settings",

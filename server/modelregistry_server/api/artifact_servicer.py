@@ -1,0 +1,131 @@
+"""ArtifactService over gRPC: the stream protocol around the data-plane use cases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf import empty_pb2
+from modelregistry.v1 import artifact_service_pb2 as apb
+from modelregistry.v1 import artifact_service_pb2_grpc as apb_grpc
+
+from ..domain import errors
+from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
+from . import convert
+
+Ctx = Any  # grpc.aio.ServicerContext
+
+
+def _protocol_violation(message: str) -> errors.InvalidArgument:
+    return errors.InvalidArgument("PROTOCOL_VIOLATION", message, "kind")
+
+
+def _finished(published: Published) -> apb.UploadResponse:
+    finished = apb.UploadFinished(
+        blob=apb.Blob(digest=published.blob.digest, size_bytes=published.blob.size)
+    )
+    if published.version is not None:
+        finished.model_version.CopyFrom(convert.version_to_pb(published.version))
+    return apb.UploadResponse(finished=finished)
+
+
+def _progress(committed: int) -> apb.UploadResponse:
+    return apb.UploadResponse(progress=apb.UploadProgress(committed_offset=committed))
+
+
+class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
+    def __init__(self, artifacts: Artifacts) -> None:
+        self._artifacts = artifacts
+
+    async def Upload(
+        self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
+    ) -> AsyncIterator[apb.UploadResponse]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("kind") != "start":
+            raise _protocol_violation("the first message of an upload must be `start`")
+        start = first.start
+        result = await self._artifacts.start(
+            start.upload_id, start.size_bytes, start.digest, start.version, start.media_type
+        )
+        if isinstance(result, Published):
+            yield apb.UploadResponse(
+                started=apb.UploadStarted(
+                    committed_offset=result.blob.size,
+                    already_exists=True,
+                    max_chunk_bytes=MAX_CHUNK_BYTES,
+                )
+            )
+            yield _finished(result)
+            return
+        session: UploadSession = result
+        try:
+            started = apb.UploadStarted(
+                upload_id=session.record.upload_id,
+                committed_offset=session.committed,
+                max_chunk_bytes=MAX_CHUNK_BYTES,
+            )
+            started.expire_time.CopyFrom(convert.timestamp(session.record.expire_time_us))
+            yield apb.UploadResponse(started=started)
+            async for request in requests:
+                kind = request.WhichOneof("kind")
+                if kind == "chunk":
+                    chunk = request.chunk
+                    committed = await self._artifacts.write_chunk(
+                        session, chunk.offset, chunk.data, chunk.crc32c
+                    )
+                    if committed is not None:
+                        yield _progress(committed)
+                elif kind == "finish":
+                    published = await self._artifacts.finish(session, request.finish.digest)
+                    yield _finished(published)
+                    return
+                else:
+                    raise _protocol_violation("after `start` send `chunk`s and one `finish`")
+            yield _progress(await self._artifacts.pause(session))
+        finally:
+            await self._artifacts.release(session)
+
+    async def GetUpload(self, request: apb.GetUploadRequest, context: Ctx) -> apb.UploadStatus:
+        record, committed = await self._artifacts.get_upload(request.upload_id)
+        status = apb.UploadStatus(
+            upload_id=record.upload_id,
+            committed_offset=committed,
+            size_bytes=record.size_bytes,
+            digest=record.digest or "",
+            version=str(record.version) if record.version else "",
+        )
+        status.expire_time.CopyFrom(convert.timestamp(record.expire_time_us))
+        return status
+
+    async def CancelUpload(self, request: apb.CancelUploadRequest, context: Ctx) -> empty_pb2.Empty:
+        await self._artifacts.cancel(request.upload_id)
+        return empty_pb2.Empty()
+
+    async def Download(
+        self, request: apb.DownloadRequest, context: Ctx
+    ) -> AsyncIterator[apb.DownloadResponse]:
+        target = request.WhichOneof("target") or ""
+        download = await self._artifacts.open_download(
+            request.digest if target == "digest" else "",
+            request.version if target == "version" else "",
+            request.alias if target == "alias" else "",
+            request.offset,
+            request.length,
+            request.chunk_bytes,
+        )
+        yield apb.DownloadResponse(
+            header=apb.DownloadHeader(
+                blob=apb.Blob(digest=download.blob.digest, size_bytes=download.blob.size),
+                media_type=download.media_type,
+                version=str(download.version) if download.version else "",
+            )
+        )
+        async for offset, data, crc in download.chunks:
+            yield apb.DownloadResponse(
+                chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc)
+            )
+
+    async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
+        blob = await self._artifacts.stat(request.digest)
+        return apb.Blob(digest=blob.digest, size_bytes=blob.size)

@@ -1,0 +1,412 @@
+"""Use cases of the data plane: resumable uploads, manifests, downloads.
+
+An upload stream maps onto a staged blob-store upload: chunks are checked
+(offset, size, CRC32C) before they are staged, only durable offsets are
+acknowledged, and the blob becomes visible under its digest only after the
+size and sha256 verify. An upload targeting a version carries its manifest;
+publishing it makes the version READY in the same database transaction
+that retires the upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+import google_crc32c
+
+from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
+from ..domain import errors
+from ..domain.digests import check_digest
+from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
+from ..domain.names import VersionName, parse_alias_name, parse_version_name
+from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
+from ..store.base import RegistryStore
+from ..store.upload_store import SqlUploadStore
+
+log = logging.getLogger("modelreg.artifacts")
+
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+DEFAULT_DOWNLOAD_CHUNK = 1024 * 1024
+MAX_BLOB_BYTES = 1 << 40
+MAX_MEDIA_TYPE = 128
+
+
+@dataclass(frozen=True)
+class ArtifactSettings:
+    # An upload that makes no progress for this long expires and is reclaimed.
+    upload_ttl_s: float = 24 * 3600
+    # Acknowledge (and fdatasync) at least every this many bytes...
+    flush_bytes: int = 64 * 1024 * 1024
+    # ...or this often, whichever comes first.
+    flush_interval_s: float = 1.0
+
+
+@dataclass
+class UploadSession:
+    """One upload stream's view of an upload."""
+
+    record: UploadRecord
+    upload: Upload
+    last_flush: float = field(default_factory=time.monotonic)
+    done: bool = False
+
+    @property
+    def received(self) -> int:
+        return self.upload.written
+
+    @property
+    def committed(self) -> int:
+        return self.upload.offset
+
+
+@dataclass(frozen=True)
+class Published:
+    blob: BlobInfo
+    version: ModelVersion | None
+
+
+@dataclass(frozen=True)
+class Download:
+    blob: BlobInfo
+    media_type: str
+    version: VersionName | None
+    chunks: AsyncIterator[tuple[int, bytes, int]]
+
+
+def _crc32c(data: bytes) -> int:
+    return int(google_crc32c.value(data))
+
+
+class Artifacts:
+    def __init__(
+        self,
+        registry: RegistryStore,
+        uploads: SqlUploadStore,
+        blobs: BlobStore,
+        settings: ArtifactSettings | None = None,
+    ) -> None:
+        self._registry = registry
+        self._uploads = uploads
+        self._blobs = blobs
+        self._settings = settings or ArtifactSettings()
+        # Upload ids with a stream attached in this process: one writer each.
+        self._active: set[str] = set()
+
+    @property
+    def _ttl_us(self) -> int:
+        return int(self._settings.upload_ttl_s * 1_000_000)
+
+    # -- upload ---------------------------------------------------------------
+
+    async def start(
+        self, upload_id: str, size: int, digest: str, version: str, media_type: str
+    ) -> UploadSession | Published:
+        """Begin or resume an upload; a known digest publishes at once (dedup)."""
+        if upload_id:
+            return await self._resume(check_upload_id(upload_id), size, digest)
+        if not 0 <= size <= MAX_BLOB_BYTES:
+            raise errors.InvalidArgument(
+                "INVALID_SIZE", f"size_bytes must be 0 to {MAX_BLOB_BYTES}", "size_bytes"
+            )
+        if digest:
+            check_digest(digest, "digest")
+        if len(media_type) > MAX_MEDIA_TYPE:
+            raise errors.InvalidArgument(
+                "INVALID_FIELD", "media_type: at most 128 characters", "media_type"
+            )
+        target = None
+        if version:
+            target = parse_version_name(version, "version")
+            media_type = media_type or MEDIA_TYPE
+            if media_type != MEDIA_TYPE:
+                raise errors.InvalidArgument(
+                    "INVALID_FIELD",
+                    f"media_type: a version's artifact is a manifest ({MEDIA_TYPE})",
+                    "media_type",
+                )
+            if size > MAX_MANIFEST_BYTES:
+                raise errors.InvalidArgument(
+                    "INVALID_SIZE",
+                    f"a manifest is at most {MAX_MANIFEST_BYTES} bytes",
+                    "size_bytes",
+                )
+        new_id = uuid.uuid4().hex
+        record = await self._uploads.create_upload(
+            new_id, target, size, digest or None, media_type, self._ttl_us
+        )
+        if digest:
+            existing = await self._blobs.stat(digest)
+            if existing is not None and existing.size == size:
+                return await self._publish(record, existing)
+        upload = await self._blobs.begin_upload(new_id)
+        self._active.add(new_id)
+        return UploadSession(record, upload)
+
+    async def _resume(self, upload_id: str, size: int, digest: str) -> UploadSession:
+        record = await self._uploads.get_upload(upload_id)
+        if size and size != record.size_bytes:
+            raise errors.InvalidArgument(
+                "SIZE_MISMATCH",
+                f"size_bytes {size} differs from the upload's {record.size_bytes}",
+                "size_bytes",
+            )
+        if digest and record.digest and digest != record.digest:
+            raise errors.InvalidArgument(
+                "DIGEST_MISMATCH", "digest differs from the one the upload began with", "digest"
+            )
+        if upload_id in self._active:
+            raise errors.Aborted(
+                "UPLOAD_IN_PROGRESS",
+                "another stream is writing this upload; retry when it has ended",
+                {"upload_id": upload_id},
+            )
+        self._active.add(upload_id)
+        try:
+            upload = await self._blobs.resume_upload(upload_id)
+        except BaseException:
+            self._active.discard(upload_id)
+            raise
+        return UploadSession(record, upload)
+
+    async def write_chunk(
+        self, session: UploadSession, offset: int, data: bytes, crc32c: int
+    ) -> int | None:
+        """Stage one chunk; return the committed offset when it advanced."""
+        if offset != session.received:
+            raise _chunk_error(
+                "UNEXPECTED_OFFSET", f"chunk offset {offset}, expected {session.received}", session
+            )
+        if not 0 < len(data) <= MAX_CHUNK_BYTES:
+            raise _chunk_error(
+                "INVALID_CHUNK", f"a chunk carries 1 to {MAX_CHUNK_BYTES} bytes", session
+            )
+        if session.received + len(data) > session.record.size_bytes:
+            raise _chunk_error(
+                "SIZE_MISMATCH",
+                f"chunk ends at {session.received + len(data)}, "
+                f"past the declared size {session.record.size_bytes}",
+                session,
+            )
+        if _crc32c(data) != crc32c:
+            # Make what came before durable so the client resumes right here.
+            await self._flush(session)
+            raise _chunk_error(
+                "CHECKSUM_MISMATCH", f"CRC32C mismatch in the chunk at offset {offset}", session
+            )
+        await session.upload.write(data)
+        due = session.received - session.committed >= self._settings.flush_bytes
+        if due or time.monotonic() - session.last_flush >= self._settings.flush_interval_s:
+            return await self._flush(session)
+        return None
+
+    async def _flush(self, session: UploadSession) -> int:
+        before = session.committed
+        committed = await session.upload.flush()
+        session.last_flush = time.monotonic()
+        if committed != before:
+            await self._uploads.touch_upload(session.record.upload_id, self._ttl_us)
+        return committed
+
+    async def pause(self, session: UploadSession) -> int:
+        """The client ended the stream without finishing: keep what it sent."""
+        return await self._flush(session)
+
+    async def finish(self, session: UploadSession, digest: str) -> Published:
+        record = session.record
+        if digest:
+            check_digest(digest, "finish.digest")
+            if record.digest and digest != record.digest:
+                raise errors.InvalidArgument(
+                    "DIGEST_MISMATCH", "finish.digest differs from start.digest", "digest"
+                )
+        expected = digest or record.digest
+        if session.received != record.size_bytes:
+            await self._flush(session)
+            raise _chunk_error(
+                "SIZE_MISMATCH",
+                f"finish after {session.received} of {record.size_bytes} bytes",
+                session,
+            )
+        try:
+            blob = await session.upload.commit(expected, record.size_bytes)
+        except errors.DomainError as exc:
+            if exc.kind is not errors.ErrorKind.UNAVAILABLE:
+                # The staging is gone (verification failed): so is the upload.
+                session.done = True
+                await self._uploads.delete_upload(record.upload_id)
+            raise
+        session.done = True
+        return await self._publish(record, blob)
+
+    async def _publish(self, record: UploadRecord, blob: BlobInfo) -> Published:
+        if record.version is None:
+            await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
+            return Published(blob, None)
+        try:
+            await self._check_manifest(blob)
+        except errors.DomainError:
+            await self._uploads.delete_upload(record.upload_id)
+            raise
+        version = await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
+        return Published(blob, version)
+
+    async def _check_manifest(self, blob: BlobInfo) -> None:
+        """Every file a manifest lists must already be stored, at its size."""
+        data = bytearray()
+        async with aclosing(self._blobs.open_reader(blob.digest)) as reader:  # type: ignore[type-var]
+            async for chunk in reader:
+                data += chunk
+        manifest = parse_manifest(bytes(data))
+        for entry in manifest.files:
+            stored = await self._blobs.stat(entry.digest)
+            if stored is None or stored.size != entry.size_bytes:
+                raise errors.FailedPrecondition(
+                    "MANIFEST_BLOB_MISSING",
+                    f"manifest lists {entry.path!r} ({entry.digest}), which is not uploaded",
+                    {"path": entry.path[:256], "digest": entry.digest},
+                )
+
+    async def release(self, session: UploadSession) -> None:
+        """Detach the stream, keeping the staging unless the upload finished."""
+        try:
+            if not session.done:
+                await session.upload.close()
+        finally:
+            self._active.discard(session.record.upload_id)
+
+    async def get_upload(self, upload_id: str) -> tuple[UploadRecord, int]:
+        record = await self._uploads.get_upload(check_upload_id(upload_id))
+        staged = {u.upload_id: u.offset for u in await self._blobs.list_uploads()}
+        return record, staged.get(upload_id, 0)
+
+    async def cancel(self, upload_id: str) -> None:
+        check_upload_id(upload_id)
+        if upload_id in self._active:
+            raise errors.Aborted(
+                "UPLOAD_IN_PROGRESS", "a stream is writing this upload", {"upload_id": upload_id}
+            )
+        await self._uploads.get_upload(upload_id)
+        await self._drop(upload_id)
+
+    async def _drop(self, upload_id: str) -> None:
+        try:
+            upload = await self._blobs.resume_upload(upload_id)
+            await upload.cancel()
+        except errors.NotFound:
+            pass
+        await self._uploads.delete_upload(upload_id)
+
+    async def reclaim(self) -> int:
+        """Expire idle uploads and delete staging nothing refers to."""
+        dropped = 0
+        for upload_id in await self._uploads.expired_uploads():
+            if upload_id not in self._active:
+                await self._drop(upload_id)
+                dropped += 1
+        live = await self._uploads.live_upload_ids()
+        for info in await self._blobs.list_uploads():
+            idle = time.time() - info.updated_at
+            if info.upload_id not in live and info.upload_id not in self._active and idle > 60:
+                await self._drop(info.upload_id)
+                dropped += 1
+        return dropped
+
+    async def reclaim_forever(self, interval_s: float = 60.0) -> None:
+        while True:
+            try:
+                dropped = await self.reclaim()
+                if dropped:
+                    log.info("reclaimed uploads", extra={"count": dropped})
+            except Exception:
+                log.exception("reclaiming uploads failed")
+            await asyncio.sleep(interval_s)
+
+    # -- download -------------------------------------------------------------
+
+    async def open_download(
+        self, digest: str, version: str, alias: str, offset: int, length: int, chunk_bytes: int
+    ) -> Download:
+        if offset < 0:
+            raise errors.OutOfRange("OFFSET_OUT_OF_RANGE", "offset must not be negative")
+        if length < 0:
+            raise errors.InvalidArgument("INVALID_LENGTH", "length must not be negative", "length")
+        if not 0 <= chunk_bytes <= MAX_CHUNK_BYTES:
+            raise errors.InvalidArgument(
+                "INVALID_CHUNK", f"chunk_bytes must be 0 to {MAX_CHUNK_BYTES}", "chunk_bytes"
+            )
+        resolved: VersionName | None = None
+        media_type = ""
+        if digest:
+            check_digest(digest, "digest")
+        else:
+            mv = await self._target_version(version, alias)
+            resolved = mv.name
+            if mv.artifact is None:
+                raise _no_artifact(mv)
+            digest, media_type = mv.artifact.digest, mv.artifact.media_type
+        blob = await self._blobs.stat(digest)
+        if blob is None:
+            raise errors.NotFound("BLOB_NOT_FOUND", f"blob {digest} not found", {"digest": digest})
+        if offset > blob.size:
+            raise errors.offset_out_of_range(offset, blob.size)
+        reader = self._blobs.open_reader(
+            digest, offset, length or None, chunk_bytes or DEFAULT_DOWNLOAD_CHUNK
+        )
+        return Download(blob, media_type, resolved, _with_offsets(reader, offset))
+
+    async def stat(self, digest: str) -> BlobInfo:
+        blob = await self._blobs.stat(check_digest(digest, "digest"))
+        if blob is None:
+            raise errors.NotFound("BLOB_NOT_FOUND", f"blob {digest} not found", {"digest": digest})
+        return blob
+
+    async def _target_version(self, version: str, alias: str) -> ModelVersion:
+        if version:
+            return await self._registry.get_version(parse_version_name(version, "version"))
+        if alias:
+            _, mv = await self._registry.resolve_alias(parse_alias_name(alias, "alias"))
+            return mv
+        raise errors.InvalidArgument(
+            "INVALID_FIELD", "set one of digest, version or alias", "target"
+        )
+
+
+async def _with_offsets(
+    reader: AsyncIterator[bytes], offset: int
+) -> AsyncIterator[tuple[int, bytes, int]]:
+    async with aclosing(reader):  # type: ignore[type-var]
+        async for data in reader:
+            yield offset, data, _crc32c(data)
+            offset += len(data)
+
+
+def _artifact(blob: BlobInfo, record: UploadRecord) -> Artifact:
+    return Artifact(digest=blob.digest, size_bytes=blob.size, media_type=record.media_type)
+
+
+def _no_artifact(mv: ModelVersion) -> errors.FailedPrecondition:
+    if mv.state == VersionState.PENDING_UPLOAD:
+        return errors.FailedPrecondition(
+            "VERSION_NOT_READY",
+            f"{mv.name} has no artifact yet (PENDING_UPLOAD)",
+            {"resource": str(mv.name)},
+        )
+    return errors.FailedPrecondition(
+        "NO_STORED_ARTIFACT",
+        f"{mv.name} points at an external source ({mv.source_uri[:200]}), not a stored artifact",
+        {"resource": str(mv.name)},
+    )
+
+
+def _chunk_error(reason: str, message: str, session: UploadSession) -> errors.InvalidArgument:
+    err = errors.InvalidArgument(reason, message, "chunk")
+    err.metadata["expected_offset"] = str(session.received)
+    err.metadata["committed_offset"] = str(session.committed)
+    err.metadata["upload_id"] = session.record.upload_id
+    return err

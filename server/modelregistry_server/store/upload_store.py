@@ -1,0 +1,192 @@
+"""Upload sessions in SQL, and the one transaction that publishes an artifact.
+
+Finishing an upload that targets a version sets the version's artifact and
+makes it READY in the same transaction that deletes the upload row, so a
+crash leaves either a resumable upload or a READY version, never both or
+neither.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..domain import errors
+from ..domain.names import VersionName
+from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
+from .rows import to_version
+from .tables import model_versions, models, uploads
+from .transactions import transaction
+
+M, V, U = models.c, model_versions.c, uploads.c
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def upload_not_found(upload_id: str) -> errors.NotFound:
+    return errors.NotFound(
+        "UPLOAD_NOT_FOUND",
+        "upload not found: unknown, expired, cancelled or already finished",
+        {"upload_id": upload_id[:64]},
+    )
+
+
+def version_not_pending(name: VersionName, state: str) -> errors.FailedPrecondition:
+    return errors.FailedPrecondition(
+        "VERSION_NOT_PENDING",
+        f"{name} is {state}: its artifact is already set",
+        {"resource": str(name), "state": state},
+    )
+
+
+class SqlUploadStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def _pending_version_id(
+        self, conn: AsyncConnection, name: VersionName, lock: bool
+    ) -> int:
+        query = (
+            select(V.id, V.state)
+            .join(models, M.id == V.model_id)
+            .where(M.name == name.model, V.version == name.version)
+        )
+        if lock:
+            query = query.with_for_update(of=model_versions)
+        row = (await conn.execute(query)).one_or_none()
+        if row is None:
+            raise errors.version_not_found(str(name))
+        if row.state != VersionState.PENDING_UPLOAD.value:
+            raise version_not_pending(name, row.state)
+        return int(row.id)
+
+    async def create_upload(
+        self,
+        upload_id: str,
+        version: VersionName | None,
+        size_bytes: int,
+        digest: str | None,
+        media_type: str,
+        ttl_us: int,
+    ) -> UploadRecord:
+        now = _now_us()
+        async with transaction(self._engine, write=True) as conn:
+            version_id = None
+            if version is not None:
+                version_id = await self._pending_version_id(conn, version, lock=False)
+            await conn.execute(
+                insert(uploads).values(
+                    id=upload_id,
+                    model_version_id=version_id,
+                    size_bytes=size_bytes,
+                    digest=digest,
+                    media_type=media_type,
+                    create_time_us=now,
+                    update_time_us=now,
+                    expire_time_us=now + ttl_us,
+                )
+            )
+        return UploadRecord(
+            upload_id, version, size_bytes, digest, media_type, now, now, now + ttl_us
+        )
+
+    async def get_upload(self, upload_id: str) -> UploadRecord:
+        query = (
+            select(uploads, M.name.label("model_name"), V.version.label("version_number"))
+            .outerjoin(model_versions, V.id == U.model_version_id)
+            .outerjoin(models, M.id == V.model_id)
+            .where(U.id == upload_id, U.expire_time_us > _now_us())
+        )
+        async with transaction(self._engine) as conn:
+            row = (await conn.execute(query)).one_or_none()
+        if row is None:
+            raise upload_not_found(upload_id)
+        return _to_record(row)
+
+    async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
+        """Progress extends the deadline: only idle uploads expire."""
+        now = _now_us()
+        async with transaction(self._engine, write=True) as conn:
+            await conn.execute(
+                update(uploads)
+                .where(U.id == upload_id)
+                .values(update_time_us=now, expire_time_us=now + ttl_us)
+            )
+
+    async def finish_upload(self, upload_id: str, artifact: Artifact) -> ModelVersion | None:
+        async with transaction(self._engine, write=True) as conn:
+            record = (
+                await conn.execute(select(uploads).where(U.id == upload_id).with_for_update())
+            ).one_or_none()
+            if record is None:
+                raise upload_not_found(upload_id)
+            await conn.execute(delete(uploads).where(U.id == upload_id))
+            if record.model_version_id is None:
+                return None
+            target = (
+                await conn.execute(
+                    select(V.id, V.state, V.version, M.name)
+                    .join(models, M.id == V.model_id)
+                    .where(V.id == record.model_version_id)
+                    .with_for_update(of=model_versions)
+                )
+            ).one()
+            name = VersionName(target.name, target.version)
+            if target.state != VersionState.PENDING_UPLOAD.value:
+                raise version_not_pending(name, target.state)
+            row = (
+                await conn.execute(
+                    update(model_versions)
+                    .where(V.id == target.id)
+                    .values(
+                        state=VersionState.READY.value,
+                        artifact_digest=artifact.digest,
+                        artifact_size=artifact.size_bytes,
+                        artifact_chunk_size=artifact.chunk_size_bytes,
+                        artifact_media_type=artifact.media_type,
+                        row_version=V.row_version + 1,
+                        update_time_us=_now_us(),
+                    )
+                    .returning(model_versions)
+                )
+            ).one()
+        return to_version(row, name.model)
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        async with transaction(self._engine, write=True) as conn:
+            gone = await conn.execute(delete(uploads).where(U.id == upload_id).returning(U.id))
+            return gone.one_or_none() is not None
+
+    async def expired_uploads(self, limit: int = 100) -> list[str]:
+        async with transaction(self._engine) as conn:
+            rows = await conn.execute(
+                select(U.id).where(U.expire_time_us <= _now_us()).limit(limit)
+            )
+            return [r.id for r in rows]
+
+    async def live_upload_ids(self) -> set[str]:
+        async with transaction(self._engine) as conn:
+            rows = await conn.execute(select(U.id).where(U.expire_time_us > _now_us()))
+            return {r.id for r in rows}
+
+
+def _to_record(row: Row[Any]) -> UploadRecord:
+    version = None
+    if row.model_name is not None:
+        version = VersionName(row.model_name, row.version_number)
+    return UploadRecord(
+        upload_id=row.id,
+        version=version,
+        size_bytes=row.size_bytes,
+        digest=row.digest,
+        media_type=row.media_type,
+        create_time_us=row.create_time_us,
+        update_time_us=row.update_time_us,
+        expire_time_us=row.expire_time_us,
+    )
