@@ -1,17 +1,27 @@
-"""The `modelreg` command."""
+"""The `modelreg` command: the server (`serve`, `db`) and a client for it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import serve
+from . import aliases, connection, models, serve, versions
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modelreg", description="modelreg model registry")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="modelreg",
+        description="modelreg model registry",
+        epilog=connection.EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    connection.add_client_options(parser, top_level=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parsers(sub)
+    parent = connection.client_parent()
+    models.add_parsers(sub, parent)
+    versions.add_parsers(sub, parent)
+    aliases.add_parsers(sub, parent)
     return parser
 
 

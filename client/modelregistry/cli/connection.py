@@ -1,0 +1,135 @@
+"""What every client subcommand shares: where the server is, how to talk to
+it, how results are printed and how failures become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from ..client import RegistryClient
+from ..errors import RegistryError
+from ..transport import DEFAULT_TARGET
+from .output import Result, render
+
+Handler = Callable[[RegistryClient, argparse.Namespace], Awaitable[Result]]
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CODES: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
+    grpc.StatusCode.NOT_FOUND: 3,
+    grpc.StatusCode.ALREADY_EXISTS: 4,
+    grpc.StatusCode.ABORTED: 5,
+    grpc.StatusCode.FAILED_PRECONDITION: 6,
+    grpc.StatusCode.UNAVAILABLE: 7,
+}
+
+EXIT_STATUS_HELP = """\
+exit status:
+  0  success
+  1  any other error (INTERNAL, DEADLINE_EXCEEDED, ...)
+  2  bad usage, or INVALID_ARGUMENT from the server
+  3  NOT_FOUND
+  4  ALREADY_EXISTS
+  5  ABORTED (ETAG_MISMATCH: re-read and retry)
+  6  FAILED_PRECONDITION
+  7  UNAVAILABLE (retry later)
+
+errors are printed to stderr as `error: <CODE> <REASON>: <message>`.
+"""
+
+
+class UsageError(Exception):
+    """A request the command refuses before calling the server."""
+
+
+def add_client_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    """The connection and output options.
+
+    They are accepted both before and after the subcommand; after it they
+    default to SUPPRESS so that an absent option does not mask one given
+    before the subcommand.
+    """
+
+    def default(value: object) -> object:
+        return value if top_level else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection and output")
+    group.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default(os.environ.get("MODELREG_SERVER") or DEFAULT_TARGET),
+        help=f"registry address (default: $MODELREG_SERVER, else {DEFAULT_TARGET})",
+    )
+    group.add_argument(
+        "--ca", type=Path, default=default(None), help="CA certificate (PEM); turns on TLS"
+    )
+    group.add_argument(
+        "--cert", type=Path, default=default(None), help="client certificate (PEM), mutual TLS"
+    )
+    group.add_argument(
+        "--key", type=Path, default=default(None), help="client private key (PEM), mutual TLS"
+    )
+    group.add_argument(
+        "--tls", action="store_true", default=default(False), help="TLS with the system CAs"
+    )
+    group.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=default("table"),
+        help="table (for people, the default) or json (for scripts)",
+    )
+    group.add_argument(
+        "--timeout", type=float, default=default(10.0), help="seconds per call (default 10)"
+    )
+    group.add_argument(
+        "--request-id", default=default(None), help="sent as x-request-id, for the server logs"
+    )
+
+
+def client_parent() -> argparse.ArgumentParser:
+    """A parent parser giving a subcommand the client options."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_client_options(parent, top_level=False)
+    return parent
+
+
+def command(handler: Handler) -> Callable[[argparse.Namespace], int]:
+    """Wraps `handler` into the `func` the main parser dispatches to."""
+
+    def run(args: argparse.Namespace) -> int:
+        if (args.cert is None) != (args.key is None):
+            print("error: --cert and --key go together (mutual TLS)", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return asyncio.run(_run(handler, args))
+        except RegistryError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_CODES.get(err.code, EXIT_ERROR)
+        except (OSError, UsageError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+async def _run(handler: Handler, args: argparse.Namespace) -> int:
+    client = RegistryClient(
+        args.server,
+        tls=args.tls,
+        root_ca=args.ca,
+        client_cert=args.cert,
+        client_key=args.key,
+        timeout=args.timeout,
+    )
+    async with client:
+        result = await handler(client, args)
+    render(result, args.output, sys.stdout)
+    return 0
