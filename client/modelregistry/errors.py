@@ -42,6 +42,14 @@ class RegistryError(Exception):
         self.metadata: dict[str, str] = dict(metadata or {})
         self.request_id = request_id
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt with all attributes, so errors survive multiprocessing and
+        # task queues that pickle exceptions.
+        return (
+            type(self),
+            (self.code, self.reason, self.message, self.metadata, self.request_id),
+        )
+
     def __str__(self) -> str:
         head = f"{self.code.name} {self.reason}" if self.reason else self.code.name
         return f"{head}: {self.message}"

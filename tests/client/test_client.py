@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pickle
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,6 +164,13 @@ async def test_bad_input_and_request_ids(client: RegistryClient) -> None:
     assert bad_name.value.reason == "INVALID_NAME"
     assert bad_name.value.request_id == "req-bad-name"
     assert bad_name.value.metadata["field"]
+    # Errors cross process boundaries (multiprocessing, task queues) intact.
+    copy = pickle.loads(pickle.dumps(bad_name.value))
+    assert (type(copy), copy.reason, copy.request_id) == (
+        InvalidArgumentError,
+        "INVALID_NAME",
+        "req-bad-name",
+    )
 
     with pytest.raises(InvalidArgumentError) as bad_size:
         await client.list_models_page(page_size=-1)

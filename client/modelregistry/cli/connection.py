@@ -21,6 +21,7 @@ Handler = Callable[[RegistryClient, argparse.Namespace], Awaitable[Result]]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE,
     grpc.StatusCode.NOT_FOUND: 3,
@@ -116,6 +117,8 @@ def command(handler: Handler) -> Callable[[argparse.Namespace], int]:
         except (OSError, UsageError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_USAGE
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
 
     return run
 
