@@ -1,0 +1,218 @@
+"""Artifacts through a `modelreg serve` process: a SIGKILL mid-upload loses
+nothing acknowledged, and a large transfer round-trips with flat server memory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modelregistry.v1 import artifact_service_pb2 as apb
+from modelregistry.v1 import artifact_service_pb2_grpc
+
+CLI = [sys.executable, "-m", "modelregistry.cli.main"]
+MIB = 1024 * 1024
+CHUNK = MIB
+# The "1 GiB round trip" of the data-plane contract; lower it locally with
+# MODELREG_TEST_BIG_BYTES to iterate faster.
+BIG = int(os.environ.get("MODELREG_TEST_BIG_BYTES", str(1024 * MIB)))
+RSS_LIMIT_KB = 200 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A `modelreg serve` child on a fixed port and data directory, restartable."""
+
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.args = [
+            *CLI,
+            "serve",
+            "--listen",
+            self.address,
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()[-3000:]
+            try:
+                with grpc.insecure_channel(self.address) as ch:
+                    reply = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server did not become SERVING:\n" + self.log.read_text()[-3000:])
+
+    def peak_rss_kb(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def piece(seed: int, offset: int, size: int) -> bytes:
+    """Deterministic content, generated per chunk so no test holds a whole blob."""
+    return random.Random(seed * 1_000_003 + offset).randbytes(size)
+
+
+def chunk_request(seed: int, offset: int, size: int) -> apb.UploadRequest:
+    data = piece(seed, offset, size)
+    return apb.UploadRequest(
+        chunk=apb.UploadChunk(offset=offset, data=data, crc32c=google_crc32c.value(data))
+    )
+
+
+def expected_digest(seed: int, total: int) -> str:
+    h = hashlib.sha256()
+    for offset in range(0, total, CHUNK):
+        h.update(piece(seed, offset, min(CHUNK, total - offset)))
+    return "sha256:" + h.hexdigest()
+
+
+async def test_sigkill_mid_upload_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    total, seed = 48 * MIB, 7
+    srv = Server(tmp_path / "data")
+    srv.start()
+    try:
+        acknowledged = 0
+        upload_id = ""
+        async with grpc.aio.insecure_channel(srv.address) as ch:
+            stub = artifact_service_pb2_grpc.ArtifactServiceStub(ch)
+            stream: Any = stub.Upload()  # type: ignore[call-arg]
+            await stream.write(apb.UploadRequest(start=apb.UploadStart(size_bytes=total)))
+            upload_id = (await stream.read()).started.upload_id
+
+            async def read_acks() -> None:
+                nonlocal acknowledged
+                while True:
+                    msg = await stream.read()
+                    if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        return
+                    acknowledged = msg.progress.committed_offset
+
+            reader = asyncio.create_task(read_acks())
+            # Send slowly (the server acknowledges about every second) and
+            # kill the server once something is acknowledged, mid-stream.
+            offset = 0
+            while offset < total and acknowledged == 0:
+                await stream.write(chunk_request(seed, offset, CHUNK))
+                offset += CHUNK
+                await asyncio.sleep(0.05)
+            assert acknowledged > 0, "no progress acknowledged before the data ran out"
+            srv.kill()
+            with pytest.raises(grpc.aio.AioRpcError):
+                await reader
+                await stream.write(chunk_request(seed, offset, CHUNK))
+
+        srv.start()  # same port, same data directory
+        async with grpc.aio.insecure_channel(srv.address) as ch:
+            stub = artifact_service_pb2_grpc.ArtifactServiceStub(ch)
+            status = await stub.GetUpload(apb.GetUploadRequest(upload_id=upload_id))
+            assert status.committed_offset >= acknowledged
+            resume_at = status.committed_offset
+
+            async def rest() -> AsyncIterator[apb.UploadRequest]:
+                yield apb.UploadRequest(start=apb.UploadStart(upload_id=upload_id))
+                for off in range(resume_at, total, CHUNK):
+                    yield chunk_request(seed, off, min(CHUNK, total - off))
+                yield apb.UploadRequest(
+                    finish=apb.UploadFinish(digest=expected_digest(seed, total))
+                )
+
+            replies = [r async for r in stub.Upload(rest())]
+            assert replies[0].started.committed_offset == resume_at
+            assert replies[-1].finished.blob.size_bytes == total
+    finally:
+        srv.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_large_round_trip_keeps_server_memory_flat(server: Server) -> None:
+    seed = 11
+    digest = expected_digest(seed, BIG)
+    options = [("grpc.max_receive_message_length", 8 * MIB)]
+    async with grpc.aio.insecure_channel(server.address, options=options) as ch:
+        stub = artifact_service_pb2_grpc.ArtifactServiceStub(ch)
+
+        async def requests() -> AsyncIterator[apb.UploadRequest]:
+            yield apb.UploadRequest(start=apb.UploadStart(size_bytes=BIG, digest=digest))
+            for off in range(0, BIG, CHUNK):
+                yield chunk_request(seed, off, min(CHUNK, BIG - off))
+            yield apb.UploadRequest(finish=apb.UploadFinish())
+
+        replies = [r async for r in stub.Upload(requests())]
+        assert replies[-1].finished.blob.digest == digest
+        upload_rss = server.peak_rss_kb()
+
+        h = hashlib.sha256()
+        received = 0
+        async for msg in stub.Download(apb.DownloadRequest(digest=digest, chunk_bytes=CHUNK)):
+            if msg.WhichOneof("kind") != "chunk":
+                continue
+            assert msg.chunk.offset == received
+            assert google_crc32c.value(msg.chunk.data) == msg.chunk.crc32c
+            # Byte for byte, not just the digest.
+            assert msg.chunk.data == piece(seed, received, len(msg.chunk.data))
+            h.update(msg.chunk.data)
+            received += len(msg.chunk.data)
+        assert received == BIG and "sha256:" + h.hexdigest() == digest
+    peak = server.peak_rss_kb()
+    assert upload_rss < RSS_LIMIT_KB and peak < RSS_LIMIT_KB, (upload_rss, peak)
