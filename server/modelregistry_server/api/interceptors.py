@@ -19,9 +19,10 @@ import grpc
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
+from ..domain import request_context
 from ..domain.errors import DomainError, Unavailable
-from . import error_map, request_context
-from .request_context import ANONYMOUS, RequestContext
+from ..domain.request_context import ANONYMOUS, RequestContext
+from . import error_map
 
 log = logging.getLogger("modelreg.rpc")
 _tracer = trace.get_tracer("modelreg.server")

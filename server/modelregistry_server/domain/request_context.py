@@ -1,4 +1,5 @@
-"""Who is calling and which request this is, for logs, traces and (later) access control."""
+"""Who is calling and which request this is: for logs, traces, the audit
+trail in the event log and (later) access control. Set by the API layer."""
 
 from __future__ import annotations
 
@@ -32,3 +33,9 @@ def bind(ctx: RequestContext) -> contextvars.Token[RequestContext | None]:
 
 def unbind(token: contextvars.Token[RequestContext | None]) -> None:
     _current.reset(token)
+
+
+def current_actor() -> str:
+    """The caller to record in the event log: "system" outside any RPC."""
+    ctx = _current.get()
+    return ctx.caller if ctx is not None else "system"
