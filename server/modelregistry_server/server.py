@@ -43,7 +43,7 @@ HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0
-MAX_RETRY_S = 5.0
+MAX_RETRY_S = 2.0
 
 
 class SchemaOutOfDate(Exception):
@@ -205,12 +205,16 @@ async def start(config: ServerConfig) -> Running:
     reflection.enable(
         (REGISTRY_SERVICE, ARTIFACT_SERVICE, health.SERVICE_NAME, REFLECTION_SERVICE), server
     )
-    if creds is None:
-        port = server.add_insecure_port(config.listen)
-    else:
-        port = server.add_secure_port(config.listen, creds)
+    try:
+        if creds is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, creds)
+    except RuntimeError:  # grpc's way of saying the address is taken or invalid
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
+        await store.close()
+        raise OSError(f"cannot listen on {config.listen}: address in use or unavailable")
     await _set_health(health_servicer, False)
     await server.start()
     running = Running(server, port, store, blobs, health_servicer, ready=ready)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -85,9 +88,16 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvloop
 
-        uvloop.run(server.serve(config))
+        run: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
     except ImportError:  # pragma: no cover
-        asyncio.run(server.serve(config))
+        run = asyncio.run
+    try:
+        run(server.serve(config))
+    except (OSError, ValueError) as exc:
+        # Operator mistakes (a taken port, unreadable certificates, contradictory
+        # flags) get one log line and exit status 1, not a traceback.
+        logging.getLogger("modelreg.server").error("cannot start", extra={"error": str(exc)})
+        return 1
     return 0
 
 
