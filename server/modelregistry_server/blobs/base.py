@@ -22,7 +22,7 @@ reached raise `Unavailable("BLOB_STORE_UNAVAILABLE")`; other errors are
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -139,7 +139,7 @@ class BlobStore(Protocol):
         offset: int = 0,
         length: int | None = None,
         chunk_size: int = DEFAULT_READ_CHUNK,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream `length` bytes (all to the end if None) from `offset`.
 
         An async generator: errors (`BLOB_NOT_FOUND`, `OFFSET_OUT_OF_RANGE` when

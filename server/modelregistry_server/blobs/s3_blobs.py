@@ -14,7 +14,7 @@ import base64
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -91,6 +91,7 @@ class S3BlobStore:
         region: str | None = None,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         checksums: bool = True,
+        max_attempts: int = 5,
     ) -> None:
         self.bucket = bucket
         self.layout = Layout(prefix)
@@ -99,6 +100,7 @@ class S3BlobStore:
         self.checksums = checksums
         self._endpoint_url = endpoint_url
         self._region = region
+        self._max_attempts = max_attempts
         self._client: Any = None
         self._client_cm: Any = None
         self._client_lock = asyncio.Lock()
@@ -111,7 +113,7 @@ class S3BlobStore:
                     config = AioConfig(
                         connect_timeout=10,
                         read_timeout=120,
-                        retries={"max_attempts": 5, "mode": "standard"},
+                        retries={"max_attempts": self._max_attempts, "mode": "standard"},
                         max_pool_connections=64,
                         # We send our own CRC32C (google-crc32c) and need no extra hashing.
                         request_checksum_calculation="when_required",
@@ -272,7 +274,7 @@ class S3BlobStore:
         offset: int = 0,
         length: int | None = None,
         chunk_size: int = DEFAULT_READ_CHUNK,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         check_range(offset, length, chunk_size)
         info = await self.stat(digest)
         if info is None:

@@ -1,0 +1,57 @@
+"""Local file I/O shared by the local store and its uploads."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..domain.errors import blob_store_full, blob_store_unavailable
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_UNREACHABLE = {errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.ETIMEDOUT, errno.EHOSTDOWN}
+
+
+def translate(exc: BaseException) -> BaseException:
+    """The domain error a caller can act on, or `exc` itself (it then stays internal)."""
+    if isinstance(exc, OSError):
+        if exc.errno in _FULL:
+            return blob_store_full()
+        if exc.errno in _UNREACHABLE:
+            return blob_store_unavailable("local storage I/O error")
+    return exc
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        translated = translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pwrite_all(fd: int, data: bytearray, start: int) -> None:
+    view = memoryview(data)
+    pos = start
+    while view:
+        n = os.pwrite(fd, view, pos)
+        view = view[n:]
+        pos += n
+    if hasattr(os, "posix_fadvise"):
+        # Starts writeback of these pages now (and drops them once clean), so the
+        # disk works while the next block fills and a multi-GB upload does not
+        # crowd the page cache.
+        os.posix_fadvise(fd, start, len(data), os.POSIX_FADV_DONTNEED)

@@ -1,0 +1,384 @@
+"""One contract, every blob store: each test runs on a local directory and on S3.
+
+S3 is a real `moto` server in its own process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import resource
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import port_open, require
+from modelregistry_server.blobs import BlobStore, Upload, open_blob_store
+from modelregistry_server.blobs.local_blobs import LocalBlobStore
+from modelregistry_server.blobs.s3_blobs import S3BlobStore
+from modelregistry_server.domain.errors import DomainError, ErrorKind
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server process on a free loopback port, for the whole session."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                require(f"the moto S3 server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Credentials for moto, and nothing from the machine's own AWS setup."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@dataclass
+class Backend:
+    """A store, and a way to open the same storage again as a restarted process would."""
+
+    store: BlobStore
+    reopen: Callable[[], Awaitable[BlobStore]]
+    published: Callable[[], Awaitable[list[str]]]
+
+
+@pytest.fixture(params=["local", "s3"])
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Backend]:
+    opened: list[BlobStore] = []
+    if request.param == "local":
+        url, endpoint = f"file://{tmp_path / 'blobs'}", None
+    else:
+        endpoint = request.getfixturevalue("moto_endpoint")
+        s3_env(monkeypatch, tmp_path)
+        url = f"s3://blobs-{uuid.uuid4().hex[:12]}/registry"
+
+    async def reopen() -> BlobStore:
+        store = await open_blob_store(url, endpoint)
+        opened.append(store)
+        return store
+
+    store = await reopen()
+    if isinstance(store, S3BlobStore):
+        await (await store.s3()).create_bucket(Bucket=store.bucket)
+
+    async def published() -> list[str]:
+        """Keys or paths of published blobs, straight from storage."""
+        if isinstance(store, LocalBlobStore):
+            return sorted(str(p) for p in (store.root / "blobs").rglob("*") if p.is_file())
+        assert isinstance(store, S3BlobStore)
+        s3 = await store.s3()
+        page = await s3.list_objects_v2(Bucket=store.bucket, Prefix=store.layout.blobs)
+        return sorted(obj["Key"] for obj in page.get("Contents", []))
+
+    try:
+        yield Backend(store, reopen, published)
+    finally:
+        for each in opened:
+            await each.close()
+
+
+def payload(size: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def write_all(upload: Upload, data: bytes, chunk: int = 100_003) -> None:
+    for i in range(0, len(data), chunk):
+        await upload.write(data[i : i + chunk])
+
+
+async def read_all(store: BlobStore, digest: str, **kwargs: int | None) -> bytes:
+    out = bytearray()
+    async with aclosing(store.open_reader(digest, **kwargs)) as reader:  # type: ignore[arg-type]
+        async for chunk in reader:
+            out += chunk
+    return bytes(out)
+
+
+def expect(exc: pytest.ExceptionInfo[DomainError], kind: ErrorKind, reason: str) -> None:
+    assert (exc.value.kind, exc.value.reason) == (kind, reason), repr(exc.value)
+
+
+async def test_round_trip_byte_for_byte(backend: Backend) -> None:
+    store = backend.store
+    data = payload(3 * MiB + 7)
+    upload = await store.begin_upload("u-1")
+    await write_all(upload, data)
+    assert upload.written == len(data)
+    info = await upload.commit(sha(data), len(data))
+    assert (info.digest, info.size) == (sha(data), len(data))
+    assert await store.stat(info.digest) == info
+    assert await read_all(store, info.digest) == data
+    assert await store.list_uploads() == []
+
+
+async def test_flushes_at_odd_places_still_compose_one_blob(backend: Backend) -> None:
+    """Small durable tails between large runs (the S3 part-size rules' hard case)."""
+    store = backend.store
+    sizes = [6 * MiB, 1 * MiB, 7 * MiB + 3, 2 * MiB]
+    data = payload(sum(sizes), seed=2)
+    upload = await store.begin_upload("odd")
+    pos = 0
+    for size in sizes:
+        await write_all(upload, data[pos : pos + size], chunk=1 * MiB)
+        pos += size
+        assert await upload.flush() == pos
+        assert upload.offset == pos
+    info = await upload.commit(sha(data), len(data))
+    assert await read_all(store, info.digest) == data
+
+
+async def test_resume_after_restart_continues_from_durable_offset(backend: Backend) -> None:
+    data = payload(5 * MiB + 11, seed=3)
+    upload = await backend.store.begin_upload("resumable")
+    await write_all(upload, data[: 2 * MiB + 5])
+    flushed = await upload.flush()
+    await write_all(upload, data[flushed : flushed + 300_000])  # never flushed
+    await upload.close()
+    del upload
+
+    restarted = await backend.reopen()
+    resumed = await restarted.resume_upload("resumable")
+    assert flushed <= resumed.offset <= flushed + 300_000
+    assert resumed.written == resumed.offset
+    await write_all(resumed, data[resumed.offset :])
+    info = await resumed.commit(sha(data), len(data))
+    assert await read_all(restarted, info.digest) == data
+
+
+@pytest.mark.parametrize("wrong", ["digest", "size"])
+async def test_wrong_digest_or_size_publishes_nothing(backend: Backend, wrong: str) -> None:
+    store = backend.store
+    data = payload(1 * MiB, seed=4)
+    upload = await store.begin_upload("bad")
+    await write_all(upload, data)
+    with pytest.raises(DomainError) as exc:
+        if wrong == "digest":
+            await upload.commit(sha(b"something else"), len(data))
+        else:
+            await upload.commit(sha(data), len(data) + 1)
+    expect(exc, ErrorKind.INVALID_ARGUMENT, f"{wrong.upper()}_MISMATCH")
+    assert await store.stat(sha(data)) is None
+    assert await backend.published() == []
+    assert await store.list_uploads() == []
+    with pytest.raises(DomainError) as gone:
+        await store.resume_upload("bad")
+    expect(gone, ErrorKind.NOT_FOUND, "UPLOAD_NOT_FOUND")
+
+
+async def test_identical_content_twice_is_one_blob(backend: Backend) -> None:
+    store = backend.store
+    data = payload(2 * MiB, seed=5)
+    infos = []
+    for upload_id in ("first", "second"):
+        upload = await store.begin_upload(upload_id)
+        await write_all(upload, data)
+        infos.append(await upload.commit(sha(data)))
+    assert infos[0] == infos[1]
+    assert len(await backend.published()) == 1
+    assert await store.list_uploads() == []
+
+
+async def test_concurrent_uploads_of_same_content_are_one_blob(backend: Backend) -> None:
+    store = backend.store
+    data = payload(3 * MiB, seed=6)
+
+    async def push(upload_id: str) -> str:
+        upload = await store.begin_upload(upload_id)
+        await write_all(upload, data, chunk=256 * 1024)
+        return (await upload.commit(sha(data), len(data))).digest
+
+    digests = await asyncio.gather(*(push(f"c{i}") for i in range(4)))
+    assert set(digests) == {sha(data)}
+    assert len(await backend.published()) == 1
+    assert await store.list_uploads() == []
+    assert await read_all(store, sha(data)) == data
+
+
+async def test_reader_ranges(backend: Backend) -> None:
+    store = backend.store
+    data = payload(2 * MiB + 100, seed=7)
+    upload = await store.begin_upload("ranges")
+    await write_all(upload, data)
+    digest = (await upload.commit()).digest
+
+    assert await read_all(store, digest, offset=1000, length=5000) == data[1000:6000]
+    assert await read_all(store, digest, offset=MiB) == data[MiB:]
+    assert await read_all(store, digest, offset=len(data) - 10, length=100) == data[-10:]
+    assert await read_all(store, digest, offset=len(data)) == b""
+    chunks = [c async for c in store.open_reader(digest, chunk_size=300_000)]
+    assert max(len(c) for c in chunks) <= 300_000
+    assert b"".join(chunks) == data
+
+    with pytest.raises(DomainError) as exc:
+        await read_all(store, digest, offset=len(data) + 1)
+    expect(exc, ErrorKind.OUT_OF_RANGE, "OFFSET_OUT_OF_RANGE")
+    missing = sha(b"missing")
+    with pytest.raises(DomainError) as exc:
+        await read_all(store, missing)
+    expect(exc, ErrorKind.NOT_FOUND, "BLOB_NOT_FOUND")
+    assert await store.stat(missing) is None
+
+
+async def test_empty_blob_and_delete(backend: Backend) -> None:
+    store = backend.store
+    info = await (await store.begin_upload("empty")).commit(sha(b""), 0)
+    assert info.size == 0
+    assert await read_all(store, info.digest) == b""
+    assert await store.delete(info.digest) is True
+    assert await store.stat(info.digest) is None
+    assert await store.delete(info.digest) is False
+
+
+async def test_cancel_removes_staging(backend: Backend) -> None:
+    store = backend.store
+    upload = await store.begin_upload("cancelled")
+    await write_all(upload, payload(MiB, seed=8))
+    await upload.flush()
+    await upload.cancel()
+    assert await store.list_uploads() == []
+    assert await backend.published() == []
+    with pytest.raises(DomainError) as exc:
+        await upload.write(b"more")
+    expect(exc, ErrorKind.FAILED_PRECONDITION, "UPLOAD_FINISHED")
+
+
+async def test_reclaim_removes_abandoned_staging_only(backend: Backend) -> None:
+    store = backend.store
+    abandoned = await store.begin_upload("abandoned")
+    await write_all(abandoned, payload(MiB, seed=9))
+    await abandoned.flush()
+    await abandoned.close()
+    active = await store.begin_upload("active")
+    await active.flush()
+
+    assert await store.reclaim_uploads(older_than=3600) == []
+    assert [u.upload_id for u in await store.list_uploads()] == ["abandoned", "active"]
+    reclaimed = await store.reclaim_uploads(older_than=0)
+    assert [(u.upload_id, u.offset) for u in reclaimed] == [("abandoned", MiB)]
+    assert [u.upload_id for u in await store.list_uploads()] == ["active"]
+    with pytest.raises(DomainError) as exc:
+        await store.resume_upload("abandoned")
+    expect(exc, ErrorKind.NOT_FOUND, "UPLOAD_NOT_FOUND")
+    await active.cancel()
+
+
+async def test_upload_ids_are_checked(backend: Backend) -> None:
+    store = backend.store
+    upload = await store.begin_upload("taken")
+    with pytest.raises(DomainError) as exc:
+        await store.begin_upload("taken")
+    assert exc.value.reason in ("UPLOAD_EXISTS", "UPLOAD_BUSY")
+    await upload.close()
+    with pytest.raises(DomainError) as exc:
+        await backend.store.begin_upload("taken")
+    expect(exc, ErrorKind.ALREADY_EXISTS, "UPLOAD_EXISTS")
+    with pytest.raises(DomainError) as exc:
+        await store.begin_upload("../escape")
+    expect(exc, ErrorKind.INVALID_ARGUMENT, "INVALID_UPLOAD_ID")
+    with pytest.raises(DomainError) as exc:
+        await store.stat("sha256:nothex")
+    expect(exc, ErrorKind.INVALID_ARGUMENT, "INVALID_DIGEST")
+
+
+@pytest.mark.slow
+async def test_large_round_trip_keeps_memory_flat(backend: Backend) -> None:
+    """A large blob through the store; the process's peak RSS must not follow its size.
+
+    Uploads hold two 16 MiB buffers at most and readers two chunks, so the peak
+    grows by a fixed amount. (S3 gets less data: the moto server is slow.)
+    """
+    store = backend.store
+    size = (200 if isinstance(store, LocalBlobStore) else 128) * MiB
+    block = payload(MiB, seed=10)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    expected = hashlib.sha256()
+    upload = await store.begin_upload("large")
+    started = time.monotonic()
+    for i in range(size // MiB):
+        chunk = i.to_bytes(8, "big") + block[8:]
+        expected.update(chunk)
+        await upload.write(chunk)
+        if i % 64 == 63:
+            await upload.flush()
+    info = await upload.commit("sha256:" + expected.hexdigest(), size)
+    uploaded = time.monotonic()
+    got, n = hashlib.sha256(), 0
+    async with aclosing(store.open_reader(info.digest)) as reader:
+        async for chunk in reader:
+            got.update(chunk)
+            n += len(chunk)
+    assert (n, "sha256:" + got.hexdigest()) == (size, info.digest)
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
+    assert grown < 80 * MiB, f"peak RSS grew by {grown // MiB} MiB for {size // MiB} MiB"
+    print(
+        f"\n{type(store).__name__}: up {size / MiB / (uploaded - started):.0f} MiB/s,"
+        f" down {size / MiB / (time.monotonic() - uploaded):.0f} MiB/s,"
+        f" peak RSS +{grown // MiB} MiB"
+    )
+
+
+async def test_unreachable_s3_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    s3_env(monkeypatch, tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: nothing listens
+    store = S3BlobStore("bucket", "p", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    try:
+        with pytest.raises(DomainError) as exc:
+            await store.stat(sha(b"x"))
+        expect(exc, ErrorKind.UNAVAILABLE, "BLOB_STORE_UNAVAILABLE")
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x/y", "file://relative/dir", "s3:///no-bucket", "file:///d?x=1"]
+)
+async def test_bad_store_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        await open_blob_store(url)
