@@ -2,11 +2,13 @@
 
     async with RegistryClient("registry:50051") as registry:
         resolved = await registry.resolve_alias("models/fraud/aliases/production")
+        await registry.pull("models/fraud/aliases/production", "./fraud")
 
 `SyncRegistryClient` offers the same methods, blocking. Both return the
 `modelregistry.v1` protobuf messages and raise `RegistryError` subclasses.
 """
 
+from .artifacts import PullResult, PushResult, pull, push, push_files
 from .client import RegistryClient
 from .errors import (
     AlreadyExistsError,
@@ -57,6 +59,8 @@ __all__ = [
     "NotFoundError",
     "OutOfRangeError",
     "PermissionDeniedError",
+    "PullResult",
+    "PushResult",
     "RegistryClient",
     "RegistryError",
     "ResolveAliasResponse",
@@ -65,4 +69,7 @@ __all__ = [
     "SyncRegistryClient",
     "UnauthenticatedError",
     "UnavailableError",
+    "pull",
+    "push",
+    "push_files",
 ]

@@ -9,6 +9,7 @@ subclasses; reads are retried on UNAVAILABLE, writes never.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -17,6 +18,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
+from . import artifacts
 from .errors import REQUEST_ID_KEY, from_rpc_error
 from .messages import field_mask, to_struct, version_name, with_etag
 from .transport import (
@@ -96,6 +98,12 @@ class RegistryClient:
             self._channel = open_channel(self.target, self._credentials, self._options)
             self._stub_instance = registry_service_pb2_grpc.RegistryServiceStub(self._channel)
         return self._stub_instance
+
+    def channel(self) -> grpc.aio.Channel:
+        """The client's channel (opened on first use), shared with the artifact transfers."""
+        self._stub()
+        assert self._channel is not None
+        return self._channel
 
     async def _call(
         self,
@@ -370,3 +378,27 @@ class RegistryClient:
         """The alias and the version it points at (with its artifact), in one read."""
         request = rpc.ResolveAliasRequest(name=name)
         return await self._call(self._stub().ResolveAlias, request, request_id, read=True)
+
+    # Artifacts
+
+    async def push(
+        self,
+        version: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: artifacts.Progress | None = None,
+        chunk_size: int = artifacts.DEFAULT_CHUNK_BYTES,
+        state_dir: str | os.PathLike[str] | None = None,
+    ) -> pb.ModelVersion:
+        """Uploads a file or directory as `version`'s artifact; see `artifacts.push`."""
+        return await artifacts.push(self, version, path, progress, chunk_size, state_dir)
+
+    async def pull(
+        self,
+        target: str,
+        dest_dir: str | os.PathLike[str],
+        *,
+        progress: artifacts.Progress | None = None,
+    ) -> artifacts.PullResult:
+        """Downloads a version's, alias's or digest's files; see `artifacts.pull`."""
+        return await artifacts.pull(self, target, dest_dir, progress)

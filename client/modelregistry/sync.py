@@ -146,3 +146,6 @@ class SyncRegistryClient:
     list_aliases = _iterating(RegistryClient.list_aliases)
     delete_alias = _blocking(RegistryClient.delete_alias)
     resolve_alias = _blocking(RegistryClient.resolve_alias)
+
+    push = _blocking(RegistryClient.push)
+    pull = _blocking(RegistryClient.pull)

@@ -1,0 +1,259 @@
+"""Downloading blobs over `ArtifactService.Download`, verified and resumable.
+
+A file is received into a partial file named after its digest: every chunk's
+CRC32C and offset are checked before it is written, the sha256 of the whole
+is checked at the end, and only a verified file is ever renamed into place
+(by the caller). An interrupted download resumes from the partial file's
+length, within one run (retries on UNAVAILABLE) and across runs. Chunks are
+checked, hashed and written in a worker thread in large batches, one batch
+in flight while the next is received, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import google_crc32c
+import grpc
+
+from .errors import DataLossError, RegistryError, from_rpc_error
+from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
+from .transport import RetryPolicy
+from .uploads import TRANSFER_RETRY
+from .v1 import artifact_service_pb2 as apb
+
+if TYPE_CHECKING:
+    from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
+
+DEFAULT_DOWNLOAD_CHUNK = 1024 * 1024
+BATCH_BYTES = 16 * 1024 * 1024
+
+OnOffset = Callable[[int], None]
+"""Called with the blob offset received so far."""
+
+
+@dataclass(frozen=True)
+class BlobDownload:
+    """What downloading one blob took."""
+
+    # Bytes already in the partial file when this run began (0: from scratch).
+    resumed_from: int
+    bytes_received: int
+
+
+def data_loss(reason: str, message: str, **metadata: str) -> DataLossError:
+    """The error for data that failed verification on this side of the wire."""
+    return DataLossError(grpc.StatusCode.DATA_LOSS, reason, message, metadata)
+
+
+def _crc_ok(chunk: apb.DownloadChunk) -> bool:
+    return int(google_crc32c.value(chunk.data)) == chunk.crc32c
+
+
+def _hash_prefix(fd: int, length: int) -> Any:
+    hasher = hashlib.sha256()
+    offset = 0
+    while offset < length:
+        data = os.pread(fd, min(HASH_READ_BYTES, length - offset), offset)
+        if not data:
+            raise OSError("partial file shrank while being read")
+        hasher.update(data)
+        offset += len(data)
+    return hasher
+
+
+class _FileSink:
+    """Appends checked chunks to a file, hashing them, in a worker thread."""
+
+    def __init__(self, fd: int, hasher: Any, pos: int, digest: str) -> None:
+        self.fd, self.hasher, self.digest = fd, hasher, digest
+        # Bytes verified and written; only read once the worker has settled.
+        self.pos = pos
+        self.received = pos
+        self._batch: list[apb.DownloadChunk] = []
+        self._batch_bytes = 0
+        self._pending: asyncio.Future[None] | None = None
+
+    async def add(self, chunk: apb.DownloadChunk) -> None:
+        if chunk.offset != self.received:
+            raise data_loss(
+                "UNEXPECTED_OFFSET",
+                f"server sent offset {chunk.offset} of {self.digest}, expected {self.received}",
+            )
+        self._batch.append(chunk)
+        self._batch_bytes += len(chunk.data)
+        self.received += len(chunk.data)
+        if self._batch_bytes >= BATCH_BYTES:
+            await self.flush(wait=False)
+
+    async def flush(self, *, wait: bool = True) -> None:
+        await self.settle()
+        batch, self._batch, self._batch_bytes = self._batch, [], 0
+        if batch:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+        if wait:
+            await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the batch in flight (shielded: the thread runs on regardless)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    async def abandon(self) -> None:
+        """Drop what was received but not written; keep what was."""
+        self._batch, self._batch_bytes = [], 0
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+        self.received = self.pos
+
+    def _write(self, batch: list[apb.DownloadChunk]) -> None:
+        for chunk in batch:
+            data = chunk.data
+            if not _crc_ok(chunk):
+                raise data_loss(
+                    "CHECKSUM_MISMATCH",
+                    f"chunk at offset {chunk.offset} of {self.digest} failed its CRC32C check",
+                    offset=str(chunk.offset),
+                )
+            self.hasher.update(data)
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(self.fd, view[written:], self.pos + written)
+            self.pos += len(data)
+
+
+class BlobDownloader:
+    """Downloads blobs with one stream each, retrying broken streams where they stopped."""
+
+    def __init__(
+        self,
+        stub: ArtifactServiceAsyncStub,
+        *,
+        chunk_size: int = DEFAULT_DOWNLOAD_CHUNK,
+        retry: RetryPolicy = TRANSFER_RETRY,
+    ) -> None:
+        self._stub = stub
+        self._chunk = chunk_size
+        self._retry = retry
+
+    async def _retrying(self, attempt: int, rpc_err: grpc.aio.AioRpcError) -> RegistryError | None:
+        """Sleep and return None if the failure is worth another stream, else the error."""
+        err = from_rpc_error(rpc_err)
+        if err.code != grpc.StatusCode.UNAVAILABLE or attempt >= self._retry.max_attempts:
+            return err
+        await asyncio.sleep(self._retry.backoff(attempt))
+        return None
+
+    async def fetch(self, **target: str) -> tuple[apb.DownloadHeader, bytes]:
+        """A small blob (a manifest) in memory, with every chunk and the digest checked.
+
+        `target` is one of `digest=`, `version=` or `alias=`.
+        """
+        attempt = 1
+        while True:
+            try:
+                return await self._fetch_once(target)
+            except grpc.aio.AioRpcError as rpc_err:
+                if (err := await self._retrying(attempt, rpc_err)) is not None:
+                    raise err from rpc_err
+                attempt += 1
+
+    async def _fetch_once(self, target: dict[str, str]) -> tuple[apb.DownloadHeader, bytes]:
+        header: apb.DownloadHeader | None = None
+        body = bytearray()
+        request = apb.DownloadRequest(chunk_bytes=self._chunk, **target)  # type: ignore[arg-type]
+        async for message in self._stub.Download(request):
+            if message.WhichOneof("kind") == "header":
+                header = message.header
+                continue
+            chunk = message.chunk
+            if chunk.offset != len(body) or not _crc_ok(chunk):
+                raise data_loss("CHECKSUM_MISMATCH", f"bad chunk at offset {chunk.offset}")
+            body += chunk.data
+        if header is None:
+            raise data_loss("PROTOCOL_VIOLATION", "download stream carried no header")
+        digest = DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
+        if len(body) != header.blob.size_bytes or digest != header.blob.digest:
+            raise data_loss(
+                "DIGEST_MISMATCH",
+                f"received {len(body)} bytes hashing to {digest}, "
+                f"expected {header.blob.size_bytes} bytes of {header.blob.digest}",
+            )
+        return header, bytes(body)
+
+    async def to_file(
+        self, digest: str, size: int, partial: Path, on_offset: OnOffset | None = None
+    ) -> BlobDownload:
+        """Complete `partial` to blob `digest` of `size` bytes, synced to disk.
+
+        Resumes from the partial file's length. On a digest mismatch the
+        partial file is deleted (it cannot be trusted) and DataLossError raised.
+        """
+        await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            have = os.fstat(fd).st_size
+            if have > size:
+                os.ftruncate(fd, 0)
+                have = 0
+            hasher = await asyncio.to_thread(_hash_prefix, fd, have)
+            sink = _FileSink(fd, hasher, have, digest)
+            attempt = 1
+            while True:
+                progressed_from = sink.pos
+                try:
+                    await self._stream_into(sink, digest, size, on_offset)
+                    break
+                except grpc.aio.AioRpcError as rpc_err:
+                    await sink.abandon()
+                    if sink.pos > progressed_from:
+                        attempt = 1
+                    if (err := await self._retrying(attempt, rpc_err)) is not None:
+                        raise err from rpc_err
+                    attempt += 1
+            if sink.pos != size:
+                raise data_loss("SIZE_MISMATCH", f"{digest}: got {sink.pos} of {size} bytes")
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            os.close(fd)
+        actual = DIGEST_PREFIX + hasher.hexdigest()
+        if actual != digest:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+            raise data_loss(
+                "DIGEST_MISMATCH",
+                f"downloaded data hashes to {actual}, expected {digest}; partial file discarded",
+                digest=digest,
+            )
+        return BlobDownload(resumed_from=have, bytes_received=size - have)
+
+    async def _stream_into(
+        self, sink: _FileSink, digest: str, size: int, on_offset: OnOffset | None
+    ) -> None:
+        request = apb.DownloadRequest(digest=digest, offset=sink.pos, chunk_bytes=self._chunk)
+        try:
+            async for message in self._stub.Download(request):
+                if message.WhichOneof("kind") == "header":
+                    blob = message.header.blob
+                    if blob.digest != digest or blob.size_bytes != size:
+                        raise data_loss(
+                            "SIZE_MISMATCH",
+                            f"server describes {blob.digest} as {blob.size_bytes} bytes, "
+                            f"the manifest says {size}",
+                        )
+                    continue
+                await sink.add(message.chunk)
+                if on_offset:
+                    on_offset(sink.received)
+            await sink.flush()
+        except BaseException:
+            await sink.abandon()
+            raise
