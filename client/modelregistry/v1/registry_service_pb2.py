@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelregistry/v1/registry_service.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a modelregistry/v1/resources.proto\"N\n\x12\x43reateModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelregistry.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"b\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\"&\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"G\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x1f\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"#\n\x13ResolveAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"u\n\x14ResolveAliasResponse\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion2\x9f\n\n\x0fRegistryService\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12K\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x16.google.protobuf.Empty\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12Y\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x16.google.protobuf.Empty\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Empty\x12]\n\x0cResolveAlias\x12%.modelregistry.v1.ResolveAliasRequest\x1a&.modelregistry.v1.ResolveAliasResponseBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelregistry/v1/registry_service.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelregistry/v1/resources.proto\"N\n\x12\x43reateModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.modelregistry.v1.Model\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"J\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"V\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"m\n\x12UpdateModelRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Model\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"?\n\x12\x44\x65leteModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"b\n\x19\x43reateModelVersionRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\"&\n\x16GetModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x18ListModelVersionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"l\n\x19ListModelVersionsResponse\x12\x36\n\x0emodel_versions\x18\x01 \x03(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x19UpdateModelVersionRequest\x12\x35\n\rmodel_version\x18\x01 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"F\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"G\n\x0fSetAliasRequest\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\x1f\n\x0fGetAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListAliasesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListAliasesResponse\x12(\n\x07\x61liases\x18\x01 \x03(\x0b\x32\x17.modelregistry.v1.Alias\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x12\x44\x65leteAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"R\n\x13ResolveAliasRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\tread_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x14ResolveAliasResponse\x12&\n\x05\x61lias\x18\x01 \x01(\x0b\x32\x17.modelregistry.v1.Alias\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion2\x9f\n\n\x0fRegistryService\x12L\n\x0b\x43reateModel\x12$.modelregistry.v1.CreateModelRequest\x1a\x17.modelregistry.v1.Model\x12\x46\n\x08GetModel\x12!.modelregistry.v1.GetModelRequest\x1a\x17.modelregistry.v1.Model\x12W\n\nListModels\x12#.modelregistry.v1.ListModelsRequest\x1a$.modelregistry.v1.ListModelsResponse\x12L\n\x0bUpdateModel\x12$.modelregistry.v1.UpdateModelRequest\x1a\x17.modelregistry.v1.Model\x12K\n\x0b\x44\x65leteModel\x12$.modelregistry.v1.DeleteModelRequest\x1a\x16.google.protobuf.Empty\x12\x61\n\x12\x43reateModelVersion\x12+.modelregistry.v1.CreateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12[\n\x0fGetModelVersion\x12(.modelregistry.v1.GetModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12l\n\x11ListModelVersions\x12*.modelregistry.v1.ListModelVersionsRequest\x1a+.modelregistry.v1.ListModelVersionsResponse\x12\x61\n\x12UpdateModelVersion\x12+.modelregistry.v1.UpdateModelVersionRequest\x1a\x1e.modelregistry.v1.ModelVersion\x12Y\n\x12\x44\x65leteModelVersion\x12+.modelregistry.v1.DeleteModelVersionRequest\x1a\x16.google.protobuf.Empty\x12\x46\n\x08SetAlias\x12!.modelregistry.v1.SetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12\x46\n\x08GetAlias\x12!.modelregistry.v1.GetAliasRequest\x1a\x17.modelregistry.v1.Alias\x12Z\n\x0bListAliases\x12$.modelregistry.v1.ListAliasesRequest\x1a%.modelregistry.v1.ListAliasesResponse\x12K\n\x0b\x44\x65leteAlias\x12$.modelregistry.v1.DeleteAliasRequest\x1a\x16.google.protobuf.Empty\x12]\n\x0cResolveAlias\x12%.modelregistry.v1.ResolveAliasRequest\x1a&.modelregistry.v1.ResolveAliasResponseBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,44 +36,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.registry_s
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1'
-  _globals['_CREATEMODELREQUEST']._serialized_start=158
-  _globals['_CREATEMODELREQUEST']._serialized_end=236
-  _globals['_GETMODELREQUEST']._serialized_start=238
-  _globals['_GETMODELREQUEST']._serialized_end=269
-  _globals['_LISTMODELSREQUEST']._serialized_start=271
-  _globals['_LISTMODELSREQUEST']._serialized_end=345
-  _globals['_LISTMODELSRESPONSE']._serialized_start=347
-  _globals['_LISTMODELSRESPONSE']._serialized_end=433
-  _globals['_UPDATEMODELREQUEST']._serialized_start=435
-  _globals['_UPDATEMODELREQUEST']._serialized_end=544
-  _globals['_DELETEMODELREQUEST']._serialized_start=546
-  _globals['_DELETEMODELREQUEST']._serialized_end=609
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=611
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=709
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=711
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=749
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=751
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=848
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=850
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=958
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=961
-  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1092
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1094
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1164
-  _globals['_SETALIASREQUEST']._serialized_start=1166
-  _globals['_SETALIASREQUEST']._serialized_end=1237
-  _globals['_GETALIASREQUEST']._serialized_start=1239
-  _globals['_GETALIASREQUEST']._serialized_end=1270
-  _globals['_LISTALIASESREQUEST']._serialized_start=1272
-  _globals['_LISTALIASESREQUEST']._serialized_end=1347
-  _globals['_LISTALIASESRESPONSE']._serialized_start=1349
-  _globals['_LISTALIASESRESPONSE']._serialized_end=1437
-  _globals['_DELETEALIASREQUEST']._serialized_start=1439
-  _globals['_DELETEALIASREQUEST']._serialized_end=1487
-  _globals['_RESOLVEALIASREQUEST']._serialized_start=1489
-  _globals['_RESOLVEALIASREQUEST']._serialized_end=1524
-  _globals['_RESOLVEALIASRESPONSE']._serialized_start=1526
-  _globals['_RESOLVEALIASRESPONSE']._serialized_end=1643
-  _globals['_REGISTRYSERVICE']._serialized_start=1646
-  _globals['_REGISTRYSERVICE']._serialized_end=2957
+  _globals['_CREATEMODELREQUEST']._serialized_start=191
+  _globals['_CREATEMODELREQUEST']._serialized_end=269
+  _globals['_GETMODELREQUEST']._serialized_start=271
+  _globals['_GETMODELREQUEST']._serialized_end=302
+  _globals['_LISTMODELSREQUEST']._serialized_start=304
+  _globals['_LISTMODELSREQUEST']._serialized_end=378
+  _globals['_LISTMODELSRESPONSE']._serialized_start=380
+  _globals['_LISTMODELSRESPONSE']._serialized_end=466
+  _globals['_UPDATEMODELREQUEST']._serialized_start=468
+  _globals['_UPDATEMODELREQUEST']._serialized_end=577
+  _globals['_DELETEMODELREQUEST']._serialized_start=579
+  _globals['_DELETEMODELREQUEST']._serialized_end=642
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=644
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=742
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=744
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=782
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=784
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=881
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=883
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=991
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_start=994
+  _globals['_UPDATEMODELVERSIONREQUEST']._serialized_end=1125
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1127
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1197
+  _globals['_SETALIASREQUEST']._serialized_start=1199
+  _globals['_SETALIASREQUEST']._serialized_end=1270
+  _globals['_GETALIASREQUEST']._serialized_start=1272
+  _globals['_GETALIASREQUEST']._serialized_end=1303
+  _globals['_LISTALIASESREQUEST']._serialized_start=1305
+  _globals['_LISTALIASESREQUEST']._serialized_end=1380
+  _globals['_LISTALIASESRESPONSE']._serialized_start=1382
+  _globals['_LISTALIASESRESPONSE']._serialized_end=1470
+  _globals['_DELETEALIASREQUEST']._serialized_start=1472
+  _globals['_DELETEALIASREQUEST']._serialized_end=1520
+  _globals['_RESOLVEALIASREQUEST']._serialized_start=1522
+  _globals['_RESOLVEALIASREQUEST']._serialized_end=1604
+  _globals['_RESOLVEALIASRESPONSE']._serialized_start=1606
+  _globals['_RESOLVEALIASRESPONSE']._serialized_end=1723
+  _globals['_REGISTRYSERVICE']._serialized_start=1726
+  _globals['_REGISTRYSERVICE']._serialized_end=3037
 # @@protoc_insertion_point(module_scope)

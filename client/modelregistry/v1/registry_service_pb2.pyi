@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from modelregistry.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
@@ -513,16 +514,25 @@ class ResolveAliasRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    READ_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Format: `models/{model}/aliases/{alias}`."""
+    @_builtins.property
+    def read_time(self) -> _timestamp_pb2.Timestamp:
+        """Resolve as of this time instead of now, from the event log: the version
+        the alias pointed at then (NOT_FOUND if it did not exist then, or
+        OUT_OF_RANGE with REVISION_COMPACTED if the log no longer reaches back).
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        read_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["read_time", b"read_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "read_time", b"read_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

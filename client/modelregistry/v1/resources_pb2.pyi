@@ -338,3 +338,79 @@ class Alias(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Alias: _TypeAlias = Alias  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    """One entry of the event log: a change to a resource, committed in the same
+    transaction as the change itself. The log is append-only and hash-chained:
+    `hash` = lowercase hex SHA-256 of the UTF-8 lines
+    `revision`, `type`, `resource`, `model`, `actor`, `time` (microseconds
+    since the epoch), `before_json`, `after_json`, `prev_hash`, joined by "\\n".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    BEFORE_JSON_FIELD_NUMBER: _builtins.int
+    AFTER_JSON_FIELD_NUMBER: _builtins.int
+    PREV_HASH_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """Global, strictly increasing position in the log (1, 2, 3...; gaps only
+    where events were compacted away).
+    """
+    type: _builtins.str
+    """What happened, e.g. MODEL_CREATED, MODEL_UPDATED, MODEL_DELETED,
+    VERSION_CREATED, VERSION_UPDATED, VERSION_READY, VERSION_DELETED,
+    VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
+    ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
+    ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK.
+    """
+    resource: _builtins.str
+    """Name of the resource that changed, e.g. `models/fraud/aliases/production`."""
+    model: _builtins.str
+    """The model it belongs to. Format: `models/{model}`."""
+    actor: _builtins.str
+    """Who made the change: the client certificate subject under mutual TLS,
+    `anonymous` otherwise, `system` for the server's own changes.
+    """
+    before_json: _builtins.str
+    """The resource before the change as canonical JSON (sorted keys, no
+    spaces); empty for a creation.
+    """
+    after_json: _builtins.str
+    """The resource after the change as canonical JSON; empty for a deletion."""
+    prev_hash: _builtins.str
+    """`hash` of the previous event (64 zeros for the first)."""
+    hash: _builtins.str
+    """This event's hash, see above."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Commit time."""
+
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+        type: _builtins.str = ...,
+        resource: _builtins.str = ...,
+        model: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        before_json: _builtins.str = ...,
+        after_json: _builtins.str = ...,
+        prev_hash: _builtins.str = ...,
+        hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after_json", b"after_json", "before_json", b"before_json", "hash", b"hash", "model", b"model", "prev_hash", b"prev_hash", "resource", b"resource", "revision", b"revision", "time", b"time", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015

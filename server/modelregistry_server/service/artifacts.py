@@ -259,7 +259,7 @@ class Artifacts:
     async def _check_manifest(self, blob: BlobInfo) -> None:
         """Every file a manifest lists must already be stored, at its size."""
         data = bytearray()
-        async with aclosing(self._blobs.open_reader(blob.digest)) as reader:  # type: ignore[type-var]
+        async with aclosing(self._blobs.open_reader(blob.digest)) as reader:
             async for chunk in reader:
                 data += chunk
         manifest = parse_manifest(bytes(data))

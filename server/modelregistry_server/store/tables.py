@@ -121,3 +121,36 @@ settings = Table(
     Column("key", String(64), primary_key=True),
     Column("value", LargeBinary, nullable=False),
 )
+
+# The event log (transactional outbox): one row per change, written in the
+# change's own transaction. `revision` comes from `event_log_head`, whose row
+# lock serializes appends so revisions commit in order: a reader that has
+# seen revision N has seen every event up to N.
+events = Table(
+    "events",
+    metadata,
+    Column("revision", BigInteger, primary_key=True, autoincrement=False),
+    Column("type", String(32), nullable=False),
+    Column("resource", String(256), nullable=False),
+    Column("model", String(72), nullable=False),
+    Column("actor", String(512), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("before_json", Text, nullable=False),
+    Column("after_json", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index(None, "model", "revision"),
+    Index(None, "resource", "revision"),
+    Index(None, "time_us"),
+)
+
+event_log_head = Table(
+    "event_log_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    # Events up to this revision have been compacted away (0: none).
+    Column("compacted_revision", BigInteger, nullable=False),
+    Column("compacted_hash", String(64), nullable=False),
+)

@@ -1,11 +1,20 @@
-"""One way to open a transaction: SQLite write locks, and errors that mean
-"the database is unreachable" turned into a retryable domain error."""
+"""One way to open a transaction, for every SQL store.
+
+SQLite write transactions take the write lock at BEGIN; database errors
+that mean "unreachable" become a retryable domain error; each transaction is
+a client span named after the store operation (a no-op span unless an
+exporter is configured); write transactions run commit hooks once they have
+committed (to wake local watchers at once).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+from opentelemetry import trace
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -13,22 +22,66 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..domain import errors
 from .engine import WRITE_OPTION
 
+_tracer = trace.get_tracer("modelreg.store")
 
-@asynccontextmanager
-async def transaction(engine: AsyncEngine, write: bool = False) -> AsyncIterator[AsyncConnection]:
-    try:
-        async with engine.connect() as conn:
-            if write and engine.dialect.name == "sqlite":
-                conn = await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield conn
-    except (OperationalError, PoolTimeout, OSError) as exc:
-        raise errors.Unavailable(
-            "STORAGE_UNAVAILABLE", "the database is unavailable; retry with backoff"
-        ) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise errors.Unavailable(
-                "STORAGE_UNAVAILABLE", "the database connection was lost; retry"
-            ) from exc
-        raise
+
+def _failed(span: trace.Span, exc: BaseException) -> None:
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
+
+
+class SqlBase:
+    """What every SQL store shares: the engine, transactions, commit hooks."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._commit_hooks: list[Callable[[], None]] = []
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Call `hook` after every committed write transaction of this store."""
+        self._commit_hooks.append(hook)
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql if self._dialect == "postgresql" else sqlite).insert(table)
+
+    @asynccontextmanager
+    async def _tx(self, op: str, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        with _tracer.start_as_current_span(
+            f"store.{op}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": self._dialect, "db.operation.name": op},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                async with self._engine.connect() as conn:
+                    if write and self._dialect == "sqlite":
+                        conn = await conn.execution_options(**{WRITE_OPTION: True})
+                    async with conn.begin():
+                        yield conn
+            except errors.DomainError:
+                raise
+            except (OperationalError, PoolTimeout, OSError) as exc:
+                _failed(span, exc)
+                raise errors.Unavailable(
+                    "STORAGE_UNAVAILABLE", "the database is unavailable; retry with backoff"
+                ) from exc
+            except DBAPIError as exc:
+                _failed(span, exc)
+                if exc.connection_invalidated:
+                    raise errors.Unavailable(
+                        "STORAGE_UNAVAILABLE", "the database connection was lost; retry"
+                    ) from exc
+                raise
+            except Exception as exc:
+                _failed(span, exc)
+                raise
+        if write:
+            for hook in self._commit_hooks:
+                hook()

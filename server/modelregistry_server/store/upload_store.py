@@ -13,14 +13,16 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
+from ..domain.events import EventType
 from ..domain.names import VersionName
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
+from .event_log import append_event
 from .rows import to_version
 from .tables import model_versions, models, uploads
-from .transactions import transaction
+from .transactions import SqlBase
 
 M, V, U = models.c, model_versions.c, uploads.c
 
@@ -45,10 +47,7 @@ def version_not_pending(name: VersionName, state: str) -> errors.FailedPrecondit
     )
 
 
-class SqlUploadStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-
+class SqlUploadStore(SqlBase):
     async def _pending_version_id(
         self, conn: AsyncConnection, name: VersionName, lock: bool
     ) -> int:
@@ -76,7 +75,7 @@ class SqlUploadStore:
         ttl_us: int,
     ) -> UploadRecord:
         now = _now_us()
-        async with transaction(self._engine, write=True) as conn:
+        async with self._tx("create_upload", write=True) as conn:
             version_id = None
             if version is not None:
                 version_id = await self._pending_version_id(conn, version, lock=False)
@@ -103,7 +102,7 @@ class SqlUploadStore:
             .outerjoin(models, M.id == V.model_id)
             .where(U.id == upload_id, U.expire_time_us > _now_us())
         )
-        async with transaction(self._engine) as conn:
+        async with self._tx("get_upload") as conn:
             row = (await conn.execute(query)).one_or_none()
         if row is None:
             raise upload_not_found(upload_id)
@@ -112,7 +111,7 @@ class SqlUploadStore:
     async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
         """Progress extends the deadline: only idle uploads expire."""
         now = _now_us()
-        async with transaction(self._engine, write=True) as conn:
+        async with self._tx("touch_upload", write=True) as conn:
             await conn.execute(
                 update(uploads)
                 .where(U.id == upload_id)
@@ -120,7 +119,7 @@ class SqlUploadStore:
             )
 
     async def finish_upload(self, upload_id: str, artifact: Artifact) -> ModelVersion | None:
-        async with transaction(self._engine, write=True) as conn:
+        async with self._tx("finish_upload", write=True) as conn:
             record = (
                 await conn.execute(select(uploads).where(U.id == upload_id).with_for_update())
             ).one_or_none()
@@ -156,22 +155,24 @@ class SqlUploadStore:
                     .returning(model_versions)
                 )
             ).one()
-        return to_version(row, name.model)
+            version = to_version(row, name.model)
+            await append_event(conn, EventType.VERSION_READY, name.parent, str(name), None, version)
+        return version
 
     async def delete_upload(self, upload_id: str) -> bool:
-        async with transaction(self._engine, write=True) as conn:
+        async with self._tx("delete_upload", write=True) as conn:
             gone = await conn.execute(delete(uploads).where(U.id == upload_id).returning(U.id))
             return gone.one_or_none() is not None
 
     async def expired_uploads(self, limit: int = 100) -> list[str]:
-        async with transaction(self._engine) as conn:
+        async with self._tx("expired_uploads") as conn:
             rows = await conn.execute(
                 select(U.id).where(U.expire_time_us <= _now_us()).limit(limit)
             )
             return [r.id for r in rows]
 
     async def live_upload_ids(self) -> set[str]:
-        async with transaction(self._engine) as conn:
+        async with self._tx("live_upload_ids") as conn:
             rows = await conn.execute(select(U.id).where(U.expire_time_us > _now_us()))
             return {r.id for r in rows}
 

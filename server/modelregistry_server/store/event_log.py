@@ -1,0 +1,177 @@
+"""The event log in SQL: appending inside a change's transaction, and reading.
+
+Appends lock the single `event_log_head` row, so revisions are handed out
+and committed in the same order; on PostgreSQL each append also queues a
+NOTIFY (delivered at commit) so other replicas wake at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, true, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain import errors
+from ..domain.events import Event, EventType, canonical_json, chain_hash
+from ..domain.names import ModelName
+from ..domain.request_context import current_actor
+from ..domain.resources import Page
+from .tables import event_log_head, events
+from .transactions import SqlBase
+
+E, H = events.c, event_log_head.c
+NOTIFY_CHANNEL = "modelreg_events"
+
+
+async def append_event(
+    conn: AsyncConnection,
+    type_: EventType,
+    model: ModelName,
+    resource: str,
+    before: Any,
+    after: Any,
+) -> int:
+    """Write one event in the caller's transaction; returns its revision."""
+    head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
+    revision = head.revision + 1
+    now = time.time_ns() // 1000
+    actor = current_actor()[:512]
+    before_json, after_json = canonical_json(before), canonical_json(after)
+    digest = chain_hash(
+        revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
+    )
+    await conn.execute(
+        insert(events).values(
+            revision=revision,
+            type=type_.value,
+            resource=resource,
+            model=str(model),
+            actor=actor,
+            time_us=now,
+            before_json=before_json,
+            after_json=after_json,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    await conn.execute(
+        update(event_log_head).where(H.id == 1).values(revision=revision, hash=digest)
+    )
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(revision))))
+    return int(revision)
+
+
+def to_event(row: Row[Any]) -> Event:
+    return Event(
+        revision=row.revision,
+        type=row.type,
+        resource=row.resource,
+        model=row.model,
+        actor=row.actor,
+        time_us=row.time_us,
+        before_json=row.before_json,
+        after_json=row.after_json,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def compacted(oldest: int) -> errors.OutOfRange:
+    return errors.OutOfRange(
+        "REVISION_COMPACTED",
+        f"events before revision {oldest} have been compacted; re-list and resume from there",
+        {"oldest_revision": str(oldest)},
+    )
+
+
+class SqlEventLog(SqlBase):
+    async def head(self) -> tuple[int, int]:
+        """(newest revision, newest compacted revision)."""
+        async with self._tx("event_head") as conn:
+            row = (await conn.execute(select(H.revision, H.compacted_revision))).one()
+        return int(row.revision), int(row.compacted_revision)
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        model: str = "",
+        resource: str = "",
+        types: frozenset[str] = frozenset(),
+        start_time_us: int = 0,
+        end_time_us: int = 0,
+        upto: int | None = None,
+    ) -> Page[Event]:
+        """Events with revision > `after` (and <= `upto`), in order."""
+        async with self._tx("read_events") as conn:
+            head = (await conn.execute(select(H.compacted_revision))).one()
+            if after < head.compacted_revision:
+                raise compacted(head.compacted_revision + 1)
+            conditions = [E.revision > after]
+            if upto is not None:
+                conditions.append(E.revision <= upto)
+            if model:
+                conditions.append(E.model == model)
+            if resource:
+                conditions.append(E.resource == resource)
+            if types:
+                conditions.append(E.type.in_(sorted(types)))
+            if start_time_us:
+                conditions.append(E.time_us >= start_time_us)
+            if end_time_us:
+                conditions.append(E.time_us < end_time_us)
+            rows = (
+                await conn.execute(
+                    select(events)
+                    .where(and_(true(), *conditions))
+                    .order_by(E.revision)
+                    .limit(limit + 1)
+                )
+            ).all()
+        return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit)
+
+    async def last_event_before(self, resource: str, time_us: int) -> Event | None:
+        """The latest event of `resource` committed at or before `time_us`."""
+        async with self._tx("event_at") as conn:
+            head = (await conn.execute(select(H.compacted_revision))).one()
+            row = (
+                await conn.execute(
+                    select(events)
+                    .where(E.resource == resource, E.time_us <= time_us)
+                    .order_by(E.revision.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+            if row is None and head.compacted_revision > 0:
+                oldest = (await conn.execute(select(func.min(E.time_us)))).scalar()
+                if oldest is None or time_us < oldest:
+                    raise compacted(head.compacted_revision + 1)
+        return to_event(row) if row is not None else None
+
+    async def compact(self, before_time_us: int) -> int:
+        """Drop events older than `before_time_us`; returns the new compacted
+        revision. The head keeps the last dropped hash so the chain of what
+        remains still verifies."""
+        async with self._tx("compact_events", write=True) as conn:
+            await conn.execute(select(H.id).where(H.id == 1).with_for_update())
+            last = (
+                await conn.execute(
+                    select(E.revision, E.hash)
+                    .where(E.time_us < before_time_us)
+                    .order_by(E.revision.desc())
+                    .limit(1)
+                )
+            ).one_or_none()
+            if last is None:
+                return int((await conn.execute(select(H.compacted_revision))).scalar_one())
+            await conn.execute(delete(events).where(E.revision <= last.revision))
+            await conn.execute(
+                update(event_log_head)
+                .where(H.id == 1)
+                .values(compacted_revision=last.revision, compacted_hash=last.hash)
+            )
+            return int(last.revision)

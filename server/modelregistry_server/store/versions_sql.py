@@ -1,0 +1,163 @@
+"""Model versions in SQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain import errors
+from ..domain.etags import Etag
+from ..domain.events import EventType
+from ..domain.filters import Filter
+from ..domain.names import AliasName, ModelName, VersionName
+from ..domain.resources import ModelVersion, Page, VersionFields, VersionState
+from ..domain.rules import check_state_transition, version_has_aliases
+from .event_log import append_event
+from .models_sql import A, M, ModelQueries, V, now_us
+from .rows import filter_condition, to_alias, to_version
+from .tables import aliases, model_versions, models
+
+
+class VersionQueries(ModelQueries):
+    async def create_version(self, parent: ModelName, fields: VersionFields) -> ModelVersion:
+        now = now_us()
+        state = fields.state or VersionState.PENDING_UPLOAD
+        async with self._tx("create_version", write=True) as conn:
+            counter = await self._bump_model_version(conn, parent)
+            row = (
+                await conn.execute(
+                    insert(model_versions)
+                    .values(
+                        model_id=counter.id,
+                        version=counter.latest_version,
+                        uid=str(uuid.uuid4()),
+                        state=state.value,
+                        source_uri=fields.source_uri,
+                        description=fields.description,
+                        labels=fields.labels,
+                        metadata=fields.metadata,
+                        row_version=1,
+                        create_time_us=now,
+                        update_time_us=now,
+                    )
+                    .returning(model_versions)
+                )
+            ).one()
+            version = to_version(row, parent.model)
+            await append_event(
+                conn, EventType.VERSION_CREATED, parent, str(version.name), None, version
+            )
+        return version
+
+    def _version_query(self, name: VersionName) -> Any:
+        return (
+            select(model_versions)
+            .join(models, M.id == V.model_id)
+            .where(M.name == name.model, V.version == name.version)
+        )
+
+    async def get_version(self, name: VersionName) -> ModelVersion:
+        async with self._tx("get_version") as conn:
+            row = (await conn.execute(self._version_query(name))).one_or_none()
+        if row is None:
+            raise errors.version_not_found(str(name))
+        return to_version(row, name.model)
+
+    async def list_versions(
+        self, parent: ModelName, flt: Filter, before: int | None, limit: int
+    ) -> Page[ModelVersion]:
+        stmt = (
+            select(model_versions)
+            .join(models, M.id == V.model_id)
+            .where(M.name == parent.model, filter_condition(model_versions, flt))
+        )
+        if before is not None:
+            stmt = stmt.where(V.version < before)
+        stmt = stmt.order_by(V.version.desc()).limit(limit + 1)
+        async with self._tx("list_versions") as conn:
+            rows = (await conn.execute(stmt)).all()
+            if not rows:
+                await self._model_id(conn, parent)
+        return Page([to_version(r, parent.model) for r in rows[:limit]], more=len(rows) > limit)
+
+    async def _lock_version(
+        self, conn: AsyncConnection, name: VersionName, etag: Etag | None
+    ) -> Any:
+        row = (
+            await conn.execute(self._version_query(name).with_for_update(of=model_versions))
+        ).one_or_none()
+        if row is None:
+            raise errors.version_not_found(str(name))
+        if etag is not None and (row.id, row.row_version) != (etag.row_id, etag.row_version):
+            raise errors.EtagMismatch(str(name))
+        return row
+
+    async def _aliases_of(self, conn: AsyncConnection, version_id: int) -> list[str]:
+        rows = await conn.execute(select(A.name).where(A.version_id == version_id))
+        return [r.name for r in rows]
+
+    async def update_version(
+        self, name: VersionName, fields: VersionFields, paths: frozenset[str], etag: Etag | None
+    ) -> ModelVersion:
+        async with self._tx("update_version", write=True) as conn:
+            current = await self._lock_version(conn, name, etag)
+            values: dict[str, Any] = {p: getattr(fields, p) for p in paths if p != "state"}
+            if "state" in paths and fields.state is not None:
+                check_state_transition(str(name), VersionState(current.state), fields.state)
+                if fields.state == VersionState.ARCHIVED:
+                    targets = await self._aliases_of(conn, current.id)
+                    if targets:
+                        raise version_has_aliases(str(name), targets)
+                values["state"] = fields.state.value
+            row = (
+                await conn.execute(
+                    update(model_versions)
+                    .where(V.id == current.id)
+                    .values(**values, row_version=V.row_version + 1, update_time_us=now_us())
+                    .returning(model_versions)
+                )
+            ).one()
+            version = to_version(row, name.model)
+            await append_event(
+                conn,
+                EventType.VERSION_UPDATED,
+                name.parent,
+                str(name),
+                to_version(current, name.model),
+                version,
+            )
+        return version
+
+    async def delete_version(self, name: VersionName, etag: Etag | None, force: bool) -> None:
+        async with self._tx("delete_version", write=True) as conn:
+            current = await self._lock_version(conn, name, etag)
+            targets = await self._aliases_of(conn, current.id)
+            if targets and not force:
+                raise version_has_aliases(str(name), targets)
+            gone = (
+                await conn.execute(
+                    delete(aliases).where(A.version_id == current.id).returning(aliases)
+                )
+            ).all()
+            for a in sorted(gone, key=lambda a: a.name):
+                alias = to_alias(a, name.model, a.name, name.version)
+                await append_event(
+                    conn,
+                    EventType.ALIAS_DELETED,
+                    name.parent,
+                    str(AliasName(name.model, a.name)),
+                    alias,
+                    None,
+                )
+            await conn.execute(delete(model_versions).where(V.id == current.id))
+            await append_event(
+                conn,
+                EventType.VERSION_DELETED,
+                name.parent,
+                str(name),
+                to_version(current, name.model),
+                None,
+            )
