@@ -154,3 +154,14 @@ event_log_head = Table(
     Column("compacted_revision", BigInteger, nullable=False),
     Column("compacted_hash", String(64), nullable=False),
 )
+
+# How far each outbox relay (e.g. the NATS publisher, named after its stream)
+# has published the event log: every event up to `revision` has been
+# acknowledged by the queue. Advanced after each acknowledged batch.
+relay_cursors = Table(
+    "relay_cursors",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+)
