@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import aliases, connection, models, serve, versions
+from . import aliases, connection, models, serve, transfer, versions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_parsers(sub, parent)
     versions.add_parsers(sub, parent)
     aliases.add_parsers(sub, parent)
+    transfer.add_parsers(sub, parent)
     return parser
 
 
