@@ -145,8 +145,9 @@ class UpdateModelRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to update: `display_name`, `description`, `labels`. Required;
-        `*` means all three.
+        """Fields to update: `display_name`, `description`, `labels`,
+        `protected_aliases`. Empty means every one of them the request sets;
+        `*` means all of them.
         """
 
     def __init__(
@@ -322,7 +323,8 @@ class UpdateModelVersionRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to update: `description`, `labels`, `metadata`, `source_uri`,
-        `state`. Required; `*` means all of them but `state`.
+        `state`. Empty means every one of them the request sets; `*` means all
+        of them but `state`.
         """
 
     def __init__(
@@ -546,24 +548,156 @@ class ResolveAliasResponse(_message.Message):
 
     ALIAS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ROLLOUT_FIELD_NUMBER: _builtins.int
+    CANDIDATE_VERSION_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """The event log revision this answer reflects: watch from `revision + 1`
+    to hear about every later change.
+    """
     @_builtins.property
     def alias(self) -> _resources_pb2.Alias:
         """The alias, with its etag."""
 
     @_builtins.property
     def model_version(self) -> _resources_pb2.ModelVersion:
-        """The version it points at, with its artifact (digest and size) if any."""
+        """The version it points at (the stable version during a rollout), with
+        its artifact (digest and size) if any.
+        """
+
+    @_builtins.property
+    def rollout(self) -> _resources_pb2.Rollout:
+        """The alias's active or paused rollout, if any: its candidate and percent."""
+
+    @_builtins.property
+    def candidate_version(self) -> _resources_pb2.ModelVersion:
+        """The rollout's candidate version with its artifact, when `rollout` is set."""
 
     def __init__(
         self,
         *,
         alias: _resources_pb2.Alias | None = ...,
         model_version: _resources_pb2.ModelVersion | None = ...,
+        rollout: _resources_pb2.Rollout | None = ...,
+        candidate_version: _resources_pb2.ModelVersion | None = ...,
+        revision: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model_version", b"model_version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "candidate_version", b"candidate_version", "model_version", b"model_version", "rollout", b"rollout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "candidate_version", b"candidate_version", "model_version", b"model_version", "revision", b"revision", "rollout", b"rollout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveAliasResponse: _TypeAlias = ResolveAliasResponse  # noqa: Y015
+
+@_typing.final
+class BatchSetAliasesRequest(_message.Message):
+    """Request for BatchSetAliases."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The model. Format: `models/{model}`."""
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___SetAliasRequest]:
+        """The moves; alias names must belong to `parent` and be distinct."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        requests: _abc.Iterable[Global___SetAliasRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSetAliasesRequest: _TypeAlias = BatchSetAliasesRequest  # noqa: Y015
+
+@_typing.final
+class BatchSetAliasesResponse(_message.Message):
+    """Response for BatchSetAliases."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALIASES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.Alias]:
+        """The aliases after the moves, in request order."""
+
+    def __init__(
+        self,
+        *,
+        aliases: _abc.Iterable[_resources_pb2.Alias] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchSetAliasesResponse: _TypeAlias = BatchSetAliasesResponse  # noqa: Y015
+
+@_typing.final
+class ApproveModelVersionRequest(_message.Message):
+    """Request for ApproveModelVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Format: `models/{model}/versions/{version}`."""
+    etag: _builtins.str
+    """If set, the decision applies only if the version is unchanged."""
+    comment: _builtins.str
+    """Why, at most 4096 characters."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "etag", b"etag", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveModelVersionRequest: _TypeAlias = ApproveModelVersionRequest  # noqa: Y015
+
+@_typing.final
+class RejectModelVersionRequest(_message.Message):
+    """Request for RejectModelVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Format: `models/{model}/versions/{version}`."""
+    etag: _builtins.str
+    """If set, the decision applies only if the version is unchanged."""
+    comment: _builtins.str
+    """Why, at most 4096 characters."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        comment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment", "etag", b"etag", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectModelVersionRequest: _TypeAlias = RejectModelVersionRequest  # noqa: Y015

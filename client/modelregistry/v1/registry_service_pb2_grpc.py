@@ -42,7 +42,9 @@ class RegistryServiceStub:
     INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
     INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-    VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+    VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+    protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -141,6 +143,21 @@ class RegistryServiceStub:
                 request_serializer=modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasRequest.SerializeToString,
                 response_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasResponse.FromString,
                 _registered_method=True)
+        self.BatchSetAliases = channel.unary_unary(
+                '/modelregistry.v1.RegistryService/BatchSetAliases',
+                request_serializer=modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesResponse.FromString,
+                _registered_method=True)
+        self.ApproveModelVersion = channel.unary_unary(
+                '/modelregistry.v1.RegistryService/ApproveModelVersion',
+                request_serializer=modelregistry_dot_v1_dot_registry__service__pb2.ApproveModelVersionRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.RejectModelVersion = channel.unary_unary(
+                '/modelregistry.v1.RegistryService/RejectModelVersion',
+                request_serializer=modelregistry_dot_v1_dot_registry__service__pb2.RejectModelVersionRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -158,7 +175,9 @@ class RegistryServiceServicer:
     INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
     INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-    VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+    VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+    protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -199,7 +218,7 @@ class RegistryServiceServicer:
 
     def UpdateModel(self, request, context):
         """Updates the fields named in `update_mask` (display_name, description,
-        labels). Conditional on `model.etag` when it is set.
+        labels, protected_aliases). Conditional on `model.etag` when it is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -291,6 +310,30 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchSetAliases(self, request, context):
+        """Moves several aliases of one model in one transaction: readers see all
+        of the moves or none (e.g. v7 to production and v6 to previous).
+        Each entry may carry its own etag; if any check fails nothing changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveModelVersion(self, request, context):
+        """Approves a version (reviewer identity and time are recorded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectModelVersion(self, request, context):
+        """Rejects a version. A rejected version may be approved later and vice
+        versa; every decision is an event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -369,6 +412,21 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasRequest.FromString,
                     response_serializer=modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasResponse.SerializeToString,
             ),
+            'BatchSetAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSetAliases,
+                    request_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesResponse.SerializeToString,
+            ),
+            'ApproveModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveModelVersion,
+                    request_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.ApproveModelVersionRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_resources__pb2.ModelVersion.SerializeToString,
+            ),
+            'RejectModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectModelVersion,
+                    request_deserializer=modelregistry_dot_v1_dot_registry__service__pb2.RejectModelVersionRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_resources__pb2.ModelVersion.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'modelregistry.v1.RegistryService', rpc_method_handlers)
@@ -392,7 +450,9 @@ class RegistryService:
     INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
     INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-    VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+    VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+    protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -805,6 +865,87 @@ class RegistryService:
             '/modelregistry.v1.RegistryService/ResolveAlias',
             modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasRequest.SerializeToString,
             modelregistry_dot_v1_dot_registry__service__pb2.ResolveAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSetAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.RegistryService/BatchSetAliases',
+            modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesRequest.SerializeToString,
+            modelregistry_dot_v1_dot_registry__service__pb2.BatchSetAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.RegistryService/ApproveModelVersion',
+            modelregistry_dot_v1_dot_registry__service__pb2.ApproveModelVersionRequest.SerializeToString,
+            modelregistry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.RegistryService/RejectModelVersion',
+            modelregistry_dot_v1_dot_registry__service__pb2.RejectModelVersionRequest.SerializeToString,
+            modelregistry_dot_v1_dot_resources__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,7 +43,9 @@ class RegistryServiceStub:
       INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
       INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-      VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+      VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+      protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -73,7 +75,7 @@ class RegistryServiceStub:
     """Lists models in name order."""
     UpdateModel: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.UpdateModelRequest, _resources_pb2.Model]
     """Updates the fields named in `update_mask` (display_name, description,
-    labels). Conditional on `model.etag` when it is set.
+    labels, protected_aliases). Conditional on `model.etag` when it is set.
     """
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.DeleteModelRequest, _empty_pb2.Empty]
     """Deletes a model. FAILED_PRECONDITION (MODEL_HAS_VERSIONS) if it still has
@@ -111,6 +113,17 @@ class RegistryServiceStub:
     """Resolves an alias to its version and artifact in one read: what a
     serving instance calls at start-up and on cache refresh.
     """
+    BatchSetAliases: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.BatchSetAliasesRequest, _registry_service_pb2.BatchSetAliasesResponse]
+    """Moves several aliases of one model in one transaction: readers see all
+    of the moves or none (e.g. v7 to production and v6 to previous).
+    Each entry may carry its own etag; if any check fails nothing changes.
+    """
+    ApproveModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.ApproveModelVersionRequest, _resources_pb2.ModelVersion]
+    """Approves a version (reviewer identity and time are recorded)."""
+    RejectModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_service_pb2.RejectModelVersionRequest, _resources_pb2.ModelVersion]
+    """Rejects a version. A rejected version may be approved later and vice
+    versa; every decision is an event.
+    """
 
 @_typing.type_check_only
 class RegistryServiceAsyncStub(RegistryServiceStub):
@@ -128,7 +141,9 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
       INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
       INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-      VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+      VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+      protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -155,7 +170,7 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Lists models in name order."""
     UpdateModel: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.UpdateModelRequest, _resources_pb2.Model]  # type: ignore[assignment]
     """Updates the fields named in `update_mask` (display_name, description,
-    labels). Conditional on `model.etag` when it is set.
+    labels, protected_aliases). Conditional on `model.etag` when it is set.
     """
     DeleteModel: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.DeleteModelRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Deletes a model. FAILED_PRECONDITION (MODEL_HAS_VERSIONS) if it still has
@@ -193,6 +208,17 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """Resolves an alias to its version and artifact in one read: what a
     serving instance calls at start-up and on cache refresh.
     """
+    BatchSetAliases: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.BatchSetAliasesRequest, _registry_service_pb2.BatchSetAliasesResponse]  # type: ignore[assignment]
+    """Moves several aliases of one model in one transaction: readers see all
+    of the moves or none (e.g. v7 to production and v6 to previous).
+    Each entry may carry its own etag; if any check fails nothing changes.
+    """
+    ApproveModelVersion: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.ApproveModelVersionRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
+    """Approves a version (reviewer identity and time are recorded)."""
+    RejectModelVersion: _aio.UnaryUnaryMultiCallable[_registry_service_pb2.RejectModelVersionRequest, _resources_pb2.ModelVersion]  # type: ignore[assignment]
+    """Rejects a version. A rejected version may be approved later and vice
+    versa; every decision is an event.
+    """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The control plane: models, versions and aliases.
@@ -209,7 +235,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
       INVALID_FILTER, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE, INVALID_LABELS,
       INVALID_ETAG. `metadata["field"]` names the offending field.
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
-      VERSION_NOT_READY, INVALID_STATE_TRANSITION.
+      VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
+      protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
@@ -258,7 +286,7 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Model, _abc.Awaitable[_resources_pb2.Model]]:
         """Updates the fields named in `update_mask` (display_name, description,
-        labels). Conditional on `model.etag` when it is set.
+        labels, protected_aliases). Conditional on `model.etag` when it is set.
         """
 
     @_abc_1.abstractmethod
@@ -361,6 +389,35 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_registry_service_pb2.ResolveAliasResponse, _abc.Awaitable[_registry_service_pb2.ResolveAliasResponse]]:
         """Resolves an alias to its version and artifact in one read: what a
         serving instance calls at start-up and on cache refresh.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchSetAliases(
+        self,
+        request: _registry_service_pb2.BatchSetAliasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_service_pb2.BatchSetAliasesResponse, _abc.Awaitable[_registry_service_pb2.BatchSetAliasesResponse]]:
+        """Moves several aliases of one model in one transaction: readers see all
+        of the moves or none (e.g. v7 to production and v6 to previous).
+        Each entry may carry its own etag; if any check fails nothing changes.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveModelVersion(
+        self,
+        request: _registry_service_pb2.ApproveModelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.ModelVersion, _abc.Awaitable[_resources_pb2.ModelVersion]]:
+        """Approves a version (reviewer identity and time are recorded)."""
+
+    @_abc_1.abstractmethod
+    def RejectModelVersion(
+        self,
+        request: _registry_service_pb2.RejectModelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.ModelVersion, _abc.Awaitable[_resources_pb2.ModelVersion]]:
+        """Rejects a version. A rejected version may be approved later and vice
+        versa; every decision is an event.
         """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

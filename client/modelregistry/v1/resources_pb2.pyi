@@ -60,6 +60,7 @@ class Model(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     LATEST_VERSION_FIELD_NUMBER: _builtins.int
+    PROTECTED_ALIASES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}`. Output only on create (the server
     builds it from `model_id`); identifies the model on update.
@@ -94,6 +95,12 @@ class Model(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the model was last changed. Output only."""
 
+    @_builtins.property
+    def protected_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aliases (ids, e.g. `production`) that may only point at APPROVED
+        versions, directly or through a rollout's candidate.
+        """
+
     def __init__(
         self,
         *,
@@ -106,14 +113,78 @@ class Model(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         latest_version: _builtins.int = ...,
+        protected_aliases: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "protected_aliases", b"protected_aliases", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class Approval(_message.Message):
+    """A reviewer's decision on a version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Approval._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Approval._State.ValueType  # 0
+        """Never used."""
+        PENDING: Approval._State.ValueType  # 1
+        """No decision yet (every new version)."""
+        APPROVED: Approval._State.ValueType  # 2
+        """Approved: may be promoted to protected aliases."""
+        REJECTED: Approval._State.ValueType  # 3
+        """Rejected: may not be promoted to protected aliases."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Decision state."""
+
+    STATE_UNSPECIFIED: Approval.State.ValueType  # 0
+    """Never used."""
+    PENDING: Approval.State.ValueType  # 1
+    """No decision yet (every new version)."""
+    APPROVED: Approval.State.ValueType  # 2
+    """Approved: may be promoted to protected aliases."""
+    REJECTED: Approval.State.ValueType  # 3
+    """Rejected: may not be promoted to protected aliases."""
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    COMMENT_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    state: Global___Approval.State.ValueType
+    """The decision."""
+    actor: _builtins.str
+    """Who decided (the caller identity, see Event.actor). Output only."""
+    comment: _builtins.str
+    """Why, at most 4096 characters."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When. Output only."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___Approval.State.ValueType = ...,
+        actor: _builtins.str = ...,
+        comment: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "comment", b"comment", "state", b"state", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Approval: _TypeAlias = Approval  # noqa: Y015
 
 @_typing.final
 class Artifact(_message.Message):
@@ -224,6 +295,7 @@ class ModelVersion(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    APPROVAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}/versions/{version}`. Output only."""
     uid: _builtins.str
@@ -265,6 +337,10 @@ class ModelVersion(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the version was last changed. Output only."""
 
+    @_builtins.property
+    def approval(self) -> Global___Approval:
+        """The review decision. Output only: see ApproveModelVersion."""
+
     def __init__(
         self,
         *,
@@ -280,10 +356,11 @@ class ModelVersion(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        approval: Global___Approval | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "artifact", b"artifact", "create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "create_time", b"create_time", "description", b"description", "etag", b"etag", "labels", b"labels", "metadata", b"metadata", "name", b"name", "source_uri", b"source_uri", "state", b"state", "uid", b"uid", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "artifact", b"artifact", "create_time", b"create_time", "description", b"description", "etag", b"etag", "labels", b"labels", "metadata", b"metadata", "name", b"name", "source_uri", b"source_uri", "state", b"state", "uid", b"uid", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -414,3 +491,113 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class Rollout(_message.Message):
+    """A progressive rollout of an alias from its current (stable) version to a
+    candidate, through increasing percentages of serving instances.
+
+    Format of `name`: `models/{model}/rollouts/{rollout}` (`{rollout}` is
+    assigned by the server).
+
+    Cohorts: an instance serves the candidate when
+    `bucket(rollout name, instance id) < percent * 100`, where bucket is the
+    first 8 bytes of SHA-256(rollout name + "/" + instance id) as a big-endian
+    unsigned integer modulo 10000. The same instance therefore stays in the
+    candidate's cohort as the percent grows, and never flips back and forth.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Rollout._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Rollout._State.ValueType  # 0
+        """Never used."""
+        ACTIVE: Rollout._State.ValueType  # 1
+        """Serving `percent` of instances from the candidate."""
+        PAUSED: Rollout._State.ValueType  # 2
+        """Held at `percent`; advancing is refused until resumed."""
+        COMPLETED: Rollout._State.ValueType  # 3
+        """Reached 100 %: the alias now points at the candidate."""
+        ROLLED_BACK: Rollout._State.ValueType  # 4
+        """Rolled back: every instance serves the stable version again."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """The rollout's state."""
+
+    STATE_UNSPECIFIED: Rollout.State.ValueType  # 0
+    """Never used."""
+    ACTIVE: Rollout.State.ValueType  # 1
+    """Serving `percent` of instances from the candidate."""
+    PAUSED: Rollout.State.ValueType  # 2
+    """Held at `percent`; advancing is refused until resumed."""
+    COMPLETED: Rollout.State.ValueType  # 3
+    """Reached 100 %: the alias now points at the candidate."""
+    ROLLED_BACK: Rollout.State.ValueType  # 4
+    """Rolled back: every instance serves the stable version again."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ALIAS_FIELD_NUMBER: _builtins.int
+    STABLE_VERSION_FIELD_NUMBER: _builtins.int
+    CANDIDATE_VERSION_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name. Format: `models/{model}/rollouts/{rollout}`. Output only."""
+    alias: _builtins.str
+    """The alias being rolled out. Format: `models/{model}/aliases/{alias}`."""
+    stable_version: _builtins.str
+    """The version the alias pointed at when the rollout started. Output only."""
+    candidate_version: _builtins.str
+    """The version being rolled out. Format: `models/{model}/versions/{version}`."""
+    percent: _builtins.int
+    """Current percentage of instances on the candidate (0 to 100). Output only."""
+    state: Global___Rollout.State.ValueType
+    """State. Output only."""
+    etag: _builtins.str
+    """Opaque token for the rollout's current state: pass it to make a change
+    conditional (ABORTED with ETAG_MISMATCH if it changed meanwhile).
+    """
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The percentages to go through, strictly increasing, ending at 100.
+        Default: 5, 25, 50, 100.
+        """
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the rollout started. Output only."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it last changed. Output only."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        alias: _builtins.str = ...,
+        stable_version: _builtins.str = ...,
+        candidate_version: _builtins.str = ...,
+        steps: _abc.Iterable[_builtins.int] | None = ...,
+        percent: _builtins.int = ...,
+        state: Global___Rollout.State.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "candidate_version", b"candidate_version", "create_time", b"create_time", "etag", b"etag", "name", b"name", "percent", b"percent", "stable_version", b"stable_version", "state", b"state", "steps", b"steps", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Rollout: _TypeAlias = Rollout  # noqa: Y015
