@@ -171,9 +171,13 @@ class S3BlobStore:
     async def begin_upload(self, upload_id: str) -> S3Upload:
         self.claim(upload_id)
         try:
-            async for _ in self._list(self.layout.upload(upload_id)):
-                raise upload_exists(upload_id)
             s3 = await self.s3()
+            with s3_errors():
+                taken = await s3.list_objects_v2(
+                    Bucket=self.bucket, Prefix=self.layout.upload(upload_id), MaxKeys=1
+                )
+            if taken.get("KeyCount", 0):
+                raise upload_exists(upload_id)
             with s3_errors():
                 await s3.put_object(Bucket=self.bucket, Key=self.layout.marker(upload_id), Body=b"")
         except BaseException:
@@ -283,12 +287,17 @@ class S3BlobStore:
         if remaining == 0:
             return
         s3 = await self.s3()
-        with s3_errors():
-            resp = await s3.get_object(
-                Bucket=self.bucket,
-                Key=self.layout.blob(hex_of(digest)),
-                Range=f"bytes={offset}-{offset + remaining - 1}",
-            )
+        try:
+            with s3_errors():
+                resp = await s3.get_object(
+                    Bucket=self.bucket,
+                    Key=self.layout.blob(hex_of(digest)),
+                    Range=f"bytes={offset}-{offset + remaining - 1}",
+                )
+        except ClientError as exc:
+            if _not_found(exc):  # deleted since the HEAD
+                raise blob_not_found(digest) from exc
+            raise
         async with resp["Body"] as body:
             while remaining > 0:
                 want = min(chunk_size, remaining)
@@ -314,6 +323,7 @@ class S3BlobStore:
         s3 = await self.s3()
         extra = {}
         if self.checksums:
+            extra["ChecksumAlgorithm"] = "CRC32C"
             extra["ChecksumCRC32C"] = await asyncio.to_thread(crc32c_b64, data)
         with s3_errors():
             await s3.put_object(

@@ -23,7 +23,7 @@ import pytest
 from conftest import port_open, require
 from modelregistry_server.blobs import BlobStore, Upload, open_blob_store
 from modelregistry_server.blobs.local_blobs import LocalBlobStore
-from modelregistry_server.blobs.s3_blobs import S3BlobStore
+from modelregistry_server.blobs.s3_blobs import S3BlobStore, crc32c_b64
 from modelregistry_server.domain.errors import DomainError, ErrorKind
 
 MiB = 1024 * 1024
@@ -358,6 +358,23 @@ async def test_large_round_trip_keeps_memory_flat(backend: Backend) -> None:
         f" down {size / MiB / (time.monotonic() - uploaded):.0f} MiB/s,"
         f" peak RSS +{grown // MiB} MiB"
     )
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+async def test_s3_segments_carry_crc32c(backend: Backend) -> None:
+    """S3 checks each staged segment against the CRC32C we computed before sending it."""
+    store = backend.store
+    assert isinstance(store, S3BlobStore)
+    data = payload(100_000, seed=11)
+    upload = await store.begin_upload("crc")
+    await upload.write(data)
+    await upload.flush()
+    s3 = await store.s3()
+    head = await s3.head_object(
+        Bucket=store.bucket, Key=store.layout.segment("crc", 0), ChecksumMode="ENABLED"
+    )
+    assert head["ChecksumCRC32C"] == crc32c_b64(data)
+    await upload.cancel()
 
 
 async def test_unreachable_s3_is_unavailable(
