@@ -9,10 +9,14 @@ from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain.resources import (
     Alias,
+    Approval,
+    ApprovalState,
     Artifact,
     Model,
     ModelFields,
     ModelVersion,
+    Rollout,
+    RolloutState,
     VersionFields,
     VersionState,
 )
@@ -40,12 +44,16 @@ def model_to_pb(m: Model) -> pb.Model:
         update_time=timestamp(m.update_time_us),
         etag=m.etag,
         latest_version=m.latest_version,
+        protected_aliases=list(m.protected_aliases),
     )
 
 
 def model_fields(m: pb.Model) -> ModelFields:
     return ModelFields(
-        display_name=m.display_name, description=m.description, labels=dict(m.labels)
+        display_name=m.display_name,
+        description=m.description,
+        labels=dict(m.labels),
+        protected_aliases=tuple(m.protected_aliases),
     )
 
 
@@ -76,6 +84,7 @@ def version_to_pb(v: ModelVersion) -> pb.ModelVersion:
         create_time=timestamp(v.create_time_us),
         update_time=timestamp(v.update_time_us),
         etag=v.etag,
+        approval=approval_to_pb(v.approval),
     )
 
 
@@ -99,4 +108,39 @@ def alias_to_pb(a: Alias) -> pb.Alias:
         create_time=timestamp(a.create_time_us),
         update_time=timestamp(a.update_time_us),
         etag=a.etag,
+    )
+
+
+_APPROVAL_TO_PB = {
+    ApprovalState.PENDING: pb.Approval.PENDING,
+    ApprovalState.APPROVED: pb.Approval.APPROVED,
+    ApprovalState.REJECTED: pb.Approval.REJECTED,
+}
+_ROLLOUT_TO_PB = {
+    RolloutState.ACTIVE: pb.Rollout.ACTIVE,
+    RolloutState.PAUSED: pb.Rollout.PAUSED,
+    RolloutState.COMPLETED: pb.Rollout.COMPLETED,
+    RolloutState.ROLLED_BACK: pb.Rollout.ROLLED_BACK,
+}
+
+
+def approval_to_pb(a: Approval) -> pb.Approval:
+    out = pb.Approval(state=_APPROVAL_TO_PB[a.state], actor=a.actor, comment=a.comment)
+    if a.time_us:
+        out.time.CopyFrom(timestamp(a.time_us))
+    return out
+
+
+def rollout_to_pb(r: Rollout) -> pb.Rollout:
+    return pb.Rollout(
+        name=str(r.name),
+        alias=str(r.alias),
+        stable_version=str(r.stable_version),
+        candidate_version=str(r.candidate_version),
+        steps=list(r.steps),
+        percent=r.percent,
+        state=_ROLLOUT_TO_PB[r.state],
+        create_time=timestamp(r.create_time_us),
+        update_time=timestamp(r.update_time_us),
+        etag=r.etag,
     )

@@ -127,7 +127,49 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
     async def ResolveAlias(
         self, request: rpc.ResolveAliasRequest, context: Ctx
     ) -> rpc.ResolveAliasResponse:
-        alias, version = await self._registry.resolve_alias(parse_alias_name(request.name))
-        return rpc.ResolveAliasResponse(
-            alias=convert.alias_to_pb(alias), model_version=convert.version_to_pb(version)
+        read_time_us = 0
+        if request.HasField("read_time"):
+            read_time_us = request.read_time.ToMicroseconds()
+        resolution = await self._registry.resolve_alias(
+            parse_alias_name(request.name), read_time_us
         )
+        response = rpc.ResolveAliasResponse(
+            alias=convert.alias_to_pb(resolution.alias),
+            model_version=convert.version_to_pb(resolution.version),
+            revision=resolution.revision,
+        )
+        if resolution.rollout is not None and resolution.candidate is not None:
+            response.rollout.CopyFrom(convert.rollout_to_pb(resolution.rollout))
+            response.candidate_version.CopyFrom(convert.version_to_pb(resolution.candidate))
+        return response
+
+    async def BatchSetAliases(
+        self, request: rpc.BatchSetAliasesRequest, context: Ctx
+    ) -> rpc.BatchSetAliasesResponse:
+        parent = parse_model_name(request.parent, "parent")
+        moves = [
+            (
+                parse_alias_name(r.alias.name, f"requests[{i}].alias.name"),
+                parse_version_name(r.alias.version, f"requests[{i}].alias.version"),
+                r.etag,
+            )
+            for i, r in enumerate(request.requests)
+        ]
+        aliases = await self._registry.batch_set_aliases(parent, moves)
+        return rpc.BatchSetAliasesResponse(aliases=[convert.alias_to_pb(a) for a in aliases])
+
+    async def ApproveModelVersion(
+        self, request: rpc.ApproveModelVersionRequest, context: Ctx
+    ) -> pb.ModelVersion:
+        version = await self._registry.review_version(
+            parse_version_name(request.name), True, request.comment, request.etag
+        )
+        return convert.version_to_pb(version)
+
+    async def RejectModelVersion(
+        self, request: rpc.RejectModelVersionRequest, context: Ctx
+    ) -> pb.ModelVersion:
+        version = await self._registry.review_version(
+            parse_version_name(request.name), False, request.comment, request.etag
+        )
+        return convert.version_to_pb(version)

@@ -17,6 +17,7 @@ _ID = re.compile(ID_PATTERN)
 _MODEL = re.compile(rf"models/({ID_PATTERN})")
 _VERSION = re.compile(rf"models/({ID_PATTERN})/versions/([1-9][0-9]{{0,17}})")
 _ALIAS = re.compile(rf"models/({ID_PATTERN})/aliases/({ID_PATTERN})")
+_ROLLOUT = re.compile(rf"models/({ID_PATTERN})/rollouts/([0-9a-f]{{12}})")
 
 
 @dataclass(frozen=True, order=True)
@@ -51,6 +52,19 @@ class AliasName:
 
     def __str__(self) -> str:
         return f"models/{self.model}/aliases/{self.alias}"
+
+
+@dataclass(frozen=True, order=True)
+class RolloutName:
+    model: str
+    rollout: str
+
+    @property
+    def parent(self) -> ModelName:
+        return ModelName(self.model)
+
+    def __str__(self) -> str:
+        return f"models/{self.model}/rollouts/{self.rollout}"
 
 
 def _bad(kind: str, value: str, field: str, example: str) -> InvalidArgument:
@@ -91,3 +105,10 @@ def parse_alias_name(value: str, field: str = "name") -> AliasName:
     if not m:
         raise _bad("alias", value, field, "models/{model}/aliases/{alias}")
     return AliasName(m.group(1), m.group(2))
+
+
+def parse_rollout_name(value: str, field: str = "name") -> RolloutName:
+    m = _ROLLOUT.fullmatch(value)
+    if not m:
+        raise _bad("rollout", value, field, "models/{model}/rollouts/{rollout}")
+    return RolloutName(m.group(1), m.group(2))

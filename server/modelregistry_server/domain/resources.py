@@ -6,7 +6,32 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from .names import AliasName, ModelName, VersionName
+from .names import AliasName, ModelName, RolloutName, VersionName
+
+
+class ApprovalState(enum.Enum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class Approval:
+    state: ApprovalState = ApprovalState.PENDING
+    actor: str = ""
+    comment: str = ""
+    time_us: int = 0
+
+
+class RolloutState(enum.Enum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    ROLLED_BACK = "ROLLED_BACK"
+
+    @property
+    def running(self) -> bool:
+        return self in (RolloutState.ACTIVE, RolloutState.PAUSED)
 
 
 class VersionState(enum.Enum):
@@ -34,6 +59,7 @@ class Model:
     update_time_us: int
     etag: str
     latest_version: int
+    protected_aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +75,7 @@ class ModelVersion:
     create_time_us: int
     update_time_us: int
     etag: str
+    approval: Approval = Approval()
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,7 @@ class ModelFields:
     display_name: str = ""
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    protected_aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,3 +128,29 @@ class UploadRecord:
     create_time_us: int
     update_time_us: int
     expire_time_us: int
+
+
+@dataclass(frozen=True)
+class Rollout:
+    name: RolloutName
+    alias: AliasName
+    stable_version: VersionName
+    candidate_version: VersionName
+    steps: tuple[int, ...]
+    percent: int
+    state: RolloutState
+    create_time_us: int
+    update_time_us: int
+    etag: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Everything a serving instance needs from one alias read."""
+
+    alias: Alias
+    version: ModelVersion
+    rollout: Rollout | None
+    candidate: ModelVersion | None
+    # The event-log revision the answer reflects: watch from revision + 1.
+    revision: int

@@ -370,8 +370,8 @@ class Artifacts:
         if version:
             return await self._registry.get_version(parse_version_name(version, "version"))
         if alias:
-            _, mv = await self._registry.resolve_alias(parse_alias_name(alias, "alias"))
-            return mv
+            resolution = await self._registry.resolve_alias(parse_alias_name(alias, "alias"))
+            return resolution.version
         raise errors.InvalidArgument(
             "INVALID_FIELD", "set one of digest, version or alias", "target"
         )

@@ -7,18 +7,28 @@ of gRPC or SQL.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from typing import Protocol
 
 from ..domain import validation as check
-from ..domain.errors import InvalidArgument
-from ..domain.etags import parse_etag
+from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from ..domain.etags import Etag, parse_etag
+from ..domain.events import Event, EventType
 from ..domain.filters import parse_filter
-from ..domain.names import AliasName, ModelName, VersionName, validate_id
+from ..domain.names import (
+    AliasName,
+    ModelName,
+    VersionName,
+    parse_version_name,
+    validate_id,
+)
 from ..domain.resources import (
     Alias,
     Model,
     ModelFields,
     ModelVersion,
+    Resolution,
     VersionFields,
     VersionState,
 )
@@ -27,15 +37,27 @@ from ..store.base import RegistryStore
 from .page_tokens import PageTokens, coerce_page_size
 from .update_masks import resolve_mask
 
-MODEL_PATHS = frozenset({"display_name", "description", "labels"})
+MODEL_PATHS = frozenset({"display_name", "description", "labels", "protected_aliases"})
+MAX_COMMENT = 4096
+MAX_BATCH = 100
+
+
+class AliasHistory(Protocol):
+    async def last_event_before(self, resource: str, time_us: int) -> Event | None: ...
+
+
 VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "state"})
 
 
 def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
+    protected = tuple(sorted(set(fields.protected_aliases)))
+    for alias in protected:
+        validate_id(alias, f"{prefix}.protected_aliases")
     return ModelFields(
         display_name=check.check_display_name(fields.display_name, f"{prefix}.display_name"),
         description=check.check_description(fields.description, f"{prefix}.description"),
         labels=check.check_labels(fields.labels, f"{prefix}.labels"),
+        protected_aliases=protected,
     )
 
 
@@ -66,9 +88,12 @@ def _cursor_int(cursor: str | int | None) -> int | None:
 
 
 class Registry:
-    def __init__(self, store: RegistryStore, tokens: PageTokens) -> None:
+    def __init__(
+        self, store: RegistryStore, tokens: PageTokens, history: AliasHistory | None = None
+    ) -> None:
         self._store = store
         self._tokens = tokens
+        self._history = history
 
     # -- models ---------------------------------------------------------------
 
@@ -97,6 +122,7 @@ class Registry:
             "display_name": bool(fields.display_name),
             "description": bool(fields.description),
             "labels": bool(fields.labels),
+            "protected_aliases": bool(fields.protected_aliases),
         }
         paths = resolve_mask(mask, MODEL_PATHS, populated, MODEL_PATHS)
         checked = _checked_model_fields(fields, "model")
@@ -178,5 +204,54 @@ class Registry:
     async def delete_alias(self, name: AliasName, etag: str) -> None:
         await self._store.delete_alias(name, parse_etag(etag))
 
-    async def resolve_alias(self, name: AliasName) -> tuple[Alias, ModelVersion]:
-        return await self._store.resolve_alias(name)
+    async def batch_set_aliases(
+        self, parent: ModelName, moves: list[tuple[AliasName, VersionName, str]]
+    ) -> list[Alias]:
+        if not 0 < len(moves) <= MAX_BATCH:
+            raise InvalidArgument("INVALID_FIELD", f"requests: 1 to {MAX_BATCH} moves", "requests")
+        seen: set[AliasName] = set()
+        checked: list[tuple[AliasName, int, Etag | None]] = []
+        for i, (alias, version, etag) in enumerate(moves):
+            field = f"requests[{i}]"
+            if alias.parent != parent or version.parent != parent:
+                raise InvalidArgument(
+                    "INVALID_FIELD", f"{field}: every alias and version must be in {parent}", field
+                )
+            if alias in seen:
+                raise InvalidArgument("INVALID_FIELD", f"{field}: {alias} appears twice", field)
+            seen.add(alias)
+            checked.append((alias, version.version, parse_etag(etag, f"{field}.etag")))
+        return await self._store.batch_set_aliases(parent, checked)
+
+    async def review_version(
+        self, name: VersionName, approve: bool, comment: str, etag: str
+    ) -> ModelVersion:
+        if len(comment) > MAX_COMMENT:
+            raise InvalidArgument(
+                "INVALID_FIELD", f"comment: at most {MAX_COMMENT} characters", "comment"
+            )
+        check.check_description(comment, "comment")
+        return await self._store.review_version(name, approve, comment, parse_etag(etag))
+
+    async def resolve_alias(self, name: AliasName, read_time_us: int = 0) -> Resolution:
+        if not read_time_us:
+            return await self._store.resolve_alias(name)
+        if self._history is None:
+            raise FailedPrecondition("NO_HISTORY", "this server keeps no event history")
+        event = await self._history.last_event_before(str(name), read_time_us)
+        if event is None or event.type != EventType.ALIAS_SET.value:
+            raise NotFound(
+                "ALIAS_NOT_FOUND",
+                f"alias {name} did not exist at the requested time",
+                {"resource": str(name)},
+            )
+        recorded = json.loads(event.after_json)
+        version = await self._store.get_version(parse_version_name(recorded["version"]))
+        alias = Alias(
+            name=name,
+            version=version.name,
+            create_time_us=recorded["create_time_us"],
+            update_time_us=recorded["update_time_us"],
+            etag=recorded["etag"],
+        )
+        return Resolution(alias, version, None, None, event.revision)

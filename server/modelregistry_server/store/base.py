@@ -11,8 +11,17 @@ from typing import Protocol
 
 from ..domain.etags import Etag
 from ..domain.filters import Filter
-from ..domain.names import AliasName, ModelName, VersionName
-from ..domain.resources import Alias, Model, ModelFields, ModelVersion, Page, VersionFields
+from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.resources import (
+    Alias,
+    Model,
+    ModelFields,
+    ModelVersion,
+    Page,
+    Resolution,
+    Rollout,
+    VersionFields,
+)
 
 
 class RegistryStore(Protocol):
@@ -64,4 +73,38 @@ class RegistryStore(Protocol):
 
     async def delete_alias(self, name: AliasName, etag: Etag | None) -> None: ...
 
-    async def resolve_alias(self, name: AliasName) -> tuple[Alias, ModelVersion]: ...
+    async def batch_set_aliases(
+        self, parent: ModelName, moves: list[tuple[AliasName, int, Etag | None]]
+    ) -> list[Alias]:
+        """All or nothing, in one transaction."""
+
+    async def review_version(
+        self, name: VersionName, approve: bool, comment: str, etag: Etag | None
+    ) -> ModelVersion: ...
+
+    async def resolve_alias(self, name: AliasName) -> Resolution: ...
+
+    async def start_rollout(
+        self,
+        alias: AliasName,
+        candidate: VersionName,
+        steps: tuple[int, ...],
+        alias_etag: Etag | None,
+    ) -> Rollout: ...
+
+    async def get_rollout(self, name: RolloutName) -> Rollout: ...
+
+    async def list_rollouts(
+        self, parent: ModelName, active_only: bool, before_id: int | None, limit: int
+    ) -> tuple[Page[Rollout], int | None]:
+        """Newest first; also the cursor (row id) after the page, if more."""
+
+    async def advance_rollout(
+        self, name: RolloutName, etag: Etag | None, percent: int
+    ) -> Rollout: ...
+
+    async def pause_rollout(self, name: RolloutName, etag: Etag | None) -> Rollout: ...
+
+    async def resume_rollout(self, name: RolloutName, etag: Etag | None) -> Rollout: ...
+
+    async def rollback_rollout(self, name: RolloutName, etag: Etag | None) -> Rollout: ...

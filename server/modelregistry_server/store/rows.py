@@ -9,8 +9,18 @@ from sqlalchemy.engine import Row
 
 from ..domain.etags import Etag
 from ..domain.filters import Filter, LabelEquals, LabelPresent, StateEquals
-from ..domain.names import AliasName, ModelName, VersionName
-from ..domain.resources import Alias, Artifact, Model, ModelVersion, VersionState
+from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.resources import (
+    Alias,
+    Approval,
+    ApprovalState,
+    Artifact,
+    Model,
+    ModelVersion,
+    Rollout,
+    RolloutState,
+    VersionState,
+)
 from .tables import model_versions
 
 
@@ -29,6 +39,7 @@ def to_model(row: Row[Any]) -> Model:
         update_time_us=row.update_time_us,
         etag=etag_of(row),
         latest_version=row.latest_version,
+        protected_aliases=tuple(row.protected_aliases or ()),
     )
 
 
@@ -53,6 +64,12 @@ def to_version(row: Row[Any], model: str) -> ModelVersion:
         create_time_us=row.create_time_us,
         update_time_us=row.update_time_us,
         etag=etag_of(row),
+        approval=Approval(
+            state=ApprovalState(row.approval_state),
+            actor=row.approval_actor,
+            comment=row.approval_comment,
+            time_us=row.approval_time_us,
+        ),
     )
 
 
@@ -83,3 +100,18 @@ def filter_condition(table: Table, flt: Filter) -> ColumnElement[bool]:
             else:
                 conditions.append(model_versions.c.state == term.state.value)
     return and_(true(), *conditions)
+
+
+def to_rollout(row: Row[Any], model: str, stable: int, candidate: int) -> Rollout:
+    return Rollout(
+        name=RolloutName(model, row.rollout_id),
+        alias=AliasName(model, row.alias),
+        stable_version=VersionName(model, stable),
+        candidate_version=VersionName(model, candidate),
+        steps=tuple(row.steps),
+        percent=row.percent,
+        state=RolloutState(row.state),
+        create_time_us=row.create_time_us,
+        update_time_us=row.update_time_us,
+        etag=etag_of(row),
+    )

@@ -7,17 +7,17 @@ collide and numbers are never reused. Every write appends its event to the
 log in the same transaction (see event_log.py).
 
 The queries live in one module per resource: models_sql, versions_sql,
-aliases_sql, each class building on the previous one.
+aliases_sql, rollouts_sql, each class building on the previous one.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import select
 
-from .aliases_sql import AliasQueries
+from .rollouts_sql import RolloutQueries
 
 
-class SqlRegistryStore(AliasQueries):
+class SqlRegistryStore(RolloutQueries):
     async def ping(self) -> None:
         """Raise unless the database answers. Not traced: health calls it every
         few seconds, and a root span each time would drown real traces."""

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -48,6 +49,8 @@ models = Table(
     Column("labels", Json, nullable=False),
     # Last version number handed out; bumped with a row lock, never reused.
     Column("latest_version", BigInteger, nullable=False, default=0),
+    # Alias ids that only APPROVED versions may reach.
+    Column("protected_aliases", Json, nullable=False, server_default="[]"),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -70,6 +73,10 @@ model_versions = Table(
     Column("artifact_size", BigInteger, nullable=True),
     Column("artifact_chunk_size", BigInteger, nullable=True),
     Column("artifact_media_type", String(128), nullable=True),
+    Column("approval_state", String(16), nullable=False, server_default="PENDING"),
+    Column("approval_actor", String(512), nullable=False, server_default=""),
+    Column("approval_comment", Text, nullable=False, server_default=""),
+    Column("approval_time_us", BigInteger, nullable=False, server_default="0"),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -164,4 +171,36 @@ relay_cursors = Table(
     Column("name", String(128), primary_key=True),
     Column("revision", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
+)
+
+
+# Progressive rollouts. At most one running (ACTIVE or PAUSED) per alias,
+# enforced by a partial unique index.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("rollout_id", String(12), nullable=False),
+    Column("alias", String(63), nullable=False),
+    Column("stable_version_id", Id, ForeignKey("model_versions.id"), nullable=False),
+    Column("candidate_version_id", Id, ForeignKey("model_versions.id"), nullable=False),
+    Column("steps", Json, nullable=False),
+    Column("percent", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("create_time_us", BigInteger, nullable=False),
+    Column("update_time_us", BigInteger, nullable=False),
+    UniqueConstraint("model_id", "rollout_id"),
+    Index(
+        "ix_rollouts_one_running_per_alias",
+        "model_id",
+        "alias",
+        unique=True,
+        sqlite_where=text("state IN ('ACTIVE', 'PAUSED')"),
+        postgresql_where=text("state IN ('ACTIVE', 'PAUSED')"),
+    ),
+    Index(None, "stable_version_id"),
+    Index(None, "candidate_version_id"),
+    sqlite_autoincrement=True,
 )

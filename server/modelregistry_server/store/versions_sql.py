@@ -5,20 +5,31 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
 from ..domain.etags import Etag
 from ..domain.events import EventType
 from ..domain.filters import Filter
-from ..domain.names import AliasName, ModelName, VersionName
-from ..domain.resources import ModelVersion, Page, VersionFields, VersionState
+from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.request_context import current_actor
+from ..domain.resources import (
+    ApprovalState,
+    ModelVersion,
+    Page,
+    RolloutState,
+    VersionFields,
+    VersionState,
+)
 from ..domain.rules import check_state_transition, version_has_aliases
 from .event_log import append_event
 from .models_sql import A, M, ModelQueries, V, now_us
 from .rows import filter_condition, to_alias, to_version
-from .tables import aliases, model_versions, models
+from .tables import aliases, model_versions, models, rollouts
+
+R = rollouts.c
+RUNNING = (RolloutState.ACTIVE.value, RolloutState.PAUSED.value)
 
 
 class VersionQueries(ModelQueries):
@@ -99,6 +110,53 @@ class VersionQueries(ModelQueries):
         rows = await conn.execute(select(A.name).where(A.version_id == version_id))
         return [r.name for r in rows]
 
+    async def _check_not_in_rollout(
+        self, conn: AsyncConnection, name: VersionName, version_id: int
+    ) -> None:
+        running = (
+            await conn.execute(
+                select(R.rollout_id).where(
+                    or_(R.stable_version_id == version_id, R.candidate_version_id == version_id),
+                    R.state.in_(RUNNING),
+                )
+            )
+        ).first()
+        if running is not None:
+            raise errors.FailedPrecondition(
+                "VERSION_IN_ROLLOUT",
+                f"{name} takes part in rollout "
+                f"{RolloutName(name.model, running.rollout_id)}; finish or roll it back first",
+                {"resource": str(name)},
+            )
+
+    async def review_version(
+        self, name: VersionName, approve: bool, comment: str, etag: Etag | None
+    ) -> ModelVersion:
+        state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
+        async with self._tx("review_version", write=True) as conn:
+            current = await self._lock_version(conn, name, etag)
+            row = (
+                await conn.execute(
+                    update(model_versions)
+                    .where(V.id == current.id)
+                    .values(
+                        approval_state=state.value,
+                        approval_actor=current_actor()[:512],
+                        approval_comment=comment,
+                        approval_time_us=now_us(),
+                        row_version=V.row_version + 1,
+                        update_time_us=now_us(),
+                    )
+                    .returning(model_versions)
+                )
+            ).one()
+            version = to_version(row, name.model)
+            kind = EventType.VERSION_APPROVED if approve else EventType.VERSION_REJECTED
+            await append_event(
+                conn, kind, name.parent, str(name), to_version(current, name.model), version
+            )
+        return version
+
     async def update_version(
         self, name: VersionName, fields: VersionFields, paths: frozenset[str], etag: Etag | None
     ) -> ModelVersion:
@@ -108,6 +166,7 @@ class VersionQueries(ModelQueries):
             if "state" in paths and fields.state is not None:
                 check_state_transition(str(name), VersionState(current.state), fields.state)
                 if fields.state == VersionState.ARCHIVED:
+                    await self._check_not_in_rollout(conn, name, current.id)
                     targets = await self._aliases_of(conn, current.id)
                     if targets:
                         raise version_has_aliases(str(name), targets)
@@ -134,6 +193,7 @@ class VersionQueries(ModelQueries):
     async def delete_version(self, name: VersionName, etag: Etag | None, force: bool) -> None:
         async with self._tx("delete_version", write=True) as conn:
             current = await self._lock_version(conn, name, etag)
+            await self._check_not_in_rollout(conn, name, current.id)
             targets = await self._aliases_of(conn, current.id)
             if targets and not force:
                 raise version_has_aliases(str(name), targets)

@@ -124,8 +124,9 @@ async def test_alias_compare_and_set(store: SqlRegistryStore) -> None:
     assert a2.version == VersionName("fraud", 2)
     with pytest.raises(errors.EtagMismatch):
         await store.set_alias(prod, 1, etag(a1.etag))
-    alias, version = await store.resolve_alias(prod)
-    assert alias.etag == a2.etag and version.name.version == 2
+    resolved = await store.resolve_alias(prod)
+    assert resolved.alias.etag == a2.etag and resolved.version.name.version == 2
+    assert resolved.rollout is None and resolved.revision > 0
 
 
 async def test_alias_targets_must_be_ready_and_stay_put(store: SqlRegistryStore) -> None:
