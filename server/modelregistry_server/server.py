@@ -43,7 +43,7 @@ HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0
-MAX_RETRY_S = 2.0
+MAX_RETRY_S = 1.0
 
 
 class SchemaOutOfDate(Exception):
