@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..domain.errors import InvalidArgument, OutOfRange, offset_out_of_range
+from ..domain.errors import Aborted, InvalidArgument, OutOfRange, offset_out_of_range
 
 DIGEST_PREFIX = "sha256:"
 # Readers yield chunks of at most this many bytes unless asked otherwise: large
@@ -177,6 +177,13 @@ def check_upload_id(upload_id: str) -> str:
             "upload_id",
         )
     return upload_id
+
+
+def upload_busy(upload_id: str) -> Aborted:
+    """Another stream (in this process or, for a local store, another one) holds it."""
+    return Aborted(
+        "UPLOAD_BUSY", f"upload {upload_id} is in use by another stream", {"upload_id": upload_id}
+    )
 
 
 def check_range(offset: int, length: int | None, chunk_size: int) -> None:

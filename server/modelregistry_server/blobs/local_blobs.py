@@ -21,6 +21,7 @@ check at commit fails and nothing is published.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import time
@@ -28,7 +29,6 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 
 from ..domain.errors import (
-    Aborted,
     blob_not_found,
     blob_store_unavailable,
     upload_exists,
@@ -43,8 +43,9 @@ from .base import (
     check_upload_id,
     clamp_range,
     hex_of,
+    upload_busy,
 )
-from .local_io import fsync_dir, storage_errors
+from .local_io import fsync_dir, lock_or_busy, storage_errors
 from .local_upload import LocalUpload
 
 DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
@@ -70,11 +71,7 @@ class LocalBlobStore:
     def _claim(self, upload_id: str) -> None:
         check_upload_id(upload_id)
         if upload_id in self._open:
-            raise Aborted(
-                "UPLOAD_BUSY",
-                f"upload {upload_id} is in use by another stream",
-                {"upload_id": upload_id},
-            )
+            raise upload_busy(upload_id)
         self._open.add(upload_id)
 
     def release(self, upload_id: str) -> None:
@@ -89,6 +86,7 @@ class LocalBlobStore:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             except FileExistsError:
                 raise upload_exists(upload_id) from None
+            lock_or_busy(fd, upload_id)
             fsync_dir(self._uploads)
             return fd
 
@@ -109,6 +107,7 @@ class LocalBlobStore:
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError:
                 raise upload_not_found(upload_id) from None
+            lock_or_busy(fd, upload_id)
             try:
                 # Whatever is in the file now becomes durable, so it may be acknowledged.
                 os.fdatasync(fd)
@@ -156,11 +155,21 @@ class LocalBlobStore:
         def remove() -> list[UploadInfo]:
             removed = []
             for upload in stale:
+                path = self._uploads / upload.upload_id
                 try:
-                    (self._uploads / upload.upload_id).unlink()
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
                     continue
-                removed.append(upload)
+                try:
+                    # Another server process on this directory may be writing it.
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                else:
+                    path.unlink()
+                    removed.append(upload)
+                finally:
+                    os.close(fd)
             if removed:
                 fsync_dir(self._uploads)
             return removed

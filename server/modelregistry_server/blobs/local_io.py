@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..domain.errors import blob_store_full, blob_store_unavailable
+from .base import upload_busy
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _UNREACHABLE = {errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.ETIMEDOUT, errno.EHOSTDOWN}
@@ -55,3 +57,17 @@ def pwrite_all(fd: int, data: bytearray, start: int) -> None:
         # disk works while the next block fills and a multi-GB upload does not
         # crowd the page cache.
         os.posix_fadvise(fd, start, len(data), os.POSIX_FADV_DONTNEED)
+
+
+def lock_or_busy(fd: int, upload_id: str) -> None:
+    """Hold the staging file exclusively while an `Upload` has it open.
+
+    The lock goes with the descriptor, so a crashed server leaves none behind;
+    it keeps two server processes sharing a directory off the same upload.
+    Closes `fd` when the upload is taken.
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise upload_busy(upload_id) from None

@@ -31,7 +31,6 @@ from botocore.exceptions import (
 )
 
 from ..domain.errors import (
-    Aborted,
     blob_not_found,
     blob_store_unavailable,
     upload_exists,
@@ -46,6 +45,7 @@ from .base import (
     check_upload_id,
     clamp_range,
     hex_of,
+    upload_busy,
 )
 from .s3_layout import DEFAULT_SEGMENT_SIZE, Layout, Segment, contiguous, plan_parts
 from .s3_upload import S3Upload
@@ -137,11 +137,7 @@ class S3BlobStore:
     def claim(self, upload_id: str) -> None:
         check_upload_id(upload_id)
         if upload_id in self._open:
-            raise Aborted(
-                "UPLOAD_BUSY",
-                f"upload {upload_id} is in use by another stream",
-                {"upload_id": upload_id},
-            )
+            raise upload_busy(upload_id)
         self._open.add(upload_id)
 
     def release(self, upload_id: str) -> None:

@@ -360,6 +360,23 @@ async def test_large_round_trip_keeps_memory_flat(backend: Backend) -> None:
     )
 
 
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+async def test_local_upload_is_locked_against_other_processes(backend: Backend) -> None:
+    """Two servers sharing a directory never write, or reclaim, the same upload."""
+    upload = await backend.store.begin_upload("held")
+    await upload.write(b"x" * 1000)
+    await upload.flush()
+    other = await backend.reopen()
+    with pytest.raises(DomainError) as exc:
+        await other.resume_upload("held")
+    expect(exc, ErrorKind.ABORTED, "UPLOAD_BUSY")
+    assert await other.reclaim_uploads(older_than=0) == []
+    await upload.close()
+    resumed = await other.resume_upload("held")
+    assert resumed.offset == 1000
+    await resumed.cancel()
+
+
 @pytest.mark.parametrize("backend", ["s3"], indirect=True)
 async def test_s3_segments_carry_crc32c(backend: Backend) -> None:
     """S3 checks each staged segment against the CRC32C we computed before sending it."""
