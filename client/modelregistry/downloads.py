@@ -52,8 +52,17 @@ def data_loss(reason: str, message: str, **metadata: str) -> DataLossError:
     return DataLossError(grpc.StatusCode.DATA_LOSS, reason, message, metadata)
 
 
-def _crc_ok(chunk: apb.DownloadChunk) -> bool:
-    return int(google_crc32c.value(chunk.data)) == chunk.crc32c
+Piece = tuple[int, bytes, int]
+"""(offset, data, crc32c) of a received chunk. Read out of the message once:
+every access to a protobuf bytes field copies it."""
+
+
+def _piece(chunk: apb.DownloadChunk) -> Piece:
+    return chunk.offset, chunk.data, chunk.crc32c
+
+
+def _crc_ok(data: bytes, crc: int) -> bool:
+    return int(google_crc32c.value(data)) == crc
 
 
 def _hash_prefix(fd: int, length: int) -> Any:
@@ -76,19 +85,20 @@ class _FileSink:
         # Bytes verified and written; only read once the worker has settled.
         self.pos = pos
         self.received = pos
-        self._batch: list[apb.DownloadChunk] = []
+        self._batch: list[Piece] = []
         self._batch_bytes = 0
         self._pending: asyncio.Future[None] | None = None
 
-    async def add(self, chunk: apb.DownloadChunk) -> None:
-        if chunk.offset != self.received:
+    async def add(self, piece: Piece) -> None:
+        offset, data, _ = piece
+        if offset != self.received:
             raise data_loss(
                 "UNEXPECTED_OFFSET",
-                f"server sent offset {chunk.offset} of {self.digest}, expected {self.received}",
+                f"server sent offset {offset} of {self.digest}, expected {self.received}",
             )
-        self._batch.append(chunk)
-        self._batch_bytes += len(chunk.data)
-        self.received += len(chunk.data)
+        self._batch.append(piece)
+        self._batch_bytes += len(data)
+        self.received += len(data)
         if self._batch_bytes >= BATCH_BYTES:
             await self.flush(wait=False)
 
@@ -114,14 +124,13 @@ class _FileSink:
             await asyncio.gather(pending, return_exceptions=True)
         self.received = self.pos
 
-    def _write(self, batch: list[apb.DownloadChunk]) -> None:
-        for chunk in batch:
-            data = chunk.data
-            if not _crc_ok(chunk):
+    def _write(self, batch: list[Piece]) -> None:
+        for offset, data, crc in batch:
+            if not _crc_ok(data, crc):
                 raise data_loss(
                     "CHECKSUM_MISMATCH",
-                    f"chunk at offset {chunk.offset} of {self.digest} failed its CRC32C check",
-                    offset=str(chunk.offset),
+                    f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
+                    offset=str(offset),
                 )
             self.hasher.update(data)
             view = memoryview(data)
@@ -175,10 +184,10 @@ class BlobDownloader:
             if message.WhichOneof("kind") == "header":
                 header = message.header
                 continue
-            chunk = message.chunk
-            if chunk.offset != len(body) or not _crc_ok(chunk):
-                raise data_loss("CHECKSUM_MISMATCH", f"bad chunk at offset {chunk.offset}")
-            body += chunk.data
+            offset, data, crc = _piece(message.chunk)
+            if offset != len(body) or not _crc_ok(data, crc):
+                raise data_loss("CHECKSUM_MISMATCH", f"bad chunk at offset {offset}")
+            body += data
         if header is None:
             raise data_loss("PROTOCOL_VIOLATION", "download stream carried no header")
         digest = DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
@@ -250,7 +259,7 @@ class BlobDownloader:
                             f"the manifest says {size}",
                         )
                     continue
-                await sink.add(message.chunk)
+                await sink.add(_piece(message.chunk))
                 if on_offset:
                     on_offset(sink.received)
             await sink.flush()

@@ -61,11 +61,13 @@ def _retryable(err: RegistryError) -> bool:
     )
 
 
-def _read_batch(
-    source: Path | bytes, fd: int | None, start: int, end: int, chunk: int
-) -> list[apb.UploadRequest]:
+Batch = list[tuple[apb.UploadRequest, int]]
+"""Chunk messages with their data lengths (reading a bytes field back copies it)."""
+
+
+def _read_batch(source: Path | bytes, fd: int | None, start: int, end: int, chunk: int) -> Batch:
     """Chunks from `start` up to BATCH_BYTES, as ready-to-send messages (runs in a thread)."""
-    out: list[apb.UploadRequest] = []
+    out: Batch = []
     offset = start
     stop = min(end, start + max(BATCH_BYTES, chunk))
     while offset < stop:
@@ -79,17 +81,16 @@ def _read_batch(
             what = source if isinstance(source, Path) else "data"
             raise OSError(f"{what}: file shrank while being pushed")
         crc = int(google_crc32c.value(data))
-        out.append(apb.UploadRequest(chunk=apb.UploadChunk(offset=offset, data=data, crc32c=crc)))
+        request = apb.UploadRequest(chunk=apb.UploadChunk(offset=offset, data=data, crc32c=crc))
+        out.append((request, n))
         offset += n
     return out
 
 
-async def _chunks(
-    source: Path | bytes, start: int, end: int, chunk: int
-) -> AsyncIterator[list[apb.UploadRequest]]:
+async def _chunks(source: Path | bytes, start: int, end: int, chunk: int) -> AsyncIterator[Batch]:
     """Batches of chunk messages from `start` to `end`, the next one read while one is sent."""
     fd = os.open(source, os.O_RDONLY) if isinstance(source, Path) else None
-    pending: asyncio.Future[list[apb.UploadRequest]] | None = None
+    pending: asyncio.Future[Batch] | None = None
     try:
         offset = start
         if offset < end:
@@ -99,7 +100,7 @@ async def _chunks(
         while pending is not None:
             batch = await pending
             pending = None
-            offset = batch[-1].chunk.offset + len(batch[-1].chunk.data)
+            offset += sum(n for _, n in batch)
             if offset < end:
                 pending = asyncio.ensure_future(
                     asyncio.to_thread(_read_batch, source, fd, offset, end, chunk)
@@ -254,11 +255,10 @@ class _Stream:
             if self.on_offset:
                 self.on_offset(offset)
             async for batch in _chunks(self.source, offset, self.size, chunk):
-                for request in batch:
+                for request, n in batch:
                     if reader.done():
                         return await reader  # the server ended the call: its status says why
                     await call.write(request)
-                    n = len(request.chunk.data)
                     self.sent += n
                     offset += n
                     if self.on_offset:
