@@ -37,6 +37,11 @@ class ServerConfig:
     log_format: str = "json"
     log_level: str = "INFO"
     db_pool_size: int = 20
+    # Seconds between progress messages on an idle Watch stream.
+    watch_progress_interval: float = 5.0
+    # Seconds between reads of the event log when nothing signalled a commit
+    # (a safety net: commits here and NOTIFY from other replicas wake it at once).
+    watch_poll_interval: float = 1.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -15,22 +15,30 @@ from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVIC
 from modelregistry.v1 import (
     artifact_service_pb2,
     artifact_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
 )
 
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
+from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
+from .events import pg_listener
+from .events.watch_hub import WatchHub
+from .events.watcher import WatchSettings
 from .service.artifacts import Artifacts, ArtifactSettings
+from .service.events import Events
 from .service.page_tokens import PageTokens, new_secret
 from .service.registry import Registry
 from .store import migrate
 from .store.engine import make_engine
+from .store.event_log import SqlEventLog
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
 
@@ -38,12 +46,13 @@ log = logging.getLogger("modelreg.server")
 
 REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 ARTIFACT_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
+EVENT_SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
 # Health reports these names: "" (the whole server) and each API service.
-HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE)
+HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE, EVENT_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0
-MAX_RETRY_S = 1.0
+MAX_RETRY_S = 2.0
 
 
 class SchemaOutOfDate(Exception):
@@ -61,9 +70,12 @@ class Running:
     health: HealthServicer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    hub: WatchHub | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.hub is not None:  # watch streams never end by themselves
+            self.hub.close()
         await self.server.stop(grace)
         for task in self.tasks:
             task.cancel()
@@ -171,6 +183,17 @@ async def _reclaim_when_ready(artifacts: Artifacts, ready: asyncio.Event) -> Non
     await artifacts.reclaim_forever()
 
 
+async def _run_hub_when_ready(
+    hub: WatchHub, ready: asyncio.Event, pg_url: str | None, tasks: list[asyncio.Task[None]]
+) -> None:
+    """Start the hub once the schema is there; on PostgreSQL, also LISTEN so
+    that commits through other replicas wake it at once."""
+    await ready.wait()
+    if pg_url is not None:
+        tasks.append(asyncio.create_task(pg_listener.listen_forever(pg_url, hub.notify)))
+    await hub.run()
+
+
 async def start(config: ServerConfig) -> Running:
     """Bind the port and start serving; health is NOT_SERVING until the
     database answers and the schema is current."""
@@ -181,9 +204,17 @@ async def start(config: ServerConfig) -> Running:
     tokens = PageTokens()
     registry = Registry(store, tokens)
     blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
-    artifacts = Artifacts(
-        store, SqlUploadStore(engine), blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s)
+    uploads = SqlUploadStore(engine)
+    artifacts = Artifacts(store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s))
+    hub = WatchHub(
+        SqlEventLog(engine),
+        WatchSettings(
+            progress_interval_s=config.watch_progress_interval,
+            poll_interval_s=config.watch_poll_interval,
+        ),
     )
+    store.on_commit(hub.notify)
+    uploads.on_commit(hub.notify)
     health_servicer = HealthServicer()
     ready = asyncio.Event()
     options: list[tuple[str, Any]] = [
@@ -201,9 +232,19 @@ async def start(config: ServerConfig) -> Running:
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
         ArtifactServicer(artifacts), server
     )
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(
+        EventServicer(Events(SqlEventLog(engine), hub, tokens)), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(
-        (REGISTRY_SERVICE, ARTIFACT_SERVICE, health.SERVICE_NAME, REFLECTION_SERVICE), server
+        (
+            REGISTRY_SERVICE,
+            ARTIFACT_SERVICE,
+            EVENT_SERVICE,
+            health.SERVICE_NAME,
+            REFLECTION_SERVICE,
+        ),
+        server,
     )
     try:
         if creds is None:
@@ -217,9 +258,19 @@ async def start(config: ServerConfig) -> Running:
         raise OSError(f"cannot listen on {config.listen}: address in use or unavailable")
     await _set_health(health_servicer, False)
     await server.start()
-    running = Running(server, port, store, blobs, health_servicer, ready=ready)
+    running = Running(server, port, store, blobs, health_servicer, ready=ready, hub=hub)
     running.tasks.append(asyncio.create_task(_prepare_and_watch(config, store, tokens, running)))
     running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
+    running.tasks.append(
+        asyncio.create_task(
+            _run_hub_when_ready(
+                hub,
+                ready,
+                config.resolved_database_url() if engine.dialect.name == "postgresql" else None,
+                running.tasks,
+            )
+        )
+    )
     log.info(
         "listening",
         extra={"listen": config.listen, "port": port, "tls": creds is not None},

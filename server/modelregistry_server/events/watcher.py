@@ -1,0 +1,101 @@
+"""One watch stream's state, as the hub sees it.
+
+A watcher is either *live* (the hub appends matching events to its bounded
+buffer as they are read) or *catching up* (the hub leaves it alone and the
+stream reads the table itself until it reaches the hub). `position` is the
+revision up to which every matching event has been buffered or sent; it only
+moves forward, so a stream can never repeat or skip an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..domain.events import Event
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a stream or a listing wants; empty fields match everything."""
+
+    model: str = ""
+    resource: str = ""
+    types: frozenset[str] = frozenset()
+
+    def matches(self, event: Event) -> bool:
+        return (
+            (not self.model or event.model == self.model)
+            and (not self.resource or event.resource == self.resource)
+            and (not self.types or event.type in self.types)
+        )
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """Tuning of the watch hub; the defaults suit thousands of watchers."""
+
+    # An idle stream gets a progress message this often (seconds).
+    progress_interval_s: float = 5.0
+    # Safety net: read the table this often even if nothing woke the hub.
+    poll_interval_s: float = 1.0
+    # Events a live watcher may have waiting to be sent before it is moved
+    # to catching up from the table.
+    buffer_events: int = 1000
+    # A watcher that overflowed and is further behind than this is ended
+    # with WATCH_TOO_SLOW rather than replayed from the table.
+    max_lag: int = 10_000
+    # Events per table read (hub and catch-up).
+    page_size: int = 500
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What a stream sends: events (none in a progress message) and the
+    revision up to which every matching event has been sent."""
+
+    events: tuple[Event, ...]
+    revision: int
+
+
+@dataclass(eq=False)
+class Watcher:
+    filter: EventFilter
+    position: int
+    buffer_limit: int
+    live: bool = False
+    # Set when the buffer overflowed; cleared when the watcher is live again.
+    overflowed: bool = False
+    queue: deque[Batch] = field(default_factory=deque)
+    queued: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, events: Sequence[Event], prev: int, new: int) -> None:
+        """The hub read `events`, i.e. everything in (prev, new]. Called with
+        no await in between, so it never interleaves with the stream's own
+        bookkeeping."""
+        if not self.live:
+            return
+        if self.position < prev:  # cannot happen while live; be safe, re-read
+            self.live = False
+            self.wake.set()
+            return
+        matching = tuple(e for e in events if e.revision > self.position and self.filter.matches(e))
+        if matching:
+            if self.queued + len(matching) > self.buffer_limit:
+                # Slow consumer: stop buffering, let it read the table on its own.
+                self.live = False
+                self.overflowed = True
+                self.wake.set()
+                return
+            self.queue.append(Batch(matching, new))
+            self.queued += len(matching)
+            self.wake.set()
+        self.position = max(self.position, new)
+
+    def pop(self) -> Batch:
+        batch = self.queue.popleft()
+        self.queued -= len(batch.events)
+        return batch

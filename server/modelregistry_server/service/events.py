@@ -1,0 +1,125 @@
+"""Use cases of the event log: ListEvents and Watch.
+
+Validates filters, revisions, time ranges and page tokens before anything
+touches storage; listing reads the table, watching goes through the hub.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from ..domain.errors import InvalidArgument
+from ..domain.events import Event, EventType
+from ..domain.names import ID_PATTERN, parse_model_name
+from ..events.watch_hub import WatchHub
+from ..events.watcher import Batch, EventFilter
+from ..store.event_log import SqlEventLog
+from .page_tokens import PageTokens, coerce_page_size
+
+# Any resource of a model: models/m, models/m/aliases/a, models/m/versions/3...
+_RESOURCE = re.compile(rf"models/{ID_PATTERN}(?:/[a-z]+/[a-z0-9-]+)*")
+_MAX_RESOURCE = 256
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+_MAX_TYPES = 32
+
+
+def parse_event_filter(model: str, resource: str, types: Iterable[str], prefix: str) -> EventFilter:
+    if model:
+        parse_model_name(model, f"{prefix}.model")
+    if resource and (len(resource) > _MAX_RESOURCE or not _RESOURCE.fullmatch(resource)):
+        raise InvalidArgument(
+            "INVALID_NAME",
+            f"{prefix}.resource must be a resource name such as models/fraud/aliases/production",
+            f"{prefix}.resource",
+        )
+    wanted = frozenset(types)
+    if len(wanted) > _MAX_TYPES:
+        raise InvalidArgument(
+            "INVALID_FIELD", f"at most {_MAX_TYPES} event types", f"{prefix}.types"
+        )
+    unknown = sorted(wanted - _EVENT_TYPES)
+    if unknown:
+        raise InvalidArgument(
+            "INVALID_FIELD",
+            f"unknown event type {unknown[0][:40]!r}; known: {', '.join(sorted(_EVENT_TYPES))}",
+            f"{prefix}.types",
+        )
+    return EventFilter(model=model, resource=resource, types=wanted)
+
+
+def _check_revision(revision: int) -> int:
+    if revision < 0:
+        raise InvalidArgument(
+            "INVALID_FIELD", "start_revision must not be negative", "start_revision"
+        )
+    return revision
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[Event]
+    next_page_token: str
+    revision: int
+
+
+class Events:
+    def __init__(self, event_log: SqlEventLog, hub: WatchHub, tokens: PageTokens) -> None:
+        self._log = event_log
+        self._hub = hub
+        self._tokens = tokens
+
+    async def list_events(
+        self,
+        flt: EventFilter,
+        start_revision: int,
+        start_time_us: int,
+        end_time_us: int,
+        page_size: int,
+        page_token: str,
+    ) -> EventPage:
+        """One page, in revision order, of events up to the head as it was
+        when this page was read: on the last page, a caller that watches
+        from `revision + 1` misses nothing."""
+        _check_revision(start_revision)
+        if start_time_us and end_time_us and end_time_us <= start_time_us:
+            raise InvalidArgument("INVALID_FIELD", "end_time must be after start_time", "end_time")
+        limit = coerce_page_size(page_size)
+        scope = "|".join(
+            [
+                "ListEvents",
+                flt.model,
+                flt.resource,
+                ",".join(sorted(flt.types)),
+                str(start_revision),
+                str(start_time_us),
+                str(end_time_us),
+            ]
+        )
+        cursor = self._tokens.decode(scope, page_token)
+        if cursor is not None and not isinstance(cursor, int):
+            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+        head, oldest_kept = await self._log.head()
+        if cursor is not None:
+            after = cursor
+        elif start_revision:
+            after = start_revision - 1
+        else:
+            after = oldest_kept
+        page = await self._log.read(
+            after,
+            limit,
+            model=flt.model,
+            resource=flt.resource,
+            types=flt.types,
+            start_time_us=start_time_us,
+            end_time_us=end_time_us,
+            upto=head,
+        )
+        token = self._tokens.encode(scope, page.items[-1].revision) if page.more else ""
+        return EventPage(page.items, token, head)
+
+    def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+        _check_revision(start_revision)
+        return self._hub.watch(flt, start_revision)
