@@ -23,6 +23,7 @@ from .errors import (
     PermissionDeniedError,
     RegistryError,
     ResourceExhaustedError,
+    RevisionCompactedError,
     UnauthenticatedError,
     UnavailableError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "ResolveAliasResponse",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "RevisionCompactedError",
     "SyncRegistryClient",
     "UnauthenticatedError",
     "UnavailableError",

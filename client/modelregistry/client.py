@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from . import artifacts
 from .errors import REQUEST_ID_KEY, from_rpc_error
+from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .transport import (
     DEFAULT_TARGET,
@@ -41,7 +42,7 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient:
+class RegistryClient(EventMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies

@@ -4,7 +4,7 @@ A file is received into a partial file named after its digest: every chunk's
 CRC32C and offset are checked before it is written, the sha256 of the whole
 is checked at the end, and only a verified file is ever renamed into place
 (by the caller). An interrupted download resumes from the partial file's
-length, within one run (retries on UNAVAILABLE) and across runs. Chunks are
+length, within one run (retries when a stream breaks) and across runs. Chunks are
 checked, hashed and written in a worker thread in large batches, one batch
 in flight while the next is received, so memory stays flat.
 """
@@ -25,7 +25,7 @@ import grpc
 from .errors import DataLossError, RegistryError, from_rpc_error
 from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
 from .transport import RetryPolicy
-from .uploads import TRANSFER_RETRY
+from .uploads import TRANSFER_RETRY, stream_broken
 from .v1 import artifact_service_pb2 as apb
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class BlobDownloader:
     async def _retrying(self, attempt: int, rpc_err: grpc.aio.AioRpcError) -> RegistryError | None:
         """Sleep and return None if the failure is worth another stream, else the error."""
         err = from_rpc_error(rpc_err)
-        if err.code != grpc.StatusCode.UNAVAILABLE or attempt >= self._retry.max_attempts:
+        if not stream_broken(err) or attempt >= self._retry.max_attempts:
             return err
         await asyncio.sleep(self._retry.backoff(attempt))
         return None

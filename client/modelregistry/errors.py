@@ -82,6 +82,15 @@ class OutOfRangeError(RegistryError):
     """OUT_OF_RANGE: a revision or offset beyond what the server has."""
 
 
+class RevisionCompactedError(OutOfRangeError):
+    """OUT_OF_RANGE REVISION_COMPACTED: the events asked for are no longer kept.
+    List from `oldest_revision`, then watch from there."""
+
+    @property
+    def oldest_revision(self) -> int:
+        return int(self.metadata.get("oldest_revision", "0") or 0)
+
+
 class UnavailableError(RegistryError):
     """UNAVAILABLE: the server or its storage cannot be reached; retry later."""
 
@@ -147,6 +156,8 @@ _BY_REASON: dict[str, type[RegistryError]] = {
     "VERSION_HAS_ALIASES": FailedPreconditionError,
     "VERSION_NOT_READY": FailedPreconditionError,
     "INVALID_STATE_TRANSITION": FailedPreconditionError,
+    "REVISION_COMPACTED": RevisionCompactedError,
+    "WATCH_TOO_SLOW": ResourceExhaustedError,
     "STORAGE_UNAVAILABLE": UnavailableError,
     "NOT_READY": UnavailableError,
     "INTERNAL": InternalError,

@@ -52,10 +52,22 @@ class BlobUpload:
     bytes_sent: int
 
 
+# A stream cut by the transport (server restart, reset connection) surfaces
+# as one of these without a registry reason, depending on where it broke.
+_TRANSPORT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+
+
+def stream_broken(err: RegistryError) -> bool:
+    """True when the stream failed in transit rather than by the server's answer."""
+    return err.code == grpc.StatusCode.UNAVAILABLE or (
+        not err.reason and err.code in _TRANSPORT_CODES
+    )
+
+
 def _retryable(err: RegistryError) -> bool:
     """Failures a fresh stream can get past; every other one is the caller's to see."""
     return (
-        err.code == grpc.StatusCode.UNAVAILABLE
+        stream_broken(err)
         or err.reason == "UPLOAD_IN_PROGRESS"  # the server has not yet seen the old stream end
         or err.reason == "CHECKSUM_MISMATCH"  # corrupted in transit: resend from the disk
     )

@@ -37,6 +37,10 @@ class ServerConfig:
     log_format: str = "json"
     log_level: str = "INFO"
     db_pool_size: int = 20
+    # Set (nats://host:port): publish every event to this JetStream stream.
+    events_nats: str = ""
+    events_nats_stream: str = "MODELREG_EVENTS"
+    events_nats_subject_prefix: str = "modelreg.events"
     # Seconds between progress messages on an idle Watch stream.
     watch_progress_interval: float = 5.0
     # Seconds between reads of the event log when nothing signalled a commit

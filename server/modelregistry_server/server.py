@@ -30,6 +30,7 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .events import pg_listener
+from .events.nats_relay import relay_settings, start_relay
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
 from .service.artifacts import Artifacts, ArtifactSettings
@@ -198,6 +199,7 @@ async def start(config: ServerConfig) -> Running:
     """Bind the port and start serving; health is NOT_SERVING until the
     database answers and the schema is current."""
     creds = _credentials(config)
+    nats_settings = relay_settings(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
@@ -261,6 +263,8 @@ async def start(config: ServerConfig) -> Running:
     running = Running(server, port, store, blobs, health_servicer, ready=ready, hub=hub)
     running.tasks.append(asyncio.create_task(_prepare_and_watch(config, store, tokens, running)))
     running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
+    if nats_settings is not None:
+        running.tasks.append(start_relay(nats_settings, engine, (store, uploads), ready))
     running.tasks.append(
         asyncio.create_task(
             _run_hub_when_ready(

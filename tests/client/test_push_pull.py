@@ -8,11 +8,14 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import start_server
 from modelregistry import (
     AlreadyExistsError,
     DataLossError,
@@ -28,6 +31,7 @@ from modelregistry.manifest import digest_of, parse_manifest, target_path
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
 
 KIB = 1024
@@ -347,3 +351,45 @@ async def test_bad_chunk_checksum_is_data_loss(tmp_path: Path) -> None:
         )
     assert err.value.reason == "CHECKSUM_MISMATCH"
     assert "offset 0" in err.value.message
+
+
+async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:
+    """A stream broken mid-upload is reopened with the same upload id once the server is back."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = ServerConfig(
+        listen=f"127.0.0.1:{port}", data_dir=tmp_path / "data", database_url=sqlite_url
+    )
+    running = [await start_server(config)]
+    data = os.urandom(8 * MIB)
+    (tmp_path / "weights.bin").write_bytes(data)
+    restarts: list[asyncio.Task[None]] = []
+
+    async def restart() -> None:
+        await running[0].stop(grace=0)
+        running[0] = await start_server(config)
+
+    def progress(done: int, total: int, name: str) -> None:
+        if done >= 2 * MIB and not restarts:
+            restarts.append(asyncio.get_running_loop().create_task(restart()))
+        time.sleep(0.002)  # slow enough for the restart to land mid-upload
+
+    try:
+        async with RegistryClient(f"127.0.0.1:{port}") as client:
+            name = await new_version(client)
+            result = await push_files(
+                client,
+                name,
+                tmp_path / "weights.bin",
+                progress=progress,
+                chunk_size=64 * KIB,
+                state_dir=tmp_path / "state",
+            )
+            assert restarts and restarts[0].done()
+            assert result.version.state == pb.ModelVersion.READY
+            assert result.bytes_sent + result.resumed_bytes > len(data), "a stream was reopened"
+            await client.pull(name, tmp_path / "out")
+        assert (tmp_path / "out" / "weights.bin").read_bytes() == data
+    finally:
+        await running[0].stop(grace=0)

@@ -44,6 +44,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     serve.add_argument(
         "--telemetry", choices=("none", "console", "otlp"), default="none", help="OpenTelemetry"
     )
+    serve.add_argument(
+        "--events-nats",
+        default="",
+        metavar="URL",
+        help="publish every event to NATS JetStream at this URL, e.g. nats://127.0.0.1:4222",
+    )
+    serve.add_argument(
+        "--events-nats-stream", default="MODELREG_EVENTS", help="JetStream stream (%(default)s)"
+    )
+    serve.add_argument(
+        "--events-nats-subject-prefix",
+        default="modelreg.events",
+        help="subjects are PREFIX.<model>.<EVENT_TYPE> (default %(default)s)",
+    )
     serve.add_argument("--log-format", choices=("json", "text"), default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=run_serve)
@@ -74,6 +88,9 @@ def _config(args: argparse.Namespace) -> object:
         telemetry=getattr(args, "telemetry", "none"),
         log_format=getattr(args, "log_format", "json"),
         log_level=getattr(args, "log_level", "INFO"),
+        events_nats=getattr(args, "events_nats", ""),
+        events_nats_stream=getattr(args, "events_nats_stream", "MODELREG_EVENTS"),
+        events_nats_subject_prefix=getattr(args, "events_nats_subject_prefix", "modelreg.events"),
     )
 
 
