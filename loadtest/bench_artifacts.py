@@ -59,7 +59,7 @@ async def main() -> None:
         end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"total_s": end - start, "upload_s": end - first[0],
-                      "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "cpu_s": usage.ru_utime + usage.ru_stime, "rss_kb": usage.ru_maxrss,
                       "bytes_sent": result.bytes_sent, "digest": result.digest}))
 
 asyncio.run(main())
@@ -77,6 +77,7 @@ async def main() -> None:
         end = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"total_s": end - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "rss_kb": usage.ru_maxrss,
                       "bytes_received": result.bytes_received, "digest": result.digest}))
 
 asyncio.run(main())
@@ -283,6 +284,10 @@ def main() -> None:
             f"CPU seconds        push: client {pushed['cpu_s']:.2f}, server {middle - before:.2f};"
             f" pull: client {pulled['cpu_s']:.2f}, server {server_pull_cpu:.2f}"
             f" ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f})"
+        )
+        print(
+            f"client peak RSS    push {pushed['rss_kb'] * 1024 / MB:.1f} MB, "
+            f"pull {pulled['rss_kb'] * 1024 / MB:.1f} MB"
         )
         print()
         for label, sha in (("sha256sum", sha_mbs), ("hashlib sha256", py_sha_mbs)):

@@ -271,6 +271,8 @@ async def pull(
     received = cached = resumed = 0
     paths: list[Path] = []
     for entry in manifest.files:
+        if entry.path.split("/", 1)[0] == PARTIAL_DIR:
+            raise data_loss("INVALID_MANIFEST", f"manifest: {entry.path[:80]!r} is reserved")
         final = target_path(dest, entry.path)
         paths.append(final)
         if await asyncio.to_thread(_in_place, final, entry):
