@@ -109,6 +109,11 @@ def _alias(m: Message) -> pb.Alias:
     return m
 
 
+def _event(m: Message) -> pb.Event:
+    assert isinstance(m, pb.Event)
+    return m
+
+
 COLUMNS: dict[type[Message], list[Column]] = {
     pb.Model: [
         ("NAME", lambda m: _model(m).name),
@@ -130,6 +135,13 @@ COLUMNS: dict[type[Message], list[Column]] = {
         ("VERSION", lambda m: _alias(m).version),
         ("UPDATED", lambda m: format_time(_alias(m).update_time)),
         ("ETAG", lambda m: _alias(m).etag),
+    ],
+    pb.Event: [
+        ("REVISION", lambda m: str(_event(m).revision)),
+        ("TIME", lambda m: format_time(_event(m).time)),
+        ("TYPE", lambda m: _event(m).type),
+        ("RESOURCE", lambda m: _event(m).resource),
+        ("ACTOR", lambda m: _event(m).actor),
     ],
 }
 

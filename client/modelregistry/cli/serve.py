@@ -58,6 +58,20 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default="modelreg.events",
         help="subjects are PREFIX.<model>.<EVENT_TYPE> (default %(default)s)",
     )
+    serve.add_argument(
+        "--watch-progress-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="progress message on an idle Watch stream this often (default %(default)s)",
+    )
+    serve.add_argument(
+        "--watch-poll-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="read the event log this often even without a commit signal (default %(default)s)",
+    )
     serve.add_argument("--log-format", choices=("json", "text"), default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=run_serve)
@@ -91,6 +105,8 @@ def _config(args: argparse.Namespace) -> object:
         events_nats=getattr(args, "events_nats", ""),
         events_nats_stream=getattr(args, "events_nats_stream", "MODELREG_EVENTS"),
         events_nats_subject_prefix=getattr(args, "events_nats_subject_prefix", "modelreg.events"),
+        watch_progress_interval=getattr(args, "watch_progress_interval", 5.0),
+        watch_poll_interval=getattr(args, "watch_poll_interval", 1.0),
     )
 
 
