@@ -2,7 +2,8 @@
 # One entry point for a fresh machine:
 #   scripts/dev.sh setup   create .venv and install modelreg with [server,dev]
 #   scripts/dev.sh serve   setup, then `modelreg serve` on the embedded default
-#   scripts/dev.sh test    setup, check services, lint, type-check, run all tests
+#   scripts/dev.sh test    setup, check services and the Go toolchain, lint,
+#                          type-check, run all tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,6 +22,26 @@ setup() {
   fi
 }
 
+# Debian's Go toolchain and stub generators, for the Go stubs and client
+# (tests/test_go_client.py); installed with apt when missing and run as root.
+GO_PACKAGES=(golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc
+  golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev)
+
+ensure_go() {
+  command -v dpkg-query >/dev/null || return 0
+  local missing=() p
+  for p in "${GO_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "missing packages for the Go client tests: ${missing[*]}" >&2
+  fi
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -33,6 +54,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    ensure_go
     bash scripts/services.sh
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
