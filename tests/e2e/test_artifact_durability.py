@@ -7,11 +7,6 @@ import asyncio
 import hashlib
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,82 +14,16 @@ from typing import Any
 import google_crc32c
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
+from serve_process import Server
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 MIB = 1024 * 1024
 CHUNK = MIB
 # The "1 GiB round trip" of the data-plane contract; lower it locally with
 # MODELREG_TEST_BIG_BYTES to iterate faster.
 BIG = int(os.environ.get("MODELREG_TEST_BIG_BYTES", str(1024 * MIB)))
 RSS_LIMIT_KB = 200 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A `modelreg serve` child on a fixed port and data directory, restartable."""
-
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.args = [
-            *CLI,
-            "serve",
-            "--listen",
-            self.address,
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "WARNING",
-            *extra,
-        ]
-        self.log = data_dir.parent / f"serve-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                with grpc.insecure_channel(self.address) as ch:
-                    reply = health_pb2_grpc.HealthStub(ch).Check(
-                        health_pb2.HealthCheckRequest(), timeout=1
-                    )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("server did not become SERVING:\n" + self.log.read_text()[-3000:])
-
-    def peak_rss_kb(self) -> int:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmHWM")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

@@ -154,28 +154,33 @@ def _wrap_unary(
 def _wrap_stream(
     ready: Ready, method: str, behavior: Callable[[Any, Any], Any]
 ) -> Callable[[Any, Any], Any]:
+    """Like the unary wrapper, but nothing is attached to the context across a
+    `yield`: a stream may be finalized (client gone) in another context, where
+    resetting a context variable would fail. Each RPC runs in a task of its
+    own, so the request context set here cannot leak into another RPC."""
+
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
-        token = request_context.bind(call.ctx)
-        with _tracer.start_as_current_span(
+        request_context.bind(call.ctx)
+        span = _tracer.start_span(
             method, context=_trace_parent(context), kind=trace.SpanKind.SERVER
-        ) as span:
-            try:
-                context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
-                _check_ready(ready)
-                async for response in behavior(request, context):
-                    yield response
-            except grpc.aio.AbortError:
-                call.aborted()
-                raise
-            except asyncio.CancelledError:
-                call.cancelled()
-                raise
-            except Exception as exc:
-                await call.fail(exc)
-            finally:
-                call.finish(span)
-                request_context.unbind(token)
+        )
+        try:
+            context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
+            _check_ready(ready)
+            async for response in behavior(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            call.aborted()
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            call.cancelled()
+            raise
+        except Exception as exc:
+            await call.fail(exc)
+        finally:
+            call.finish(span)
+            span.end()
 
     return wrapper
 
