@@ -19,6 +19,8 @@ from modelregistry.v1 import (
     event_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
+    rollout_service_pb2,
+    rollout_service_pb2_grpc,
 )
 
 from .api import reflection
@@ -26,6 +28,7 @@ from .api.artifact_servicer import ArtifactServicer
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
+from .api.rollout_servicer import RolloutServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
@@ -37,6 +40,7 @@ from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
 from .service.page_tokens import PageTokens, new_secret
 from .service.registry import Registry
+from .service.rollouts import Rollouts
 from .store import migrate
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
@@ -48,12 +52,13 @@ log = logging.getLogger("modelreg.server")
 REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
 ARTIFACT_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 EVENT_SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
+ROLLOUT_SERVICE = rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name
 # Health reports these names: "" (the whole server) and each API service.
-HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE, EVENT_SERVICE)
+HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE, EVENT_SERVICE, ROLLOUT_SERVICE)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0
-MAX_RETRY_S = 2.0
+MAX_RETRY_S = 1.0
 
 
 class SchemaOutOfDate(Exception):
@@ -204,7 +209,7 @@ async def start(config: ServerConfig) -> Running:
     engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
     tokens = PageTokens()
-    registry = Registry(store, tokens)
+    registry = Registry(store, tokens, history=SqlEventLog(engine))
     blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
     uploads = SqlUploadStore(engine)
     artifacts = Artifacts(store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s))
@@ -234,6 +239,9 @@ async def start(config: ServerConfig) -> Running:
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(
         ArtifactServicer(artifacts), server
     )
+    rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(
+        RolloutServicer(Rollouts(store, tokens)), server
+    )
     event_service_pb2_grpc.add_EventServiceServicer_to_server(
         EventServicer(Events(SqlEventLog(engine), hub, tokens)), server
     )
@@ -243,6 +251,7 @@ async def start(config: ServerConfig) -> Running:
             REGISTRY_SERVICE,
             ARTIFACT_SERVICE,
             EVENT_SERVICE,
+            ROLLOUT_SERVICE,
             health.SERVICE_NAME,
             REFLECTION_SERVICE,
         ),
