@@ -179,14 +179,10 @@ class NatsRelay:
                 delay = min(delay * 2, self.settings.max_backoff_s)
 
     async def _lead(self, lock_conn: AsyncConnection | None) -> None:
+        """Publish while holding the lock; closing `lock_conn` releases it."""
         if lock_conn is not None:
             await self._wait_for_lock(lock_conn)
-        try:
-            await self._connect_and_publish(lock_conn)
-        finally:
-            if lock_conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._cursors.resign(lock_conn, self.settings.cursor_name)
+        await self._connect_and_publish(lock_conn)
 
     async def _wait_for_lock(self, lock_conn: AsyncConnection) -> None:
         name = self.settings.cursor_name

@@ -70,12 +70,18 @@ class SqlRelayCursors(SqlBase):
 
     @asynccontextmanager
     async def leadership_connection(self) -> AsyncIterator[AsyncConnection | None]:
-        """A dedicated connection for the advisory lock (None on SQLite)."""
+        """A dedicated connection for the advisory lock (None on SQLite).
+
+        It is closed for good afterwards, never returned to the pool: a pooled
+        session would keep the lock and lock this very relay out."""
         if self._dialect != "postgresql":
             yield None
             return
         async with self._engine.connect() as conn:
-            yield conn
+            try:
+                yield conn
+            finally:
+                await conn.invalidate()
 
     async def try_lead(self, conn: AsyncConnection, name: str) -> bool:
         """Take the session-level lock for `name` without waiting."""
@@ -88,8 +94,4 @@ class SqlRelayCursors(SqlBase):
     async def still_leading(self, conn: AsyncConnection) -> None:
         """Raise if the lock's connection is gone (and with it, the lock)."""
         await conn.execute(select(1))
-        await conn.commit()
-
-    async def resign(self, conn: AsyncConnection, name: str) -> None:
-        await conn.execute(select(func.pg_advisory_unlock(_lock_key(name))))
         await conn.commit()
