@@ -22,6 +22,7 @@ from . import artifacts
 from .errors import REQUEST_ID_KEY, from_rpc_error
 from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
+from .rollout_methods import RolloutMethods
 from .transport import (
     DEFAULT_TARGET,
     Pem,
@@ -42,7 +43,7 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient(EventMethods):
+class RegistryClient(EventMethods, RolloutMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies

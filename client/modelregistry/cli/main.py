@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import aliases, connection, events, models, serve, transfer, versions
+from . import aliases, connection, events, models, rollouts, serve, transfer, versions
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     versions.add_parsers(sub, parent)
     aliases.add_parsers(sub, parent)
     transfer.add_parsers(sub, parent)
+    rollouts.add_parsers(sub, parent)
     events.add_parsers(sub, parent)
     return parser
 

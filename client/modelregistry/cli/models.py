@@ -45,8 +45,13 @@ async def update(client: RegistryClient, args: argparse.Namespace) -> Result:
     if labels is not None or args.clear_labels:
         model.labels.update(labels or {})
         mask.append("labels")
+    if args.protected_alias or args.clear_protected_aliases:
+        model.protected_aliases.extend(args.protected_alias)
+        mask.append("protected_aliases")
     if not mask:
-        raise UsageError("nothing to update: give --display-name, --description or --label")
+        raise UsageError(
+            "nothing to update: give --display-name, --description, --label or --protected-alias"
+        )
     return await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
 
 
@@ -84,6 +89,16 @@ def add_parsers(
     p.add_argument("--description")
     add_labels(p, "label; replaces all labels")
     p.add_argument("--clear-labels", action="store_true", help="remove all labels")
+    p.add_argument(
+        "--protected-alias",
+        action="append",
+        default=[],
+        metavar="ALIAS",
+        help="alias that only APPROVED versions may reach; repeat; replaces the list",
+    )
+    p.add_argument(
+        "--clear-protected-aliases", action="store_true", help="protect no alias any more"
+    )
     p.add_argument("--etag", default="", help="only if the model still has this etag")
     p.set_defaults(func=command(update))
 

@@ -109,6 +109,11 @@ def _alias(m: Message) -> pb.Alias:
     return m
 
 
+def _rollout(m: Message) -> pb.Rollout:
+    assert isinstance(m, pb.Rollout)
+    return m
+
+
 def _event(m: Message) -> pb.Event:
     assert isinstance(m, pb.Event)
     return m
@@ -135,6 +140,15 @@ COLUMNS: dict[type[Message], list[Column]] = {
         ("VERSION", lambda m: _alias(m).version),
         ("UPDATED", lambda m: format_time(_alias(m).update_time)),
         ("ETAG", lambda m: _alias(m).etag),
+    ],
+    pb.Rollout: [
+        ("NAME", lambda m: _rollout(m).name),
+        ("ALIAS", lambda m: _rollout(m).alias),
+        ("STABLE", lambda m: _rollout(m).stable_version),
+        ("CANDIDATE", lambda m: _rollout(m).candidate_version),
+        ("PERCENT", lambda m: str(_rollout(m).percent)),
+        ("STATE", lambda m: pb.Rollout.State.Name(_rollout(m).state)),
+        ("ETAG", lambda m: _rollout(m).etag),
     ],
     pb.Event: [
         ("REVISION", lambda m: str(_event(m).revision)),

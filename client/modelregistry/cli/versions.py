@@ -6,6 +6,7 @@ import argparse
 
 from ..client import RegistryClient
 from ..v1 import resources_pb2 as pb
+from . import rollouts
 from .args import add_labels, json_object, labels_of, model_name
 from .connection import UsageError, command
 from .output import Deleted, Listing, Result
@@ -79,6 +80,7 @@ def add_parsers(
 ) -> None:
     versions = sub.add_parser("versions", help="register and change model versions")
     cmds = versions.add_subparsers(dest="versions_command", required=True, metavar="COMMAND")
+    rollouts.add_review_parsers(cmds, parent)
     version_help = "models/fraud/versions/3 or fraud/versions/3"
 
     p = cmds.add_parser("create", parents=[parent], help="register the next version of MODEL")

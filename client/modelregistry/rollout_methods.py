@@ -1,0 +1,164 @@
+"""Promotion methods of `RegistryClient`: approvals, atomic alias moves, rollouts.
+
+Kept apart from client.py so each stays small; `RegistryClient` inherits
+them and supplies the channel and the unary call helper. Writes are never
+retried; pass the etag you read to make them conditional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from .v1 import registry_service_pb2 as rpc
+from .v1 import registry_service_pb2_grpc, rollout_service_pb2_grpc
+from .v1 import resources_pb2 as pb
+from .v1 import rollout_service_pb2 as rrpc
+
+if TYPE_CHECKING:
+    from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
+    from .v1.rollout_service_pb2_grpc import RolloutServiceAsyncStub
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+
+def _version(model: str, version: int | str) -> str:
+    return f"{model}/versions/{version}" if isinstance(version, int) else version
+
+
+class RolloutMethods:
+    if TYPE_CHECKING:
+
+        def channel(self) -> grpc.aio.Channel: ...
+
+        async def _call(
+            self,
+            method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+            request: Req,
+            request_id: str | None,
+            *,
+            read: bool,
+        ) -> Resp: ...
+
+    def _rollout_stub(self) -> RolloutServiceAsyncStub:
+        return rollout_service_pb2_grpc.RolloutServiceStub(self.channel())
+
+    def _registry_stub(self) -> RegistryServiceAsyncStub:
+        return registry_service_pb2_grpc.RegistryServiceStub(self.channel())
+
+    # Approvals
+
+    async def approve_model_version(
+        self, name: str, *, comment: str = "", etag: str = "", request_id: str | None = None
+    ) -> pb.ModelVersion:
+        request = rpc.ApproveModelVersionRequest(name=name, comment=comment, etag=etag)
+        return await self._call(
+            self._registry_stub().ApproveModelVersion, request, request_id, read=False
+        )
+
+    async def reject_model_version(
+        self, name: str, *, comment: str = "", etag: str = "", request_id: str | None = None
+    ) -> pb.ModelVersion:
+        request = rpc.RejectModelVersionRequest(name=name, comment=comment, etag=etag)
+        return await self._call(
+            self._registry_stub().RejectModelVersion, request, request_id, read=False
+        )
+
+    # Atomic alias moves
+
+    async def batch_set_aliases(
+        self,
+        model: str,
+        moves: Iterable[tuple[str, int | str, str]],
+        *,
+        request_id: str | None = None,
+    ) -> list[pb.Alias]:
+        """Move several aliases of `model` at once: (alias name, version, etag)
+        for each; all move or none does."""
+        request = rpc.BatchSetAliasesRequest(
+            parent=model,
+            requests=[
+                rpc.SetAliasRequest(
+                    alias=pb.Alias(name=alias, version=_version(model, version)), etag=etag
+                )
+                for alias, version, etag in moves
+            ],
+        )
+        reply = await self._call(
+            self._registry_stub().BatchSetAliases, request, request_id, read=False
+        )
+        return list(reply.aliases)
+
+    # Rollouts
+
+    async def start_rollout(
+        self,
+        alias: str,
+        candidate: int | str,
+        *,
+        steps: Sequence[int] = (),
+        alias_etag: str = "",
+        request_id: str | None = None,
+    ) -> pb.Rollout:
+        model = alias.split("/aliases/")[0]
+        request = rrpc.StartRolloutRequest(
+            alias=alias,
+            candidate_version=_version(model, candidate),
+            steps=list(steps),
+            alias_etag=alias_etag,
+        )
+        return await self._call(self._rollout_stub().StartRollout, request, request_id, read=False)
+
+    async def get_rollout(self, name: str, *, request_id: str | None = None) -> pb.Rollout:
+        request = rrpc.GetRolloutRequest(name=name)
+        return await self._call(self._rollout_stub().GetRollout, request, request_id, read=True)
+
+    async def list_rollouts(
+        self, model: str, *, active_only: bool = False, request_id: str | None = None
+    ) -> AsyncIterator[pb.Rollout]:
+        token = ""
+        while True:
+            request = rrpc.ListRolloutsRequest(
+                parent=model, active_only=active_only, page_token=token
+            )
+            page = await self._call(
+                self._rollout_stub().ListRollouts, request, request_id, read=True
+            )
+            for rollout in page.rollouts:
+                yield rollout
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def advance_rollout(
+        self, name: str, *, percent: int = 0, etag: str = "", request_id: str | None = None
+    ) -> pb.Rollout:
+        """To the next step, or to `percent`; 100 completes the rollout."""
+        request = rrpc.AdvanceRolloutRequest(name=name, percent=percent, etag=etag)
+        return await self._call(
+            self._rollout_stub().AdvanceRollout, request, request_id, read=False
+        )
+
+    async def pause_rollout(
+        self, name: str, *, etag: str = "", request_id: str | None = None
+    ) -> pb.Rollout:
+        request = rrpc.PauseRolloutRequest(name=name, etag=etag)
+        return await self._call(self._rollout_stub().PauseRollout, request, request_id, read=False)
+
+    async def resume_rollout(
+        self, name: str, *, etag: str = "", request_id: str | None = None
+    ) -> pb.Rollout:
+        request = rrpc.ResumeRolloutRequest(name=name, etag=etag)
+        return await self._call(self._rollout_stub().ResumeRollout, request, request_id, read=False)
+
+    async def rollback_rollout(
+        self, name: str, *, etag: str = "", request_id: str | None = None
+    ) -> pb.Rollout:
+        request = rrpc.RollbackRolloutRequest(name=name, etag=etag)
+        return await self._call(
+            self._rollout_stub().RollbackRollout, request, request_id, read=False
+        )
