@@ -208,6 +208,9 @@ class NatsRelay:
             saved = await self._cursors.get(self.settings.cursor_name)
             self._cursor = max(self._cursor, saved, await self._stream_position(js))
             self._saved = saved
+            if self._cursor > saved:  # the stream (or this process) was ahead of the table
+                await self._cursors.advance(self.settings.cursor_name, self._cursor)
+                self._saved = self._cursor
             self.status.state, self.status.cursor = "publishing", self._cursor
             log.info("nats relay publishing", extra={**self._extra, "cursor": self._cursor})
             await self._publish_forever(js, lock_conn)
