@@ -23,6 +23,9 @@ class ServerConfig:
     s3_endpoint_url: str = ""
     # An upload with no progress for this long expires and is reclaimed.
     upload_ttl_s: float = 24 * 3600
+    # Events older than this are compacted away (0: keep everything). Events
+    # a queue relay has not published yet are always kept.
+    event_retention_s: float = 0.0
     migrate: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -33,6 +33,7 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .events import pg_listener
+from .events.compactor import compact_forever
 from .events.nats_relay import relay_settings, start_relay
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
@@ -274,6 +275,12 @@ async def start(config: ServerConfig) -> Running:
     running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
     if nats_settings is not None:
         running.tasks.append(start_relay(nats_settings, engine, (store, uploads), ready))
+    if config.event_retention_s > 0:
+        running.tasks.append(
+            asyncio.create_task(
+                compact_forever(SqlEventLog(engine), config.event_retention_s, ready)
+            )
+        )
     running.tasks.append(
         asyncio.create_task(
             _run_hub_when_ready(

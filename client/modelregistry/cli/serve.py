@@ -31,6 +31,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--blob-store", default="", help="file:///dir or s3://bucket/prefix (default: --data-dir)"
     )
     serve.add_argument(
+        "--s3-endpoint-url",
+        default="",
+        help="S3-compatible endpoint for an s3:// blob store (default: AWS for the region)",
+    )
+    serve.add_argument(
+        "--upload-ttl-hours",
+        type=float,
+        default=24.0,
+        help="an upload with no progress for this long expires (default %(default)s)",
+    )
+    serve.add_argument(
+        "--event-retention-days",
+        type=float,
+        default=0.0,
+        help="drop events older than this from the log; 0 keeps everything (the default)",
+    )
+    serve.add_argument(
         "--no-migrate", action="store_true", help="do not upgrade the schema at start-up"
     )
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
@@ -94,6 +111,9 @@ def _config(args: argparse.Namespace) -> object:
         data_dir=Path(args.data_dir),
         database_url=args.database_url,
         blob_store=getattr(args, "blob_store", ""),
+        s3_endpoint_url=getattr(args, "s3_endpoint_url", ""),
+        upload_ttl_s=getattr(args, "upload_ttl_hours", 24.0) * 3600,
+        event_retention_s=getattr(args, "event_retention_days", 0.0) * 86400,
         migrate=not getattr(args, "no_migrate", False),
         tls_cert=getattr(args, "tls_cert", None),
         tls_key=getattr(args, "tls_key", None),

@@ -152,18 +152,18 @@ class SqlEventLog(SqlBase):
                     raise compacted(head.compacted_revision + 1)
         return to_event(row) if row is not None else None
 
-    async def compact(self, before_time_us: int) -> int:
-        """Drop events older than `before_time_us`; returns the new compacted
-        revision. The head keeps the last dropped hash so the chain of what
-        remains still verifies."""
+    async def compact(self, before_time_us: int, keep_after: int | None = None) -> int:
+        """Drop events older than `before_time_us` (and never past revision
+        `keep_after`); returns the new compacted revision. The head keeps the
+        last dropped hash so the chain of what remains still verifies."""
         async with self._tx("compact_events", write=True) as conn:
             await conn.execute(select(H.id).where(H.id == 1).with_for_update())
+            older = E.time_us < before_time_us
+            if keep_after is not None:
+                older = older & (E.revision <= keep_after)
             last = (
                 await conn.execute(
-                    select(E.revision, E.hash)
-                    .where(E.time_us < before_time_us)
-                    .order_by(E.revision.desc())
-                    .limit(1)
+                    select(E.revision, E.hash).where(older).order_by(E.revision.desc()).limit(1)
                 )
             ).one_or_none()
             if last is None:
