@@ -1,0 +1,415 @@
+"""Control-plane latency benchmark: a real `modelreg serve` on a fresh database.
+
+Seeds models, versions and a `production` alias per model, then measures
+client-side latency of GetModel, ListModelVersions, ResolveAlias,
+CreateModelVersion and SetAlias (conditional, on the etag read just before),
+first with one sequential client, then with many concurrent clients (one
+channel, and so one connection, each) spread over client processes.
+
+    .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from modelregistry.v1 import registry_service_pb2 as rpc
+from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
+from modelregistry.v1 import resources_pb2 as pb
+
+if TYPE_CHECKING:
+    from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
+
+READS = ("GetModel", "ListModelVersions", "ResolveAlias")
+WRITES = ("CreateModelVersion", "SetAlias")
+TARGET_P95_MS = {**dict.fromkeys(READS, 2.0), **dict.fromkeys(WRITES, 10.0)}
+ALIAS = "production"
+# One connection per channel: channels to one target otherwise share a subchannel.
+CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+# latencies (ns), non-OK codes, start and end (ns), client and server CPU (s)
+Result = tuple[list[int], Counter[str], int, int, float, float]
+
+
+def model(i: int) -> str:
+    return f"models/bench-{i:04d}"
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+async def timed_call(
+    stub: RegistryServiceAsyncStub, op: str, rng: random.Random, ns: Any
+) -> tuple[int, str]:
+    """One RPC on a random model: (latency in ns, status code name)."""
+    name = model(rng.randrange(ns.models))
+    alias = f"{name}/aliases/{ALIAS}"
+    call: Callable[[Any], Awaitable[Any]]
+    req: Any
+    if op == "GetModel":
+        call, req = stub.GetModel, rpc.GetModelRequest(name=name)
+    elif op == "ListModelVersions":
+        call, req = stub.ListModelVersions, rpc.ListModelVersionsRequest(parent=name, page_size=10)
+    elif op == "ResolveAlias":
+        call, req = stub.ResolveAlias, rpc.ResolveAliasRequest(name=alias)
+    elif op == "CreateModelVersion":
+        mv = pb.ModelVersion(source_uri=f"s3://bench/{name}/{uuid.uuid4().hex}")
+        call, req = (
+            stub.CreateModelVersion,
+            rpc.CreateModelVersionRequest(parent=name, model_version=mv),
+        )
+    else:  # SetAlias, conditional on the etag read just before (not timed)
+        etag = (await stub.GetAlias(rpc.GetAliasRequest(name=alias))).etag
+        target = f"{name}/versions/{rng.randint(1, ns.versions)}"
+        call, req = (
+            stub.SetAlias,
+            rpc.SetAliasRequest(alias=pb.Alias(name=alias, version=target), etag=etag),
+        )
+    start = time.perf_counter_ns()
+    try:
+        await call(req)
+        code = "OK"
+    except grpc.aio.AioRpcError as exc:
+        code = exc.code().name
+    return time.perf_counter_ns() - start, code
+
+
+async def client(
+    stub: RegistryServiceAsyncStub, op: str, calls: int, seed: int, ns: Any
+) -> list[tuple[int, str]]:
+    rng = random.Random(seed)
+    return [await timed_call(stub, op, rng, ns) for _ in range(calls)]
+
+
+async def worker_main(
+    conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any
+) -> None:
+    chans = [
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}", CHANNEL_OPTIONS) for _ in range(channels)
+    ]
+    stubs = [rpc_grpc.RegistryServiceStub(ch) for ch in chans]
+    warm = random.Random()
+    for stub in stubs:  # connect and warm every channel before any timing
+        await timed_call(stub, "GetModel", warm, ns)
+    while (msg := conn.recv()) is not None:
+        op, counts, seed = msg
+        barrier.wait()
+        cpu = time.process_time()
+        start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
+        runs = [
+            client(s, op, n, seed + i, ns)
+            for i, (s, n) in enumerate(zip(stubs, counts, strict=True))
+            if n
+        ]
+        done = await asyncio.gather(*runs)
+        end = time.perf_counter_ns()
+        pairs = [p for run in done for p in run]
+        codes = Counter(code for _, code in pairs if code != "OK")
+        conn.send(([lat for lat, _ in pairs], codes, start, end, time.process_time() - cpu, 0.0))
+    for ch in chans:
+        await ch.close(None)
+
+
+def worker(conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent cleans up
+    run_async(worker_main(conn, barrier, port, channels, ns))
+
+
+class Clients:
+    """`procs` client processes with `clients` channels between them."""
+
+    def __init__(self, port: int, server_pid: int, procs: int, clients: int, ns: Any) -> None:
+        self.server_pid = server_pid
+        ctx = mp.get_context("spawn")
+        self.barrier = ctx.Barrier(procs)
+        self.per_proc = [clients // procs + (i < clients % procs) for i in range(procs)]
+        self.conns: list[Connection] = []
+        self.procs: list[BaseProcess] = []
+        for channels in self.per_proc:
+            parent, child = ctx.Pipe()
+            args = (child, self.barrier, port, channels, ns)
+            proc = ctx.Process(target=worker, args=args, daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def run(self, op: str, calls: int, clients: int) -> Result:
+        """`calls` calls of `op` over the first `clients` channels, all started together."""
+        shares = [calls // clients + (i < calls % clients) for i in range(clients)]
+        seed = random.randrange(1 << 30)
+        server_cpu = cpu_seconds(self.server_pid)
+        for i, (conn, n) in enumerate(zip(self.conns, self.per_proc, strict=True)):
+            first = sum(self.per_proc[:i])
+            counts = [shares[first + j] if first + j < clients else 0 for j in range(n)]
+            conn.send((op, counts, seed + first))
+        parts: list[Result] = [conn.recv() for conn in self.conns]
+        used = [p for p in parts if p[0]]
+        lats = [lat for p in used for lat in p[0]]
+        codes = sum((p[1] for p in parts), Counter[str]())
+        client_cpu = sum(p[4] for p in parts)
+        server_cpu = cpu_seconds(self.server_pid) - server_cpu
+        start, end = min(p[2] for p in used), max(p[3] for p in used)
+        return lats, codes, start, end, client_cpu, server_cpu
+
+    def close(self) -> None:
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+
+
+async def seed_data(port: int, ns: Any) -> None:
+    chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", CHANNEL_OPTIONS) for _ in range(8)]
+    sem = asyncio.Semaphore(ns.clients)
+
+    async def one(i: int) -> None:
+        stub = rpc_grpc.RegistryServiceStub(chans[i % len(chans)])
+        async with sem:
+            await stub.CreateModel(rpc.CreateModelRequest(model_id=model(i).split("/")[1]))
+            for v in range(ns.versions):
+                mv = pb.ModelVersion(source_uri=f"s3://bench/{model(i)}/{v + 1}")
+                await stub.CreateModelVersion(
+                    rpc.CreateModelVersionRequest(parent=model(i), model_version=mv)
+                )
+            alias = pb.Alias(name=f"{model(i)}/aliases/{ALIAS}", version=f"{model(i)}/versions/1")
+            await stub.SetAlias(rpc.SetAliasRequest(alias=alias))
+
+    await asyncio.gather(*(one(i) for i in range(ns.models)))
+    for ch in chans:
+        await ch.close(None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_serving(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                sys.exit(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    sys.exit(f"server not SERVING after 60 s:\n{log.read_text()[-3000:]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def summary(op: str, mode: str, res: Result) -> dict[str, Any]:
+    lats, codes, start, end, client_cpu, server_cpu = res
+    ms = sorted(lat / 1e6 for lat in lats)
+
+    def pct(q: float) -> float:
+        return ms[max(0, math.ceil(q * len(ms)) - 1)]
+
+    row: dict[str, Any] = {"op": op, "mode": mode, "calls": len(ms), "non_ok": dict(codes)}
+    row["throughput"] = len(ms) / ((end - start) / 1e9)
+    row["server_cpu_ms"] = server_cpu * 1000 / len(ms)
+    row["client_cpu_ms"] = client_cpu * 1000 / len(ms)
+    row.update(p50=pct(0.50), p95=pct(0.95), p99=pct(0.99), max=ms[-1])
+    if mode == "sequential":
+        row["target_p95_ms"] = TARGET_P95_MS[op]
+        row["pass"] = row["p95"] < TARGET_P95_MS[op]
+    return row
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = f"{'operation':<19} {'mode':<13} {'calls':>6} {'calls/s':>8} {'p50':>7} {'p95':>7}"
+    print(f"{head} {'p99':>7} {'max':>7} {'srv cpu':>7} {'cli cpu':>7}  target p95  non-OK")
+    for r in rows:
+        verdict = ""
+        if "pass" in r:
+            verdict = f"< {r['target_p95_ms']:g} ms {'PASS' if r['pass'] else 'MISS'}"
+        codes = " ".join(f"{k}:{v}" for k, v in r["non_ok"].items())
+        print(
+            f"{r['op']:<19} {r['mode']:<13} {r['calls']:>6} {r['throughput']:>8.0f} "
+            f"{r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {r['max']:>7.2f} "
+            f"{r['server_cpu_ms']:>7.2f} {r['client_cpu_ms']:>7.2f}  "
+            f"{verdict:<11} {codes}"
+        )
+    print("latencies in ms, client-side per call; srv/cli cpu: CPU ms per call, server/clients")
+
+
+def profile(clients: Clients, pid: int, ns: Any) -> None:
+    """An extra, unmeasured sequential read pass under py-spy; prints the top frames."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cmd = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
+    rec = subprocess.Popen(
+        [*cmd, "--nonblocking", "--output", ns.profile], stdout=subprocess.DEVNULL
+    )
+    time.sleep(1.0)
+    for op in READS:
+        clients.run(op, ns.reads, 1)
+    rec.send_signal(signal.SIGINT)
+    rec.wait(30)
+    own, total, samples = Counter[str](), Counter[str](), 0
+    for line in Path(ns.profile).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        samples += int(count)
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            total[frame] += int(count)
+    print(f"\npy-spy, server during sequential reads: {samples} samples (raw: {ns.profile})")
+    for title, counter in (("own time", own), ("including callees", total)):
+        print(f"top frames by {title}:")
+        for frame, n in counter.most_common(ns.top):
+            print(f"  {100 * n / max(samples, 1):5.1f}%  {frame}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--database-url", help="use this existing database instead of a fresh one")
+    ap.add_argument("--sqlite", action="store_true", help="benchmark the embedded SQLite default")
+    ap.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server for the fresh database (default %(default)s)",
+    )
+    for flag, default, text in (
+        ("--models", 500, "models to seed"),
+        ("--versions", 10, "versions per model"),
+        ("--reads", 2000, "calls per read operation and mode"),
+        ("--writes", 500, "calls per write operation and mode"),
+        ("--clients", 32, "concurrent clients, one channel (connection) each"),
+        ("--client-procs", 1, "client processes the concurrent clients are spread over"),
+        ("--top", 25, "frames to print from the profile"),
+    ):
+        ap.add_argument(flag, type=int, default=default, help=f"{text} (default %(default)s)")
+    ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument(
+        "--profile", help="after measuring, profile a read pass with py-spy into this file"
+    )
+    ns = ap.parse_args()
+
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    tmp = Path(tempfile.mkdtemp(prefix="modelreg-bench-"))
+    db_name, server, clients = "", None, None
+    try:
+        import psycopg
+
+        if ns.sqlite:
+            url = f"sqlite:///{tmp / 'registry.db'}"
+        elif ns.database_url:
+            url = ns.database_url
+        else:
+            db_name = f"modelreg_bench_{uuid.uuid4().hex[:12]}"
+            with psycopg.connect(f"{ns.pg}/postgres", autocommit=True) as admin:
+                admin.execute(f'CREATE DATABASE "{db_name}"')
+            url = f"{ns.pg}/{db_name}"
+        port, log = free_port(), tmp / "server.log"
+        serve = f"serve --listen 127.0.0.1:{port} --log-level WARNING --data-dir"
+        cmd = [sys.executable, "-m", "modelregistry.cli.main", *serve.split(), str(tmp / "data")]
+        cmd += ["--database-url", url]
+        with log.open("wb") as out:  # own session: the benchmark decides when it stops
+            server = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        wait_serving(server, port, log)
+        print(f"server pid {server.pid} on 127.0.0.1:{port}, database {url.split('@')[-1]}")
+
+        t0 = time.perf_counter()
+        run_async(seed_data(port, ns))
+        seed_s = time.perf_counter() - t0
+        print(
+            f"seeded {ns.models} models, {ns.models * ns.versions} versions, "
+            f"{ns.models} aliases in {seed_s:.1f} s"
+        )
+
+        clients = Clients(port, server.pid, ns.client_procs, ns.clients, ns)
+        rows: list[dict[str, Any]] = []
+        for mode, n in (("sequential", 1), (f"concurrent {ns.clients}", ns.clients)):
+            for op in READS + WRITES:
+                calls = ns.reads if op in READS else ns.writes
+                rows.append(summary(op, mode, clients.run(op, calls, n)))
+        rss = peak_rss_mb(server.pid)
+        print(
+            f"\n{ns.clients} concurrent clients = {ns.clients} channels "
+            f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
+        )
+        print_table(rows)
+        print(f"server peak RSS (VmHWM): {rss:.0f} MB")
+        if ns.json:
+            doc = {
+                "database": "sqlite" if ns.sqlite else "postgresql",
+                "seed_s": seed_s,
+                "server_peak_rss_mb": rss,
+                "args": vars(ns),
+                "results": rows,
+            }
+            Path(ns.json).write_text(json.dumps(doc, indent=2) + "\n")
+        if ns.profile:
+            profile(clients, server.pid, ns)
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if clients is not None:
+            clients.close()
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        if db_name:
+            with psycopg.connect(f"{ns.pg}/postgres", autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
