@@ -102,7 +102,7 @@ async def test_commit_on_a_reaches_watcher_on_b_promptly(started: tuple[str, str
         )
         stream = call.__aiter__()
         created = await asyncio.wait_for(stream.__anext__(), 10)
-        assert not created.events and created.revision == 3
+        assert not created.events and created.revision <= 3
         latencies: list[float] = []
         revisions: list[int] = []
         for i in range(10):

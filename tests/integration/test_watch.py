@@ -165,7 +165,8 @@ async def test_idle_stream_gets_progress(
     )
     stream = call.__aiter__()
     created = await asyncio.wait_for(stream.__anext__(), 5)
-    assert not created.events and created.revision == 2
+    # "Now" as far as the hub has read: at most the head.
+    assert not created.events and created.revision <= 2
     await set_alias(registry, "staging", 1)  # not watched: only the revision moves
     start = time.monotonic()
     progress = await asyncio.wait_for(stream.__anext__(), 5)

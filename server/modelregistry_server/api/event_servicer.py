@@ -12,7 +12,7 @@ from modelregistry.v1 import event_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 
 from ..domain.events import Event
-from ..events.watcher import EventFilter
+from ..events.watcher import Batch, EventFilter
 from ..service.events import Events, parse_event_filter
 from .convert import timestamp
 
@@ -34,6 +34,13 @@ def event_to_pb(e: Event) -> pb.Event:
         prev_hash=e.prev_hash,
         hash=e.hash,
     )
+
+
+@lru_cache(maxsize=64)
+def _shared_response(batch: Batch) -> rpc.WatchResponse:
+    """One message per hub read and filter, sent to every watcher of it
+    (batches hash by identity, so this costs a dict lookup)."""
+    return rpc.WatchResponse(events=[event_to_pb(e) for e in batch.events], revision=batch.revision)
 
 
 def _us(ts: timestamp_pb2.Timestamp, present: bool) -> int:
@@ -71,6 +78,8 @@ class EventServicer(rpc_grpc.EventServiceServicer):
     ) -> AsyncIterator[rpc.WatchResponse]:
         stream = self._events.watch(_filter(request), request.start_revision)
         async for batch in stream:
-            yield rpc.WatchResponse(
-                events=[event_to_pb(e) for e in batch.events], revision=batch.revision
-            )
+            if batch.shared:
+                yield _shared_response(batch)
+            else:
+                events = [event_to_pb(e) for e in batch.events]
+                yield rpc.WatchResponse(events=events, revision=batch.revision)

@@ -51,13 +51,18 @@ class WatchSettings:
     page_size: int = 500
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Batch:
     """What a stream sends: events (none in a progress message) and the
-    revision up to which every matching event has been sent."""
+    revision up to which every matching event has been sent.
+
+    Compared by identity: watchers with the same filter share one batch per
+    hub read, so the transport can build its message once for all of them."""
 
     events: tuple[Event, ...]
     revision: int
+    # True for a live batch that several watchers may hold.
+    shared: bool = False
 
 
 @dataclass(eq=False)
@@ -72,26 +77,37 @@ class Watcher:
     queued: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def offer(self, events: Sequence[Event], prev: int, new: int) -> None:
+    def offer(
+        self, events: Sequence[Event], prev: int, new: int, shared: dict[EventFilter, Batch]
+    ) -> None:
         """The hub read `events`, i.e. everything in (prev, new]. Called with
         no await in between, so it never interleaves with the stream's own
-        bookkeeping."""
+        bookkeeping. `shared` holds this read's batches by filter."""
         if not self.live:
             return
         if self.position < prev:  # cannot happen while live; be safe, re-read
             self.live = False
             self.wake.set()
             return
-        matching = tuple(e for e in events if e.revision > self.position and self.filter.matches(e))
-        if matching:
-            if self.queued + len(matching) > self.buffer_limit:
+        if self.position == prev:  # the usual case: the same batch as its peers
+            batch = shared.get(self.filter)
+            if batch is None:
+                matching = tuple(e for e in events if self.filter.matches(e))
+                batch = shared[self.filter] = Batch(matching, new, shared=True)
+        else:
+            matching = tuple(
+                e for e in events if e.revision > self.position and self.filter.matches(e)
+            )
+            batch = Batch(matching, new)
+        if batch.events:
+            if self.queued + len(batch.events) > self.buffer_limit:
                 # Slow consumer: stop buffering, let it read the table on its own.
                 self.live = False
                 self.overflowed = True
                 self.wake.set()
                 return
-            self.queue.append(Batch(matching, new))
-            self.queued += len(matching)
+            self.queue.append(batch)
+            self.queued += len(batch.events)
             self.wake.set()
         self.position = max(self.position, new)
 
