@@ -147,10 +147,17 @@ def _on_quitting(**_: Any) -> None:
     Histograms.dump()
 
 
+def _on_reset_stats(**_: Any) -> None:
+    """--reset-stats: measure the steady state, not the ramp-up."""
+    Histograms.bins.clear()
+    Histograms.failures.clear()
+
+
 events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
 events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
 events.request.add_listener(_on_request)  # type: ignore[no-untyped-call]
 events.quitting.add_listener(_on_quitting)  # type: ignore[no-untyped-call]
+events.reset_stats.add_listener(_on_reset_stats)  # type: ignore[no-untyped-call]
 
 
 _channels: dict[str, list[grpc.Channel]] = {}

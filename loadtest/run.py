@@ -30,6 +30,7 @@ import contextlib
 import csv
 import datetime as dt
 import json
+import math
 import os
 import platform
 import shutil
@@ -60,6 +61,7 @@ WRITES = (
     "RollbackRollout",
 )
 SEED_READ_P95_MS, SEED_WRITE_P95_MS = 10.0, 50.0
+STEP_OTHERS = ["--pipelines", "1", "--engineers", "2", "--watchers", "2", "--downloaders", "1"]
 OUR_READ_P95_MS, OUR_WRITE_P95_MS = 2.0, 10.0
 
 
@@ -191,6 +193,7 @@ def run_locust(
     extra: list[str],
 ) -> RunResult:
     prefix = out / f"u{users}"
+    ramp = math.ceil(users / spawn_rate)
     cmd = [
         sys.executable,
         "-m",
@@ -204,7 +207,8 @@ def run_locust(
         "-r",
         str(spawn_rate),
         "-t",
-        f"{seconds}s",
+        f"{seconds + ramp}s",
+        "--reset-stats",
         "--stop-timeout",
         "5",
         "--host",
@@ -426,9 +430,14 @@ def parse_args() -> argparse.Namespace:
     load.add_argument(
         "--users", default="1000", help="comma-separated user counts, one run each (%(default)s)"
     )
-    load.add_argument("--time", type=int, default=60, help="seconds per run (%(default)s)")
     load.add_argument(
-        "--spawn-rate", type=float, default=0, help="users/s (default: all within 5 s)"
+        "--time",
+        type=int,
+        default=60,
+        help="seconds measured per run, after the ramp-up (%(default)s)",
+    )
+    load.add_argument(
+        "--spawn-rate", type=float, default=0, help="users/s (default: all within 20 s)"
     )
     load.add_argument(
         "--resolve-every",
@@ -438,7 +447,7 @@ def parse_args() -> argparse.Namespace:
     )
     load.add_argument("--step-load", action="store_true", help="find the latency knee")
     load.add_argument(
-        "--steps", default="5,10,20,40,80,160", help="step-load user counts (%(default)s)"
+        "--steps", default="10,20,40,80,160,320", help="step-load user counts (%(default)s)"
     )
     load.add_argument("--step-time", type=int, default=30, help="seconds per step (%(default)s)")
     load.add_argument(
@@ -463,6 +472,8 @@ def main() -> None:
     if ns.step_load:
         counts = [int(u) for u in ns.steps.split(",")]
         seconds, resolve_every = ns.step_time, ns.step_resolve_every
+        # A few of each other user; every step adds serving instances.
+        ns.locust_args = [*STEP_OTHERS, *ns.locust_args]
     else:
         counts = [int(u) for u in ns.users.split(",")]
         seconds, resolve_every = ns.time, ns.resolve_every
@@ -491,7 +502,7 @@ def main() -> None:
 
         results: list[RunResult] = []
         for users in counts:
-            rate = ns.spawn_rate or max(1.0, users / 5)
+            rate = ns.spawn_rate or max(1.0, users / 20)
             print(f"running {users} users for {seconds} s ...", file=sys.stderr)
             prof = out / f"u{users}_py-spy.txt"
             with py_spy(server.pid if server else None, prof, ns.profile):
@@ -508,6 +519,7 @@ def main() -> None:
             )
             if (
                 ns.step_load
+                and s["read"]["rps"] > 0
                 and s["read"]["p95"] > SEED_READ_P95_MS
                 and s["write"]["p95"] > SEED_WRITE_P95_MS
             ):
@@ -519,7 +531,8 @@ def main() -> None:
         "machine": f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "fleet": f"{fleet.models} models x {fleet.versions} versions, {fleet.hot} hot",
         "seeding": f"{seed_s:.1f} s" if seed_s is not None else "skipped",
-        "run": f"{seconds} s per user count; serving instances resolve every {resolve_every:g} s",
+        "run": f"{seconds} s per user count, measured after the ramp-up; serving instances "
+        f"resolve every {resolve_every:g} s",
     }
     if ns.locust_args:
         meta["locust options"] = " ".join(ns.locust_args)
