@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from ..domain import errors
 from ..domain.etags import Etag
@@ -18,6 +19,8 @@ from .models_sql import A, M, V, now_us
 from .rows import to_alias
 from .tables import aliases, model_versions, models
 from .versions_sql import RUNNING, R, VersionQueries
+
+PreviousTarget = aliased(model_versions, name="previous_target")
 
 
 class AliasQueries(VersionQueries):
@@ -52,11 +55,32 @@ class AliasQueries(VersionQueries):
         """The version row an alias may point at: READY, and APPROVED if the
         alias is protected. Share-locked until commit so it is neither
         deleted nor archived meanwhile."""
+        running = (
+            select(R.rollout_id)
+            .where(R.model_id == model.id, R.alias == alias, R.state.in_(RUNNING))
+            .limit(1)
+            .scalar_subquery()
+        )
+        # One round trip: the target, the alias as it is now (if it exists)
+        # and the alias's running rollout (if any).
         target = (
             await conn.execute(
-                select(V.id, V.state, V.approval_state)
+                select(
+                    V.id,
+                    V.state,
+                    V.approval_state,
+                    A.id.label("alias_id"),
+                    A.row_version.label("alias_row_version"),
+                    A.create_time_us.label("alias_create_time_us"),
+                    A.update_time_us.label("alias_update_time_us"),
+                    PreviousTarget.c.version.label("alias_version"),
+                    running.label("running_rollout"),
+                )
+                .select_from(model_versions)
+                .outerjoin(aliases, (A.model_id == V.model_id) & (A.name == alias))
+                .outerjoin(PreviousTarget, PreviousTarget.c.id == A.version_id)
                 .where(V.model_id == model.id, V.version == version_name.version)
-                .with_for_update(read=True)
+                .with_for_update(read=True, of=model_versions)
             )
         ).one_or_none()
         if target is None:
@@ -84,24 +108,25 @@ class AliasQueries(VersionQueries):
         via_rollout: bool = False,
     ) -> Alias:
         version_name = VersionName(name.model, version)
-        if not via_rollout:
-            rollout = await self._running_rollout(conn, model.id, name.alias)
-            if rollout is not None:
-                raise errors.FailedPrecondition(
-                    "ROLLOUT_IN_PROGRESS",
-                    f"{name} is being rolled out by {RolloutName(name.model, rollout)}; "
-                    "advance, complete or roll it back instead",
-                    {"resource": str(name)},
-                )
         target = await self._ready_target(conn, model, name.alias, version_name)
-        now = now_us()
-        before = (
-            await conn.execute(
-                select(aliases, V.version.label("target_version"))
-                .join(model_versions, V.id == A.version_id)
-                .where(A.model_id == model.id, A.name == name.alias)
+        if not via_rollout and target.running_rollout is not None:
+            raise errors.FailedPrecondition(
+                "ROLLOUT_IN_PROGRESS",
+                f"{name} is being rolled out by "
+                f"{RolloutName(name.model, target.running_rollout)}; "
+                "advance, complete or roll it back instead",
+                {"resource": str(name)},
             )
-        ).one_or_none()
+        now = now_us()
+        before = None
+        if target.alias_id is not None:
+            before = Alias(
+                name=name,
+                version=VersionName(name.model, target.alias_version),
+                create_time_us=target.alias_create_time_us,
+                update_time_us=target.alias_update_time_us,
+                etag=str(Etag(target.alias_id, target.alias_row_version)),
+            )
         if etag is not None:
             stmt = (
                 update(aliases)
@@ -135,8 +160,7 @@ class AliasQueries(VersionQueries):
         if row is None:
             raise errors.EtagMismatch(str(name))
         alias = to_alias(row, name.model, name.alias, version)
-        old = to_alias(before, name.model, name.alias, before.target_version) if before else None
-        await append_event(conn, EventType.ALIAS_SET, name.parent, str(name), old, alias)
+        await append_event(conn, EventType.ALIAS_SET, name.parent, str(name), before, alias)
         return alias
 
     async def set_alias(self, name: AliasName, version: int, etag: Etag | None) -> Alias:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, true, update
+from sqlalchemy import and_, delete, func, insert, select, text, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,26 +43,43 @@ async def append_event(
     digest = chain_hash(
         revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
     )
-    await conn.execute(
-        insert(events).values(
-            revision=revision,
-            type=type_.value,
-            resource=resource,
-            model=str(model),
-            actor=actor,
-            time_us=now,
-            before_json=before_json,
-            after_json=after_json,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-    )
+    values = {
+        "revision": revision,
+        "type": type_.value,
+        "resource": resource,
+        "model": str(model),
+        "actor": actor,
+        "time_us": now,
+        "before_json": before_json,
+        "after_json": after_json,
+        "prev_hash": head.hash,
+        "hash": digest,
+    }
+    if conn.dialect.name == "postgresql":
+        # One round trip: the row, the head and the wake-up for other replicas
+        # (NOTIFY is delivered at commit, so never for a rolled-back write).
+        await conn.execute(_APPEND_PG, {**values, "channel": NOTIFY_CHANNEL, "rev": str(revision)})
+        return int(revision)
+    await conn.execute(insert(events).values(**values))
     await conn.execute(
         update(event_log_head).where(H.id == 1).values(revision=revision, hash=digest)
     )
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(revision))))
     return int(revision)
+
+
+_APPEND_PG = text(
+    """
+    WITH appended AS (
+        INSERT INTO events (revision, type, resource, model, actor, time_us,
+                            before_json, after_json, prev_hash, hash)
+        VALUES (:revision, :type, :resource, :model, :actor, :time_us,
+                :before_json, :after_json, :prev_hash, :hash)
+    ), head AS (
+        UPDATE event_log_head SET revision = :revision, hash = :hash WHERE id = 1
+    )
+    SELECT pg_notify(:channel, :rev)
+    """
+)
 
 
 def to_event(row: Row[Any]) -> Event:

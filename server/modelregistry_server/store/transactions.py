@@ -61,6 +61,13 @@ class SqlBase:
         ) as span:
             try:
                 async with self._engine.connect() as conn:
+                    if not write and self._dialect == "postgresql":
+                        # Reads run in autocommit: no BEGIN/COMMIT round trips.
+                        # Each statement still sees one consistent snapshot,
+                        # which is all a READ COMMITTED transaction gave them.
+                        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                        yield conn
+                        return
                     if write and self._dialect == "sqlite":
                         conn = await conn.execution_options(**{WRITE_OPTION: True})
                     async with conn.begin():
