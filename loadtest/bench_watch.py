@@ -57,10 +57,12 @@ async def _watcher(
     stub: Any, expected: int, ready: asyncio.Event, opened: list[int], out: list[Any]
 ) -> None:
     call = stub.Watch(ev.WatchRequest(filter=ev.EventFilter(resource=ALIAS)))
+    first = True
     try:
         async for response in call:
             now = time.time()
-            if not response.events and not out:
+            if first:
+                first = False
                 opened[0] += 1
                 if opened[0] == opened[1]:
                     ready.set()
@@ -102,7 +104,7 @@ async def _client_main(
     conn.send(("ready", opened[0]))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # "finish": promotions are done
-    done, pending = await asyncio.wait(tasks, timeout=30)
+    done, pending = await asyncio.wait(tasks, timeout=120)
     for t in pending:
         t.cancel()
     for t in done:
