@@ -40,6 +40,10 @@ class ServerConfig:
     log_format: str = "json"
     log_level: str = "INFO"
     db_pool_size: int = 20
+    # Seconds a cached GetModel/GetModelVersion/GetAlias/ResolveAlias may be
+    # served (invalidated at once by local writes, and by other replicas'
+    # writes as soon as the event log shows them); 0 disables the cache.
+    read_cache_s: float = 30.0
     # Set (nats://host:port): publish every event to this JetStream stream.
     events_nats: str = ""
     events_nats_stream: str = "MODELREG_EVENTS"

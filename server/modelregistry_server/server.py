@@ -41,6 +41,7 @@ from .events.watcher import WatchSettings
 from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
 from .service.page_tokens import PageTokens, new_secret
+from .service.read_cache import ReadCache
 from .service.registry import Registry
 from .service.rollouts import Rollouts
 from .store import migrate
@@ -211,7 +212,8 @@ async def start(config: ServerConfig) -> Running:
     engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
     tokens = PageTokens()
-    registry = Registry(store, tokens, history=SqlEventLog(engine))
+    cache = ReadCache(ttl_s=config.read_cache_s)
+    registry = Registry(store, tokens, history=SqlEventLog(engine), cache=cache)
     blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
     uploads = SqlUploadStore(engine)
     artifacts = Artifacts(store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s))
@@ -224,6 +226,13 @@ async def start(config: ServerConfig) -> Running:
     )
     store.on_commit(hub.notify)
     uploads.on_commit(hub.notify)
+    # Local writes drop cached reads before they return; other replicas'
+    # writes when the hub reads them from the log.
+    store.on_models_committed(cache.invalidate)
+    uploads.on_models_committed(cache.invalidate)
+    hub.add_listener(
+        lambda batch: cache.clear() if batch is None else cache.invalidate({e.model for e in batch})
+    )
     health_servicer = HealthServicer()
     ready = asyncio.Event()
     options: list[tuple[str, Any]] = [

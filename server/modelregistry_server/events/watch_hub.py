@@ -20,9 +20,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..domain import errors
+from ..domain.events import Event
 from ..store.event_log import SqlEventLog
 from .watcher import Batch, EventFilter, Watcher, WatchSettings
 
@@ -56,10 +57,16 @@ class WatchHub:
         self._closed = False
         # Every event up to here has been read and handed to live watchers.
         self.revision = 0
+        self._listeners: list[Callable[[Sequence[Event] | None], None]] = []
 
     @property
     def watcher_count(self) -> int:
         return len(self._watchers)
+
+    def add_listener(self, listener: Callable[[Sequence[Event] | None], None]) -> None:
+        """Also hand every batch of new events to `listener` (None: the log
+        was compacted past the hub's cursor, so some changes went unseen)."""
+        self._listeners.append(listener)
 
     def notify(self) -> None:
         """Something may have committed: read the table soon. Cheap and
@@ -115,10 +122,14 @@ class WatchHub:
                 # Compacted past our cursor: jump to the head. Live watchers
                 # then see a gap, re-read the table and get OUT_OF_RANGE.
                 self.revision, _ = await self._log.head()
+                for listener in self._listeners:
+                    listener(None)
                 return
             if not page.items:
                 return
             prev, new = self.revision, page.items[-1].revision
+            for listener in self._listeners:
+                listener(page.items)
             shared: dict[EventFilter, Batch] = {}
             for watcher in self._watchers:
                 watcher.offer(page.items, prev, new, shared)

@@ -8,8 +8,9 @@ of gRPC or SQL.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, TypeVar, cast
 
 from ..domain import validation as check
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -35,10 +36,12 @@ from ..domain.resources import (
 from ..domain.rules import initial_state
 from ..store.base import RegistryStore
 from .page_tokens import PageTokens, coerce_page_size
+from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
 MODEL_PATHS = frozenset({"display_name", "description", "labels", "protected_aliases"})
 MAX_COMMENT = 4096
+T = TypeVar("T")
 MAX_BATCH = 100
 
 
@@ -89,11 +92,16 @@ def _cursor_int(cursor: str | int | None) -> int | None:
 
 class Registry:
     def __init__(
-        self, store: RegistryStore, tokens: PageTokens, history: AliasHistory | None = None
+        self,
+        store: RegistryStore,
+        tokens: PageTokens,
+        history: AliasHistory | None = None,
+        cache: ReadCache | None = None,
     ) -> None:
         self._store = store
         self._tokens = tokens
         self._history = history
+        self._cache = cache or ReadCache(ttl_s=0)
 
     # -- models ---------------------------------------------------------------
 
@@ -101,8 +109,21 @@ class Registry:
         name = ModelName(validate_id(model_id, "model_id"))
         return await self._store.create_model(name, _checked_model_fields(fields, "model"))
 
+    async def _cached(
+        self, model: str, key: tuple[str, str], read: Callable[[], Awaitable[T]]
+    ) -> T:
+        found = self._cache.get(key)
+        if found is not None:
+            return cast(T, found)
+        generation = self._cache.generation(model)
+        value = await read()
+        self._cache.put(model, key, value, generation)
+        return value
+
     async def get_model(self, name: ModelName) -> Model:
-        return await self._store.get_model(name)
+        return await self._cached(
+            str(name), ("model", str(name)), lambda: self._store.get_model(name)
+        )
 
     async def list_models(
         self, page_size: int, page_token: str, filter_text: str
@@ -139,7 +160,9 @@ class Registry:
         return await self._store.create_version(parent, checked)
 
     async def get_version(self, name: VersionName) -> ModelVersion:
-        return await self._store.get_version(name)
+        return await self._cached(
+            str(name.parent), ("version", str(name)), lambda: self._store.get_version(name)
+        )
 
     async def list_versions(
         self, parent: ModelName, page_size: int, page_token: str, filter_text: str
@@ -189,7 +212,9 @@ class Registry:
         return await self._store.set_alias(name, version.version, parse_etag(etag))
 
     async def get_alias(self, name: AliasName) -> Alias:
-        return await self._store.get_alias(name)
+        return await self._cached(
+            str(name.parent), ("alias", str(name)), lambda: self._store.get_alias(name)
+        )
 
     async def list_aliases(
         self, parent: ModelName, page_size: int, page_token: str
@@ -235,7 +260,9 @@ class Registry:
 
     async def resolve_alias(self, name: AliasName, read_time_us: int = 0) -> Resolution:
         if not read_time_us:
-            return await self._store.resolve_alias(name)
+            return await self._cached(
+                str(name.parent), ("resolve", str(name)), lambda: self._store.resolve_alias(name)
+            )
         if self._history is None:
             raise FailedPrecondition("NO_HISTORY", "this server keeps no event history")
         event = await self._history.last_event_before(str(name), read_time_us)

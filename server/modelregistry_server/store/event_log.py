@@ -20,7 +20,7 @@ from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
 from .tables import event_log_head, events
-from .transactions import SqlBase
+from .transactions import SqlBase, touch
 
 E, H = events.c, event_log_head.c
 NOTIFY_CHANNEL = "modelreg_events"
@@ -35,16 +35,11 @@ async def append_event(
     after: Any,
 ) -> int:
     """Write one event in the caller's transaction; returns its revision."""
-    head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
-    revision = head.revision + 1
+    touch(str(model))
     now = time.time_ns() // 1000
     actor = current_actor()[:512]
     before_json, after_json = canonical_json(before), canonical_json(after)
-    digest = chain_hash(
-        revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
-    )
     values = {
-        "revision": revision,
         "type": type_.value,
         "resource": resource,
         "model": str(model),
@@ -52,32 +47,74 @@ async def append_event(
         "time_us": now,
         "before_json": before_json,
         "after_json": after_json,
-        "prev_hash": head.hash,
-        "hash": digest,
     }
-    if conn.dialect.name == "postgresql":
-        # One round trip: the row, the head and the wake-up for other replicas
-        # (NOTIFY is delivered at commit, so never for a rolled-back write).
-        await conn.execute(_APPEND_PG, {**values, "channel": NOTIFY_CHANNEL, "rev": str(revision)})
-        return int(revision)
-    await conn.execute(insert(events).values(**values))
-    await conn.execute(
-        update(event_log_head).where(H.id == 1).values(revision=revision, hash=digest)
+    if conn.dialect.name == "postgresql" and await _utf8(conn):
+        # One round trip: the head moves (its row lock orders appends), the
+        # hash is computed from the head's previous hash by the same UPDATE,
+        # the row is inserted, and other replicas are woken at commit.
+        row = (
+            await conn.execute(
+                _APPEND_PG, {**values, "time_text": str(now), "channel": NOTIFY_CHANNEL}
+            )
+        ).one()
+        return int(row.revision)
+    head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
+    revision = head.revision + 1
+    digest = chain_hash(
+        revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
     )
+    await conn.execute(
+        insert(events).values(revision=revision, prev_hash=head.hash, hash=digest, **values)
+    )
+    await conn.execute(
+        update(event_log_head)
+        .where(H.id == 1)
+        .values(revision=revision, hash=digest, prev_hash=head.hash)
+    )
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, str(revision))))
     return int(revision)
 
 
+async def _utf8(conn: AsyncConnection) -> bool:
+    """Whether the database hashes text as the chain expects (UTF-8 bytes)."""
+    cached = conn.info.get("modelreg_utf8")
+    if cached is None:
+        encoding = (
+            await conn.execute(
+                text(
+                    "SELECT pg_encoding_to_char(encoding) FROM pg_database "
+                    "WHERE datname = current_database()"
+                )
+            )
+        ).scalar()
+        cached = conn.info["modelreg_utf8"] = encoding == "UTF8"
+    return bool(cached)
+
+
+# The same text as domain.events.chain_hash: the fields joined by newlines,
+# the previous hash last. In SET, `hash` and `revision` are the old values.
 _APPEND_PG = text(
     """
-    WITH appended AS (
+    WITH head AS (
+        UPDATE event_log_head
+        SET revision = revision + 1,
+            prev_hash = hash,
+            hash = encode(sha256(convert_to(
+                (revision + 1)::text || E'\\n' || :type || E'\\n' || :resource || E'\\n'
+                || :model || E'\\n' || :actor || E'\\n' || :time_text || E'\\n'
+                || :before_json || E'\\n' || :after_json || E'\\n' || hash, 'UTF8')), 'hex')
+        WHERE id = 1
+        RETURNING revision, prev_hash, hash
+    ), appended AS (
         INSERT INTO events (revision, type, resource, model, actor, time_us,
                             before_json, after_json, prev_hash, hash)
-        VALUES (:revision, :type, :resource, :model, :actor, :time_us,
-                :before_json, :after_json, :prev_hash, :hash)
-    ), head AS (
-        UPDATE event_log_head SET revision = :revision, hash = :hash WHERE id = 1
+        SELECT revision, :type, :resource, :model, :actor, :time_us,
+               :before_json, :after_json, prev_hash, hash
+        FROM head
+        RETURNING revision
     )
-    SELECT pg_notify(:channel, :rev)
+    SELECT revision, pg_notify(:channel, revision::text) FROM appended
     """
 )
 

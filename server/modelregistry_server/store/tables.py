@@ -157,6 +157,8 @@ event_log_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("revision", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+    # The hash before the newest event's (what its prev_hash is).
+    Column("prev_hash", String(64), nullable=False, server_default=""),
     # Events up to this revision have been compacted away (0: none).
     Column("compacted_revision", BigInteger, nullable=False),
     Column("compacted_hash", String(64), nullable=False),

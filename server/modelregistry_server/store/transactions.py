@@ -9,6 +9,7 @@ committed (to wake local watchers at once).
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +24,17 @@ from ..domain import errors
 from .engine import WRITE_OPTION
 
 _tracer = trace.get_tracer("modelreg.store")
+# Models whose events the current write transaction appended (see event_log).
+_touched: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "modelreg_touched_models", default=None
+)
+
+
+def touch(model: str) -> None:
+    """Note that the running write transaction changed `model`."""
+    touched = _touched.get()
+    if touched is not None:
+        touched.add(model)
 
 
 def _failed(span: trace.Span, exc: BaseException) -> None:
@@ -38,6 +50,7 @@ class SqlBase:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._commit_hooks: list[Callable[[], None]] = []
+        self._model_hooks: list[Callable[[frozenset[str]], None]] = []
 
     @property
     def engine(self) -> AsyncEngine:
@@ -47,11 +60,34 @@ class SqlBase:
         """Call `hook` after every committed write transaction of this store."""
         self._commit_hooks.append(hook)
 
+    def on_models_committed(self, hook: Callable[[frozenset[str]], None]) -> None:
+        """Call `hook` with the models a write transaction changed, once it
+        has committed (before the write's caller sees the result)."""
+        self._model_hooks.append(hook)
+
     def _insert(self, table: Any) -> Any:
         return (postgresql if self._dialect == "postgresql" else sqlite).insert(table)
 
     @asynccontextmanager
     async def _tx(self, op: str, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        touched: set[str] = set()
+        token = _touched.set(touched) if write else None
+        try:
+            async with self._traced_tx(op, write) as conn:
+                yield conn
+        finally:
+            if token is not None:
+                _touched.reset(token)
+        if write:
+            for hook in self._commit_hooks:
+                hook()
+            if touched:
+                models = frozenset(touched)
+                for model_hook in self._model_hooks:
+                    model_hook(models)
+
+    @asynccontextmanager
+    async def _traced_tx(self, op: str, write: bool) -> AsyncIterator[AsyncConnection]:
         with _tracer.start_as_current_span(
             f"store.{op}",
             kind=trace.SpanKind.CLIENT,
@@ -89,6 +125,3 @@ class SqlBase:
             except Exception as exc:
                 _failed(span, exc)
                 raise
-        if write:
-            for hook in self._commit_hooks:
-                hook()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
@@ -36,27 +36,50 @@ class VersionQueries(ModelQueries):
     async def create_version(self, parent: ModelName, fields: VersionFields) -> ModelVersion:
         now = now_us()
         state = fields.state or VersionState.PENDING_UPLOAD
+        columns = {
+            "uid": str(uuid.uuid4()),
+            "state": state.value,
+            "source_uri": fields.source_uri,
+            "description": fields.description,
+            "labels": fields.labels,
+            "metadata": fields.metadata,
+            "row_version": 1,
+            "create_time_us": now,
+            "update_time_us": now,
+        }
         async with self._tx("create_version", write=True) as conn:
-            counter = await self._bump_model_version(conn, parent)
-            row = (
-                await conn.execute(
-                    insert(model_versions)
-                    .values(
-                        model_id=counter.id,
-                        version=counter.latest_version,
-                        uid=str(uuid.uuid4()),
-                        state=state.value,
-                        source_uri=fields.source_uri,
-                        description=fields.description,
-                        labels=fields.labels,
-                        metadata=fields.metadata,
-                        row_version=1,
-                        create_time_us=now,
-                        update_time_us=now,
-                    )
-                    .returning(model_versions)
+            if self._dialect == "postgresql":
+                # One statement: take the next number under the model row's
+                # lock and insert the version with it.
+                bump = (
+                    update(models)
+                    .where(M.name == parent.model)
+                    .values(latest_version=M.latest_version + 1)
+                    .returning(M.id, M.latest_version)
+                    .cte("bump")
                 )
-            ).one()
+                names = ["model_id", "version", *columns]
+                source = select(
+                    bump.c.id,
+                    bump.c.latest_version,
+                    *(literal(v, model_versions.c[k].type) for k, v in columns.items()),
+                )
+                row = (
+                    await conn.execute(
+                        insert(model_versions).from_select(names, source).returning(model_versions)
+                    )
+                ).one_or_none()
+                if row is None:
+                    raise errors.model_not_found(str(parent))
+            else:
+                counter = await self._bump_model_version(conn, parent)
+                row = (
+                    await conn.execute(
+                        insert(model_versions)
+                        .values(model_id=counter.id, version=counter.latest_version, **columns)
+                        .returning(model_versions)
+                    )
+                ).one()
             version = to_version(row, parent.model)
             await append_event(
                 conn, EventType.VERSION_CREATED, parent, str(version.name), None, version
