@@ -48,6 +48,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="drop events older than this from the log; 0 keeps everything (the default)",
     )
     serve.add_argument(
+        "--read-cache-seconds",
+        type=float,
+        default=30.0,
+        help="serve hot reads from memory this long at most; writes on this replica drop "
+        "them at once, other replicas' writes as their events arrive; 0 disables",
+    )
+    serve.add_argument(
         "--no-migrate", action="store_true", help="do not upgrade the schema at start-up"
     )
     serve.add_argument("--tls-cert", type=Path, help="server certificate (PEM)")
@@ -114,6 +121,7 @@ def _config(args: argparse.Namespace) -> object:
         s3_endpoint_url=getattr(args, "s3_endpoint_url", ""),
         upload_ttl_s=getattr(args, "upload_ttl_hours", 24.0) * 3600,
         event_retention_s=getattr(args, "event_retention_days", 0.0) * 86400,
+        read_cache_s=getattr(args, "read_cache_seconds", 30.0),
         migrate=not getattr(args, "no_migrate", False),
         tls_cert=getattr(args, "tls_cert", None),
         tls_key=getattr(args, "tls_key", None),
