@@ -17,6 +17,7 @@ from google.protobuf import json_format
 
 from ..client import RegistryClient
 from ..errors import RegistryError
+from ..event_chain import verify_events
 from ..v1 import resources_pb2 as pb
 from .args import model_name
 from .connection import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, command
@@ -87,6 +88,41 @@ def watch(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _verify(args: argparse.Namespace) -> int:
+    client = RegistryClient(
+        args.server,
+        tls=args.tls,
+        root_ca=args.ca,
+        client_cert=args.cert,
+        client_key=args.key,
+        timeout=args.timeout,
+    )
+    async with client:
+        report = await verify_events(client.list_events(page_size=1000))
+    if args.output == "json":
+        print(json.dumps(report.__dict__))
+    elif report.broken_at:
+        print(f"chain broken at revision {report.broken_at}: {report.reason}")
+    else:
+        note = " (older events were compacted)" if report.starts_after_compaction else ""
+        print(
+            f"verified {report.checked} events, revisions "
+            f"{report.first_revision}..{report.last_revision}{note}"
+        )
+    return EXIT_ERROR if report.broken_at else 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Exit 0 if every event's hash and link hold, 1 at the first that does not."""
+    try:
+        return asyncio.run(_verify(args))
+    except RegistryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_CODES.get(err.code, EXIT_ERROR)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
 def _add_filter(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="only this model: fraud or models/fraud")
     p.add_argument(
@@ -128,3 +164,10 @@ def add_parsers(
     )
     p.add_argument("--count", type=int, default=0, help="exit after this many events")
     p.set_defaults(func=watch)
+
+    p = cmds.add_parser(
+        "verify",
+        parents=[parent],
+        help="check the log's hash chain: exit 1 at the first tampered or missing event",
+    )
+    p.set_defaults(func=verify)
