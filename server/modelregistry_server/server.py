@@ -242,6 +242,7 @@ async def start(config: ServerConfig) -> Running:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
     ]
     server = grpc.aio.server(interceptors=[RequestInterceptor(ready.is_set)], options=options)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(

@@ -48,7 +48,7 @@ from .base import (
 from .local_io import fsync_dir, lock_or_busy, storage_errors
 from .local_upload import LocalUpload
 
-DEFAULT_BUFFER_SIZE = 16 * 1024 * 1024
+DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 _REHASH_BLOCK = 8 * 1024 * 1024
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,18 +45,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def pwrite_all(fd: int, data: bytearray, start: int) -> None:
-    view = memoryview(data)
-    pos = start
-    while view:
-        n = os.pwrite(fd, view, pos)
-        view = view[n:]
+def pwrite_all(fd: int, chunks: Sequence[bytes], start: int, size: int) -> None:
+    """Write `chunks` back to back from `start` (one pwritev, resumed if short)."""
+    pos, end = start, start + size
+    pending = [memoryview(c) for c in chunks if c]
+    while pending:
+        n = os.pwritev(fd, pending[:1024], pos)
         pos += n
+        while pending and n >= len(pending[0]):
+            n -= len(pending[0])
+            pending.pop(0)
+        if n:
+            pending[0] = pending[0][n:]
+    assert pos == end
     if hasattr(os, "posix_fadvise"):
         # Starts writeback of these pages now (and drops them once clean), so the
         # disk works while the next block fills and a multi-GB upload does not
         # crowd the page cache.
-        os.posix_fadvise(fd, start, len(data), os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, start, size, os.POSIX_FADV_DONTNEED)
 
 
 def lock_or_busy(fd: int, upload_id: str) -> None:

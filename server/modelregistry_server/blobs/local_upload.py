@@ -36,7 +36,10 @@ class LocalUpload:
         self._durable = offset
         self._written = offset
         self._file_end = offset
-        self._buf = bytearray()
+        # Chunks as received, written with one pwritev: no copy into a
+        # growing buffer on the event loop's thread.
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._pending: list[asyncio.Future[None]] = []
         self._failed: BaseException | None = None
         self._finished = False
@@ -62,9 +65,10 @@ class LocalUpload:
 
     async def write(self, data: bytes) -> None:
         self._live_fd()
-        self._buf += data
+        self._chunks.append(bytes(data))
+        self._buffered += len(data)
         self._written += len(data)
-        if len(self._buf) >= self._store.buffer_size:
+        if self._buffered >= self._store.buffer_size:
             await self._spill(sync=False)
 
     async def _settle(self) -> None:
@@ -88,17 +92,23 @@ class LocalUpload:
         """Hash and write the buffer on two threads; wait only for the block before it."""
         fd = self._live_fd()
         await self._settle()
-        block, self._buf = self._buf, bytearray()
+        block, self._chunks = self._chunks, []
+        size, self._buffered = self._buffered, 0
         start = self._file_end
-        self._file_end += len(block)
+        self._file_end += size
+        hasher = self._hasher
+
+        def hash_block() -> None:
+            for chunk in block:
+                hasher.update(chunk)
 
         def write_block() -> None:
-            pwrite_all(fd, block, start)
+            pwrite_all(fd, block, start, size)
             if sync:
                 os.fdatasync(fd)
 
         self._pending = [
-            asyncio.ensure_future(asyncio.to_thread(self._hasher.update, block)),
+            asyncio.ensure_future(asyncio.to_thread(hash_block)),
             asyncio.ensure_future(asyncio.to_thread(write_block)),
         ]
         if sync:
@@ -158,7 +168,8 @@ class LocalUpload:
 
     def _finish(self) -> None:
         self._finished = True
-        self._buf = bytearray()
+        self._chunks = []
+        self._buffered = 0
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
