@@ -113,7 +113,7 @@ async def _client_main(
     if pending:
         failures.append(f"{len(pending)} streams did not get every event in time")
     for ch in channels:
-        await ch.close()
+        await ch.close(None)
     conn.send(("result", Received(streams, opened[0], failures, outs)))
 
 
