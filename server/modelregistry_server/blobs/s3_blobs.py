@@ -22,7 +22,7 @@ import aiohttp
 import google_crc32c
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import (  # type: ignore[import-untyped]
+from botocore.exceptions import (
     ClientError,
     HTTPClientError,
 )
