@@ -3,11 +3,13 @@ so it can be killed and started again as the same server."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -42,10 +44,11 @@ class Server:
         self.log = data_dir.parent / f"serve-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, within: float = 60) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.args, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
             try:
@@ -79,3 +82,14 @@ class Server:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+@contextlib.contextmanager
+def running(data_dir: Path, *extra: str) -> Iterator[Server]:
+    """A started server, stopped afterwards."""
+    server = Server(data_dir, *extra)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

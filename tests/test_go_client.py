@@ -15,10 +15,8 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ import google_crc32c
 import grpc
 import pytest
 from conftest import require
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
+from serve_process import running
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_DIR = ROOT / "client" / "go"
@@ -50,12 +48,6 @@ def _need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         require(f"{', '.join(missing)} not installed (apt-get install {GO_PACKAGES})")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _digest(data: bytes) -> str:
@@ -123,37 +115,8 @@ def fetch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    data_dir = tmp_path_factory.mktemp("go-serve")
-    address = f"127.0.0.1:{_free_port()}"
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [*CLI, "serve", "--listen", address, "--data-dir", str(data_dir / "data")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, log.read_text()[-3000:]
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.1)
-        yield address
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running(tmp_path_factory.mktemp("go-serve") / "data") as server:
+        yield server.address
 
 
 class Fetch:

@@ -5,61 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_process import running
 
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_serving(address: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    """Follows the health Watch stream until SERVING (no polling)."""
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            for reply in stub.Watch(
-                health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
-            ):
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.RpcError as err:
-            pytest.fail(f"server at {address} never became SERVING ({err}); exit {server.poll()}")
 
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    data_dir = tmp_path_factory.mktemp("serve")
-    address = f"127.0.0.1:{_free_port()}"
-    with (data_dir / "server.log").open("wb") as log:
-        server = subprocess.Popen(
-            [*CLI, "serve", "--listen", address, "--data-dir", str(data_dir / "data")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_serving(address, server, timeout=30)
-        yield address
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running(tmp_path_factory.mktemp("serve") / "data") as server:
+        yield server.address
 
 
 @dataclass

@@ -4,62 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_process import running
 
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    data_dir = tmp_path_factory.mktemp("serve")
-    address = f"127.0.0.1:{_free_port()}"
-    log = data_dir / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [*CLI, "serve", "--listen", address, "--data-dir", str(data_dir / "data")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with grpc.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 30
-            while True:
-                assert server.poll() is None, log.read_text()[-3000:]
-                try:
-                    reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.1)
-        yield address
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with running(tmp_path_factory.mktemp("serve") / "data") as server:
+        yield server.address
 
 
 @dataclass

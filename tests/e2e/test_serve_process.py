@@ -20,17 +20,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
+from serve_process import free_port
 from sqlalchemy.engine import make_url
 
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServeProcess:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry import RegistryClient
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
+from serve_process import free_port
 
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 # Far longer than any latency the test accepts: only NOTIFY can explain a prompt event.
 POLL_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_serving(address: str, within: float = 30) -> None:
