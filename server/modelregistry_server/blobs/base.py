@@ -26,6 +26,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..domain.digests import check_digest as check_digest
 from ..domain.errors import Aborted, InvalidArgument, OutOfRange, offset_out_of_range
 
 DIGEST_PREFIX = "sha256:"
@@ -34,7 +35,6 @@ DIGEST_PREFIX = "sha256:"
 DEFAULT_READ_CHUNK = 1024 * 1024
 MAX_READ_CHUNK = 8 * 1024 * 1024
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # Upload ids become file names and object keys, so they are kept to a safe alphabet.
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -157,15 +157,6 @@ class BlobStore(Protocol):
     async def close(self) -> None:
         """Release connections and threads; open uploads keep their staging."""
         ...
-
-
-def check_digest(digest: str, field: str = "digest") -> str:
-    if not _DIGEST.fullmatch(digest):
-        shown = digest if len(digest) <= 80 else digest[:77] + "..."
-        raise InvalidArgument(
-            "INVALID_DIGEST", f"{field}: {shown!r} is not of the form sha256:<64 hex>", field
-        )
-    return digest
 
 
 def check_upload_id(upload_id: str) -> str:

@@ -9,7 +9,7 @@ from .errors import InvalidArgument
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def check_digest(value: str, field: str) -> str:
+def check_digest(value: str, field: str = "digest") -> str:
     if not _DIGEST.fullmatch(value):
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise InvalidArgument(

@@ -15,9 +15,10 @@ from ..domain.names import AliasName, ModelName, RolloutName, VersionName
 from ..domain.resources import Alias, ApprovalState, Page, VersionState
 from ..domain.rules import version_not_ready
 from .event_log import append_event
-from .models_sql import A, M, V, now_us
+from .models_sql import A, M, V
 from .rows import to_alias
 from .tables import aliases, model_versions, models
+from .transactions import now_us
 from .versions_sql import RUNNING, R, VersionQueries
 
 PreviousTarget = aliased(model_versions, name="previous_target")

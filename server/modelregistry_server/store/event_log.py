@@ -7,7 +7,6 @@ NOTIFY (delivered at commit) so other replicas wake at once.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, text, true, update
@@ -20,7 +19,7 @@ from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
 from .tables import event_log_head, events
-from .transactions import SqlBase, touch
+from .transactions import SqlBase, now_us, touch
 
 E, H = events.c, event_log_head.c
 NOTIFY_CHANNEL = "modelreg_events"
@@ -36,7 +35,7 @@ async def append_event(
 ) -> int:
     """Write one event in the caller's transaction; returns its revision."""
     touch(str(model))
-    now = time.time_ns() // 1000
+    now = now_us()
     actor = current_actor()[:512]
     before_json, after_json = canonical_json(before), canonical_json(after)
     values = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +19,9 @@ from ..domain.resources import Model, ModelFields, Page
 from .event_log import append_event
 from .rows import filter_condition, to_alias, to_model, to_version
 from .tables import aliases, model_versions, models, settings
-from .transactions import SqlBase
+from .transactions import SqlBase, now_us
 
 M, V, A = models.c, model_versions.c, aliases.c
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class ModelQueries(SqlBase):

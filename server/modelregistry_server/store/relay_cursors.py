@@ -14,7 +14,6 @@ SQLite is a single-process database, so there is nothing to elect.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..domain.events import Event
 from .event_log import to_event
 from .tables import events, relay_cursors
-from .transactions import SqlBase
+from .transactions import SqlBase, now_us
 
 C = relay_cursors.c
 
@@ -46,7 +45,7 @@ class SqlRelayCursors(SqlBase):
 
     async def advance(self, name: str, revision: int) -> None:
         """Move the cursor forward to `revision`; never backwards."""
-        now = time.time_ns() // 1000
+        now = now_us()
         async with self._tx("advance_relay_cursor", write=True) as conn:
             stmt = (
                 self._insert(relay_cursors)

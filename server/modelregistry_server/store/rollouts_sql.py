@@ -23,9 +23,10 @@ from ..domain.resources import Alias, Page, Resolution, Rollout, RolloutState
 from ..domain.rollouts import check_pause, check_resume, check_rollback, next_percent
 from .aliases_sql import AliasQueries
 from .event_log import append_event
-from .models_sql import A, M, V, now_us
+from .models_sql import A, M, V
 from .rows import to_rollout, to_version
 from .tables import aliases, event_log_head, model_versions, models, rollouts
+from .transactions import now_us
 from .versions_sql import RUNNING, R
 
 Stable = aliased(model_versions, name="stable")

@@ -10,6 +10,7 @@ committed (to wake local watchers at once).
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,13 @@ from ..domain import errors
 from .engine import WRITE_OPTION
 
 _tracer = trace.get_tracer("modelreg.store")
+
+
+def now_us() -> int:
+    """Times in the store are microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
 # Models whose events the current write transaction appended (see event_log).
 _touched: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
     "modelreg_touched_models", default=None

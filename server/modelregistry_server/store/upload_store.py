@@ -8,7 +8,6 @@ neither.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -22,13 +21,9 @@ from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionStat
 from .event_log import append_event
 from .rows import to_version
 from .tables import model_versions, models, uploads
-from .transactions import SqlBase
+from .transactions import SqlBase, now_us
 
 M, V, U = models.c, model_versions.c, uploads.c
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def upload_not_found(upload_id: str) -> errors.NotFound:
@@ -74,7 +69,7 @@ class SqlUploadStore(SqlBase):
         media_type: str,
         ttl_us: int,
     ) -> UploadRecord:
-        now = _now_us()
+        now = now_us()
         async with self._tx("create_upload", write=True) as conn:
             version_id = None
             if version is not None:
@@ -100,7 +95,7 @@ class SqlUploadStore(SqlBase):
             select(uploads, M.name.label("model_name"), V.version.label("version_number"))
             .outerjoin(model_versions, V.id == U.model_version_id)
             .outerjoin(models, M.id == V.model_id)
-            .where(U.id == upload_id, U.expire_time_us > _now_us())
+            .where(U.id == upload_id, U.expire_time_us > now_us())
         )
         async with self._tx("get_upload") as conn:
             row = (await conn.execute(query)).one_or_none()
@@ -110,7 +105,7 @@ class SqlUploadStore(SqlBase):
 
     async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
         """Progress extends the deadline: only idle uploads expire."""
-        now = _now_us()
+        now = now_us()
         async with self._tx("touch_upload", write=True) as conn:
             await conn.execute(
                 update(uploads)
@@ -150,7 +145,7 @@ class SqlUploadStore(SqlBase):
                         artifact_chunk_size=artifact.chunk_size_bytes,
                         artifact_media_type=artifact.media_type,
                         row_version=V.row_version + 1,
-                        update_time_us=_now_us(),
+                        update_time_us=now_us(),
                     )
                     .returning(model_versions)
                 )
@@ -166,14 +161,12 @@ class SqlUploadStore(SqlBase):
 
     async def expired_uploads(self, limit: int = 100) -> list[str]:
         async with self._tx("expired_uploads") as conn:
-            rows = await conn.execute(
-                select(U.id).where(U.expire_time_us <= _now_us()).limit(limit)
-            )
+            rows = await conn.execute(select(U.id).where(U.expire_time_us <= now_us()).limit(limit))
             return [r.id for r in rows]
 
     async def live_upload_ids(self) -> set[str]:
         async with self._tx("live_upload_ids") as conn:
-            rows = await conn.execute(select(U.id).where(U.expire_time_us > _now_us()))
+            rows = await conn.execute(select(U.id).where(U.expire_time_us > now_us()))
             return {r.id for r in rows}
 
 

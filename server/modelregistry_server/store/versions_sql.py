@@ -24,9 +24,10 @@ from ..domain.resources import (
 )
 from ..domain.rules import check_state_transition, version_has_aliases
 from .event_log import append_event
-from .models_sql import A, M, ModelQueries, V, now_us
+from .models_sql import A, M, ModelQueries, V
 from .rows import filter_condition, to_alias, to_version
 from .tables import aliases, model_versions, models, rollouts
+from .transactions import now_us
 
 R = rollouts.c
 RUNNING = (RolloutState.ACTIVE.value, RolloutState.PAUSED.value)
