@@ -42,6 +42,17 @@ ensure_go() {
   fi
 }
 
+# The contract must stay compatible with the previous commit's (buf.yaml's
+# breaking rules). A clone without that commit (a shallow one) has nothing
+# to compare with and says so.
+proto_breaking() {
+  if git rev-parse -q --verify HEAD~1 >/dev/null 2>&1; then
+    buf breaking --against ".git#ref=HEAD~1"
+  else
+    echo "buf breaking: no previous commit in this clone, nothing to compare with" >&2
+  fi
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -60,6 +71,7 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"
     (PATH="$VENV/bin:$PATH" buf lint)
+    (PATH="$VENV/bin:$PATH" proto_breaking)
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)
