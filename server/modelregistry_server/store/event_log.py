@@ -18,10 +18,9 @@ from ..domain.events import Event, EventType, canonical_json, chain_hash
 from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
-from .tables import event_log_head, events
+from .tables import E, H, event_log_head, events
 from .transactions import SqlBase, now_us, touch
 
-E, H = events.c, event_log_head.c
 NOTIFY_CHANNEL = "modelreg_events"
 
 

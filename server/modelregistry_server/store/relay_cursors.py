@@ -22,10 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.events import Event
 from .event_log import to_event
-from .tables import events, relay_cursors
-from .transactions import SqlBase, now_us
-
-C = relay_cursors.c
+from .tables import C, E, events, relay_cursors
+from .transactions import SqlBase, dialect_insert, now_us
 
 
 def _lock_key(name: str) -> int:
@@ -48,7 +46,7 @@ class SqlRelayCursors(SqlBase):
         now = now_us()
         async with self._tx("advance_relay_cursor", write=True) as conn:
             stmt = (
-                self._insert(relay_cursors)
+                dialect_insert(conn, relay_cursors)
                 .values(name=name, revision=revision, update_time_us=now)
                 .on_conflict_do_nothing(index_elements=["name"])
             )
@@ -62,9 +60,7 @@ class SqlRelayCursors(SqlBase):
     async def event(self, revision: int) -> Event | None:
         """One event by revision (None if absent or compacted)."""
         async with self._tx("get_event") as conn:
-            row = (
-                await conn.execute(select(events).where(events.c.revision == revision))
-            ).one_or_none()
+            row = (await conn.execute(select(events).where(E.revision == revision))).one_or_none()
         return to_event(row) if row is not None else None
 
     @asynccontextmanager
