@@ -12,19 +12,19 @@ import asyncio
 import logging
 import time
 
-from ..store.event_log import SqlEventLog
+from ..store.base import EventLog
 
 log = logging.getLogger("modelreg.events")
 
 
-async def compact_once(events: SqlEventLog, retention_s: float) -> int:
+async def compact_once(events: EventLog, retention_s: float) -> int:
     """Compact what is older than the retention window; the compacted revision."""
     before = int((time.time() - retention_s) * 1_000_000)
     return await events.compact(before)
 
 
 async def compact_forever(
-    events: SqlEventLog, retention_s: float, ready: asyncio.Event, interval_s: float = 3600.0
+    events: EventLog, retention_s: float, ready: asyncio.Event, interval_s: float = 3600.0
 ) -> None:
     await ready.wait()
     while True:
