@@ -47,6 +47,7 @@ from .service.rollouts import Rollouts
 from .store import migrate
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
+from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
 
@@ -285,7 +286,11 @@ async def start(config: ServerConfig) -> Running:
     running.tasks.append(asyncio.create_task(_prepare_and_watch(config, store, tokens, running)))
     running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
     if nats_settings is not None:
-        running.tasks.append(start_relay(nats_settings, engine, (store, uploads), ready))
+        running.tasks.append(
+            start_relay(
+                nats_settings, SqlEventLog(engine), SqlRelayCursors(engine), (store, uploads), ready
+            )
+        )
     if config.event_retention_s > 0:
         running.tasks.append(
             asyncio.create_task(

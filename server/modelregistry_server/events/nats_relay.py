@@ -49,14 +49,11 @@ import nats
 import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import ServerConfig
 from ..domain import errors
 from ..domain.events import Event
-from ..store.event_log import SqlEventLog
-from ..store.relay_cursors import SqlRelayCursors
-from ..store.transactions import SqlBase
+from ..store.base import CommitHooks, EventLog, RelayCursors, RelayLeadership
 
 log = logging.getLogger("modelreg.events.nats")
 
@@ -133,11 +130,11 @@ async def _quiet(_exc: Exception) -> None:
 
 
 class NatsRelay:
-    def __init__(self, engine: AsyncEngine, settings: RelaySettings) -> None:
+    def __init__(self, events: EventLog, cursors: RelayCursors, settings: RelaySettings) -> None:
         self.settings = settings
         self.status = RelayStatus()
-        self._log = SqlEventLog(engine)
-        self._cursors = SqlRelayCursors(engine)
+        self._log = events
+        self._cursors = cursors
         self._wake = asyncio.Event()
         self._cursor = 0
         self._saved = 0
@@ -156,8 +153,8 @@ class NatsRelay:
         while True:
             published = self.status.published
             try:
-                async with self._cursors.leadership_connection() as lock_conn:
-                    await self._lead(lock_conn)
+                async with self._cursors.leadership() as leadership:
+                    await self._lead(leadership)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -178,22 +175,22 @@ class NatsRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.max_backoff_s)
 
-    async def _lead(self, lock_conn: AsyncConnection | None) -> None:
-        """Publish while holding the lock; closing `lock_conn` releases it."""
-        if lock_conn is not None:
-            await self._wait_for_lock(lock_conn)
-        await self._connect_and_publish(lock_conn)
+    async def _lead(self, leadership: RelayLeadership | None) -> None:
+        """Publish while leading; leaving `leadership`'s session ends the lead."""
+        if leadership is not None:
+            await self._wait_for_the_lead(leadership)
+        await self._connect_and_publish(leadership)
 
-    async def _wait_for_lock(self, lock_conn: AsyncConnection) -> None:
+    async def _wait_for_the_lead(self, leadership: RelayLeadership) -> None:
         name = self.settings.cursor_name
-        while not await self._cursors.try_lead(lock_conn, name):
+        while not await leadership.try_lead(name):
             if self.status.state != "standby":
                 self.status.state = "standby"
                 log.info("nats relay standing by: another replica publishes", extra=self._extra)
             await asyncio.sleep(self.settings.standby_interval_s)
         self._next_check = time.monotonic() + self.settings.leader_check_s
 
-    async def _connect_and_publish(self, lock_conn: AsyncConnection | None) -> None:
+    async def _connect_and_publish(self, leadership: RelayLeadership | None) -> None:
         self.status.state = "connecting"
         nc = await nats.connect(
             self.settings.url,
@@ -213,7 +210,7 @@ class NatsRelay:
                 self._saved = self._cursor
             self.status.state, self.status.cursor = "publishing", self._cursor
             log.info("nats relay publishing", extra={**self._extra, "cursor": self._cursor})
-            await self._publish_forever(js, lock_conn)
+            await self._publish_forever(js, leadership)
         finally:
             with contextlib.suppress(Exception):
                 await nc.close()
@@ -262,7 +259,7 @@ class NatsRelay:
         return revision
 
     async def _publish_forever(
-        self, js: JetStreamContext, lock_conn: AsyncConnection | None
+        self, js: JetStreamContext, leadership: RelayLeadership | None
     ) -> None:
         while True:
             self._wake.clear()
@@ -274,8 +271,8 @@ class NatsRelay:
             if page.items:
                 await self._publish_batch(js, page.items)
             self._report()
-            if lock_conn is not None and time.monotonic() >= self._next_check:
-                await self._cursors.still_leading(lock_conn)
+            if leadership is not None and time.monotonic() >= self._next_check:
+                await leadership.still_leading()
                 self._next_check = time.monotonic() + self.settings.leader_check_s
             if page.more:
                 continue
@@ -336,10 +333,14 @@ class NatsRelay:
 
 
 def start_relay(
-    settings: RelaySettings, engine: AsyncEngine, writers: tuple[SqlBase, ...], ready: asyncio.Event
+    settings: RelaySettings,
+    events: EventLog,
+    cursors: RelayCursors,
+    writers: tuple[CommitHooks, ...],
+    ready: asyncio.Event,
 ) -> asyncio.Task[None]:
     """Run a relay once the schema is ready, woken by commits of `writers`."""
-    relay = NatsRelay(engine, settings)
+    relay = NatsRelay(events, cursors, settings)
     for store in writers:
         store.on_commit(relay.wake)
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..domain import errors
 from ..domain.events import Event
-from ..store.event_log import SqlEventLog
+from ..store.base import EventLog
 from .watcher import Batch, EventFilter, Watcher, WatchSettings
 
 log = logging.getLogger("modelreg.watch")
@@ -48,7 +48,7 @@ def shutting_down(resume: int) -> errors.Unavailable:
 
 
 class WatchHub:
-    def __init__(self, event_log: SqlEventLog, settings: WatchSettings | None = None) -> None:
+    def __init__(self, event_log: EventLog, settings: WatchSettings | None = None) -> None:
         self._log = event_log
         self.settings = settings or WatchSettings()
         self._watchers: set[Watcher] = set()

@@ -26,8 +26,7 @@ from ..domain.digests import check_digest
 from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
 from ..domain.names import VersionName, parse_alias_name, parse_version_name
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
-from ..store.base import RegistryStore
-from ..store.upload_store import SqlUploadStore
+from ..store.base import RegistryStore, UploadStore
 
 log = logging.getLogger("modelreg.artifacts")
 
@@ -87,7 +86,7 @@ class Artifacts:
     def __init__(
         self,
         registry: RegistryStore,
-        uploads: SqlUploadStore,
+        uploads: UploadStore,
         blobs: BlobStore,
         settings: ArtifactSettings | None = None,
     ) -> None:

@@ -15,7 +15,7 @@ from ..domain.events import Event, EventType
 from ..domain.names import ID_PATTERN, parse_model_name
 from ..events.watch_hub import WatchHub
 from ..events.watcher import Batch, EventFilter
-from ..store.event_log import SqlEventLog
+from ..store.base import EventLog
 from .page_tokens import PageTokens, coerce_page_size
 
 # Any resource of a model: models/m, models/m/aliases/a, models/m/versions/3...
@@ -65,7 +65,7 @@ class EventPage:
 
 
 class Events:
-    def __init__(self, event_log: SqlEventLog, hub: WatchHub, tokens: PageTokens) -> None:
+    def __init__(self, event_log: EventLog, hub: WatchHub, tokens: PageTokens) -> None:
         self._log = event_log
         self._hub = hub
         self._tokens = tokens

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from ..domain import validation as check
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.etags import Etag, parse_etag
-from ..domain.events import Event, EventType
+from ..domain.events import EventType
 from ..domain.filters import parse_filter
 from ..domain.names import (
     AliasName,
@@ -34,7 +34,7 @@ from ..domain.resources import (
     VersionState,
 )
 from ..domain.rules import initial_state
-from ..store.base import RegistryStore
+from ..store.base import EventLog, RegistryStore
 from .page_tokens import PageTokens, coerce_page_size
 from .read_cache import ReadCache
 from .update_masks import resolve_mask
@@ -43,10 +43,6 @@ MODEL_PATHS = frozenset({"display_name", "description", "labels", "protected_ali
 MAX_COMMENT = 4096
 T = TypeVar("T")
 MAX_BATCH = 100
-
-
-class AliasHistory(Protocol):
-    async def last_event_before(self, resource: str, time_us: int) -> Event | None: ...
 
 
 VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "state"})
@@ -95,7 +91,7 @@ class Registry:
         self,
         store: RegistryStore,
         tokens: PageTokens,
-        history: AliasHistory | None = None,
+        history: EventLog | None = None,
         cache: ReadCache | None = None,
     ) -> None:
         self._store = store

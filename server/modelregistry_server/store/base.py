@@ -1,25 +1,32 @@
-"""The narrow interface the service layer needs from a registry store.
+"""The narrow interfaces the service layer and the event machinery need from
+storage: the registry store, the upload sessions, the event log and the relay
+cursors. Nothing above the store names a concrete class; the server's wiring
+alone builds them.
 
-One implementation (`SqlRegistryStore`) serves PostgreSQL and SQLite; the
-conformance suite in tests/server/store runs against both.
+One SQL implementation of each serves PostgreSQL and SQLite; the conformance
+suite in tests/server/store runs against both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from ..domain.etags import Etag
+from ..domain.events import Event
 from ..domain.filters import Filter
 from ..domain.names import AliasName, ModelName, RolloutName, VersionName
 from ..domain.resources import (
     Alias,
+    Artifact,
     Model,
     ModelFields,
     ModelVersion,
     Page,
     Resolution,
     Rollout,
+    UploadRecord,
     VersionFields,
 )
 
@@ -108,3 +115,96 @@ class RegistryStore(Protocol):
     async def resume_rollout(self, name: RolloutName, etag: Etag | None) -> Rollout: ...
 
     async def rollback_rollout(self, name: RolloutName, etag: Etag | None) -> Rollout: ...
+
+
+class UploadStore(Protocol):
+    """Resumable upload sessions; the staged bytes live in the blob store."""
+
+    async def create_upload(
+        self,
+        upload_id: str,
+        version: VersionName | None,
+        size_bytes: int,
+        digest: str | None,
+        media_type: str,
+        ttl_us: int,
+    ) -> UploadRecord:
+        """A session for `version`, which must be PENDING_UPLOAD (or none)."""
+
+    async def get_upload(self, upload_id: str) -> UploadRecord:
+        """The live session; NOT_FOUND once expired, cancelled or finished."""
+
+    async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
+        """Progress extends the deadline: only idle uploads expire."""
+
+    async def finish_upload(self, upload_id: str, artifact: Artifact) -> ModelVersion | None:
+        """End the session and, in the same transaction, make its version READY
+        with `artifact` (None: the upload targets no version)."""
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        """Whether there was a session to delete."""
+
+    async def expired_uploads(self, limit: int = 100) -> list[str]: ...
+
+    async def live_upload_ids(self) -> set[str]: ...
+
+
+class EventLog(Protocol):
+    """The log of every change, appended by the writes themselves."""
+
+    async def head(self) -> tuple[int, int]:
+        """(newest revision, newest compacted revision)."""
+
+    async def read(
+        self,
+        after: int,
+        limit: int,
+        model: str = "",
+        resource: str = "",
+        types: frozenset[str] = frozenset(),
+        start_time_us: int = 0,
+        end_time_us: int = 0,
+        upto: int | None = None,
+    ) -> Page[Event]:
+        """Events with revision > `after` (and <= `upto`), in order;
+        OUT_OF_RANGE if `after` is before what compaction kept."""
+
+    async def last_event_before(self, resource: str, time_us: int) -> Event | None:
+        """The latest event of `resource` committed at or before `time_us`."""
+
+    async def compact(self, before_time_us: int) -> int:
+        """Drop events older than `before_time_us`, but none a queue relay
+        still owes; returns the new compacted revision."""
+
+
+class RelayLeadership(Protocol):
+    """A session on which one replica at a time may lead a relay."""
+
+    async def try_lead(self, name: str) -> bool:
+        """Take the lead for relay `name` without waiting."""
+
+    async def still_leading(self) -> None:
+        """Raise if the session, and with it the lead, is gone."""
+
+
+class RelayCursors(Protocol):
+    """How far each outbox relay has published the event log."""
+
+    async def get(self, name: str) -> int:
+        """The persisted cursor of relay `name` (0: it never published)."""
+
+    async def advance(self, name: str, revision: int) -> None:
+        """Move the cursor forward to `revision`; never backwards."""
+
+    async def event(self, revision: int) -> Event | None:
+        """One event by revision (None if absent or compacted)."""
+
+    def leadership(self) -> AbstractAsyncContextManager[RelayLeadership | None]:
+        """A session for electing one publishing replica; None where the
+        database serves one process only, so there is nothing to elect."""
+
+
+class CommitHooks(Protocol):
+    """A store that says when its write transactions have committed."""
+
+    def on_commit(self, hook: Callable[[], None]) -> None: ...

@@ -18,10 +18,9 @@ from ..domain.events import Event, EventType, canonical_json, chain_hash
 from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
-from .tables import event_log_head, events
+from .tables import C, E, H, event_log_head, events
 from .transactions import SqlBase, now_us, touch
 
-E, H = events.c, event_log_head.c
 NOTIFY_CHANNEL = "modelreg_events"
 
 
@@ -205,15 +204,17 @@ class SqlEventLog(SqlBase):
                     raise compacted(head.compacted_revision + 1)
         return to_event(row) if row is not None else None
 
-    async def compact(self, before_time_us: int, keep_after: int | None = None) -> int:
-        """Drop events older than `before_time_us` (and never past revision
-        `keep_after`); returns the new compacted revision. The head keeps the
-        last dropped hash so the chain of what remains still verifies."""
+    async def compact(self, before_time_us: int) -> int:
+        """Drop events older than `before_time_us`, but none that a queue relay
+        has not yet published (past the lowest relay cursor); returns the new
+        compacted revision. The head keeps the last dropped hash so the chain
+        of what remains still verifies."""
         async with self._tx("compact_events", write=True) as conn:
             await conn.execute(select(H.id).where(H.id == 1).with_for_update())
             older = E.time_us < before_time_us
-            if keep_after is not None:
-                older = older & (E.revision <= keep_after)
+            unpublished_floor = (await conn.execute(select(func.min(C.revision)))).scalar()
+            if unpublished_floor is not None:
+                older = older & (E.revision <= unpublished_floor)
             last = (
                 await conn.execute(
                     select(E.revision, E.hash).where(older).order_by(E.revision.desc()).limit(1)

@@ -22,10 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.events import Event
 from .event_log import to_event
-from .tables import events, relay_cursors
-from .transactions import SqlBase, now_us
-
-C = relay_cursors.c
+from .tables import C, E, events, relay_cursors
+from .transactions import SqlBase, dialect_insert, now_us
 
 
 def _lock_key(name: str) -> int:
@@ -48,7 +46,7 @@ class SqlRelayCursors(SqlBase):
         now = now_us()
         async with self._tx("advance_relay_cursor", write=True) as conn:
             stmt = (
-                self._insert(relay_cursors)
+                dialect_insert(conn, relay_cursors)
                 .values(name=name, revision=revision, update_time_us=now)
                 .on_conflict_do_nothing(index_elements=["name"])
             )
@@ -62,35 +60,42 @@ class SqlRelayCursors(SqlBase):
     async def event(self, revision: int) -> Event | None:
         """One event by revision (None if absent or compacted)."""
         async with self._tx("get_event") as conn:
-            row = (
-                await conn.execute(select(events).where(events.c.revision == revision))
-            ).one_or_none()
+            row = (await conn.execute(select(events).where(E.revision == revision))).one_or_none()
         return to_event(row) if row is not None else None
 
     @asynccontextmanager
-    async def leadership_connection(self) -> AsyncIterator[AsyncConnection | None]:
-        """A dedicated connection for the advisory lock (None on SQLite).
+    async def leadership(self) -> AsyncIterator[AdvisoryLock | None]:
+        """A session of its own for the advisory lock (None on SQLite).
 
-        It is closed for good afterwards, never returned to the pool: a pooled
-        session would keep the lock and lock this very relay out."""
+        Its connection is closed for good afterwards, never returned to the
+        pool: a pooled session would keep the lock and lock this very relay
+        out."""
         if self._dialect != "postgresql":
             yield None
             return
         async with self._engine.connect() as conn:
             try:
-                yield conn
+                yield AdvisoryLock(conn)
             finally:
                 await conn.invalidate()
 
-    async def try_lead(self, conn: AsyncConnection, name: str) -> bool:
+
+class AdvisoryLock:
+    """Session-level advisory locks on one dedicated PostgreSQL connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def try_lead(self, name: str) -> bool:
         """Take the session-level lock for `name` without waiting."""
+        conn = self._conn
         got = (await conn.execute(select(func.pg_try_advisory_lock(_lock_key(name))))).scalar_one()
         # End the implicit transaction: the lock is held by the session, and an
         # idle-in-transaction connection would pin old row versions.
         await conn.commit()
         return bool(got)
 
-    async def still_leading(self, conn: AsyncConnection) -> None:
+    async def still_leading(self) -> None:
         """Raise if the lock's connection is gone (and with it, the lock)."""
-        await conn.execute(select(1))
-        await conn.commit()
+        await self._conn.execute(select(1))
+        await self._conn.commit()

@@ -206,3 +206,16 @@ rollouts = Table(
     Index(None, "candidate_version_id"),
     sqlite_autoincrement=True,
 )
+
+
+# Short names for the column collections, for queries that join several
+# tables (`M.id == V.model_id`). Defined here once so that every module
+# spells them the same way.
+M = models.c
+V = model_versions.c
+A = aliases.c
+U = uploads.c
+R = rollouts.c
+E = events.c
+H = event_log_head.c
+C = relay_cursors.c

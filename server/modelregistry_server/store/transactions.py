@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from opentelemetry import trace
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -45,6 +46,12 @@ def touch(model: str) -> None:
         touched.add(model)
 
 
+def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
+    """An INSERT with the dialect's ON CONFLICT clauses (PostgreSQL and SQLite
+    spell them the same way, through different classes)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def _failed(span: trace.Span, exc: BaseException) -> None:
     if span.is_recording():
         span.record_exception(exc)
@@ -72,9 +79,6 @@ class SqlBase:
         """Call `hook` with the models a write transaction changed, once it
         has committed (before the write's caller sees the result)."""
         self._model_hooks.append(hook)
-
-    def _insert(self, table: Any) -> Any:
-        return (postgresql if self._dialect == "postgresql" else sqlite).insert(table)
 
     @asynccontextmanager
     async def _tx(self, op: str, write: bool = False) -> AsyncIterator[AsyncConnection]:

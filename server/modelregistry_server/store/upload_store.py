@@ -20,10 +20,8 @@ from ..domain.names import VersionName
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from .event_log import append_event
 from .rows import to_version
-from .tables import model_versions, models, uploads
+from .tables import M, U, V, model_versions, models, uploads
 from .transactions import SqlBase, now_us
-
-M, V, U = models.c, model_versions.c, uploads.c
 
 
 def upload_not_found(upload_id: str) -> errors.NotFound:

@@ -1,4 +1,5 @@
-"""Model versions in SQL."""
+"""Model versions in SQL: functions over a connection, called by the store
+inside its transaction."""
 
 from __future__ import annotations
 
@@ -18,230 +19,198 @@ from ..domain.resources import (
     ApprovalState,
     ModelVersion,
     Page,
-    RolloutState,
     VersionFields,
     VersionState,
 )
 from ..domain.rules import check_state_transition, version_has_aliases
 from .event_log import append_event
-from .models_sql import A, M, ModelQueries, V
+from .locks import RUNNING, bump_version_counter, next_version_number, rows_under
 from .rows import filter_condition, to_alias, to_version
-from .tables import aliases, model_versions, models, rollouts
+from .tables import A, M, R, V, aliases, model_versions, models
 from .transactions import now_us
 
-R = rollouts.c
-RUNNING = (RolloutState.ACTIVE.value, RolloutState.PAUSED.value)
 
-
-class VersionQueries(ModelQueries):
-    async def create_version(self, parent: ModelName, fields: VersionFields) -> ModelVersion:
-        now = now_us()
-        state = fields.state or VersionState.PENDING_UPLOAD
-        columns = {
-            "uid": str(uuid.uuid4()),
-            "state": state.value,
-            "source_uri": fields.source_uri,
-            "description": fields.description,
-            "labels": fields.labels,
-            "metadata": fields.metadata,
-            "row_version": 1,
-            "create_time_us": now,
-            "update_time_us": now,
-        }
-        async with self._tx("create_version", write=True) as conn:
-            if self._dialect == "postgresql":
-                # One statement: take the next number under the model row's
-                # lock and insert the version with it.
-                bump = (
-                    update(models)
-                    .where(M.name == parent.model)
-                    .values(latest_version=M.latest_version + 1)
-                    .returning(M.id, M.latest_version)
-                    .cte("bump")
-                )
-                names = ["model_id", "version", *columns]
-                source = select(
-                    bump.c.id,
-                    bump.c.latest_version,
-                    *(literal(v, model_versions.c[k].type) for k, v in columns.items()),
-                )
-                row = (
-                    await conn.execute(
-                        insert(model_versions).from_select(names, source).returning(model_versions)
-                    )
-                ).one_or_none()
-                if row is None:
-                    raise errors.model_not_found(str(parent))
-            else:
-                counter = await self._bump_model_version(conn, parent)
-                row = (
-                    await conn.execute(
-                        insert(model_versions)
-                        .values(model_id=counter.id, version=counter.latest_version, **columns)
-                        .returning(model_versions)
-                    )
-                ).one()
-            version = to_version(row, parent.model)
-            await append_event(
-                conn, EventType.VERSION_CREATED, parent, str(version.name), None, version
-            )
-        return version
-
-    def _version_query(self, name: VersionName) -> Any:
-        return (
-            select(model_versions)
-            .join(models, M.id == V.model_id)
-            .where(M.name == name.model, V.version == name.version)
+async def create_version(
+    conn: AsyncConnection, parent: ModelName, fields: VersionFields
+) -> ModelVersion:
+    now = now_us()
+    state = fields.state or VersionState.PENDING_UPLOAD
+    columns = {
+        "uid": str(uuid.uuid4()),
+        "state": state.value,
+        "source_uri": fields.source_uri,
+        "description": fields.description,
+        "labels": fields.labels,
+        "metadata": fields.metadata,
+        "row_version": 1,
+        "create_time_us": now,
+        "update_time_us": now,
+    }
+    if conn.dialect.name == "postgresql":
+        # One statement: take the next number under the model row's
+        # lock and insert the version with it.
+        bump = bump_version_counter(parent).cte("bump")
+        names = ["model_id", "version", *columns]
+        source = select(
+            bump.c.id,
+            bump.c.latest_version,
+            *(literal(v, model_versions.c[k].type) for k, v in columns.items()),
         )
-
-    async def get_version(self, name: VersionName) -> ModelVersion:
-        async with self._tx("get_version") as conn:
-            row = (await conn.execute(self._version_query(name))).one_or_none()
-        if row is None:
-            raise errors.version_not_found(str(name))
-        return to_version(row, name.model)
-
-    async def list_versions(
-        self, parent: ModelName, flt: Filter, before: int | None, limit: int
-    ) -> Page[ModelVersion]:
-        stmt = (
-            select(model_versions)
-            .join(models, M.id == V.model_id)
-            .where(M.name == parent.model, filter_condition(model_versions, flt))
-        )
-        if before is not None:
-            stmt = stmt.where(V.version < before)
-        stmt = stmt.order_by(V.version.desc()).limit(limit + 1)
-        async with self._tx("list_versions") as conn:
-            rows = (await conn.execute(stmt)).all()
-            if not rows:
-                await self._model_id(conn, parent)
-        return Page([to_version(r, parent.model) for r in rows[:limit]], more=len(rows) > limit)
-
-    async def _lock_version(
-        self, conn: AsyncConnection, name: VersionName, etag: Etag | None
-    ) -> Any:
         row = (
-            await conn.execute(self._version_query(name).with_for_update(of=model_versions))
+            await conn.execute(
+                insert(model_versions).from_select(names, source).returning(model_versions)
+            )
         ).one_or_none()
         if row is None:
-            raise errors.version_not_found(str(name))
-        if etag is not None and (row.id, row.row_version) != (etag.row_id, etag.row_version):
-            raise errors.EtagMismatch(str(name))
-        return row
-
-    async def _aliases_of(self, conn: AsyncConnection, version_id: int) -> list[str]:
-        rows = await conn.execute(select(A.name).where(A.version_id == version_id))
-        return [r.name for r in rows]
-
-    async def _check_not_in_rollout(
-        self, conn: AsyncConnection, name: VersionName, version_id: int
-    ) -> None:
-        running = (
+            raise errors.model_not_found(str(parent))
+    else:
+        counter = await next_version_number(conn, parent)
+        row = (
             await conn.execute(
-                select(R.rollout_id).where(
-                    or_(R.stable_version_id == version_id, R.candidate_version_id == version_id),
-                    R.state.in_(RUNNING),
-                )
+                insert(model_versions)
+                .values(model_id=counter.id, version=counter.latest_version, **columns)
+                .returning(model_versions)
             )
-        ).first()
-        if running is not None:
-            raise errors.FailedPrecondition(
-                "VERSION_IN_ROLLOUT",
-                f"{name} takes part in rollout "
-                f"{RolloutName(name.model, running.rollout_id)}; finish or roll it back first",
-                {"resource": str(name)},
-            )
+        ).one()
+    version = to_version(row, parent.model)
+    await append_event(conn, EventType.VERSION_CREATED, parent, str(version.name), None, version)
+    return version
 
-    async def review_version(
-        self, name: VersionName, approve: bool, comment: str, etag: Etag | None
-    ) -> ModelVersion:
-        state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
-        async with self._tx("review_version", write=True) as conn:
-            current = await self._lock_version(conn, name, etag)
-            row = (
-                await conn.execute(
-                    update(model_versions)
-                    .where(V.id == current.id)
-                    .values(
-                        approval_state=state.value,
-                        approval_actor=current_actor()[:512],
-                        approval_comment=comment,
-                        approval_time_us=now_us(),
-                        row_version=V.row_version + 1,
-                        update_time_us=now_us(),
-                    )
-                    .returning(model_versions)
-                )
-            ).one()
-            version = to_version(row, name.model)
-            kind = EventType.VERSION_APPROVED if approve else EventType.VERSION_REJECTED
-            await append_event(
-                conn, kind, name.parent, str(name), to_version(current, name.model), version
-            )
-        return version
 
-    async def update_version(
-        self, name: VersionName, fields: VersionFields, paths: frozenset[str], etag: Etag | None
-    ) -> ModelVersion:
-        async with self._tx("update_version", write=True) as conn:
-            current = await self._lock_version(conn, name, etag)
-            values: dict[str, Any] = {p: getattr(fields, p) for p in paths if p != "state"}
-            if "state" in paths and fields.state is not None:
-                check_state_transition(str(name), VersionState(current.state), fields.state)
-                if fields.state == VersionState.ARCHIVED:
-                    await self._check_not_in_rollout(conn, name, current.id)
-                    targets = await self._aliases_of(conn, current.id)
-                    if targets:
-                        raise version_has_aliases(str(name), targets)
-                values["state"] = fields.state.value
-            row = (
-                await conn.execute(
-                    update(model_versions)
-                    .where(V.id == current.id)
-                    .values(**values, row_version=V.row_version + 1, update_time_us=now_us())
-                    .returning(model_versions)
-                )
-            ).one()
-            version = to_version(row, name.model)
-            await append_event(
-                conn,
-                EventType.VERSION_UPDATED,
-                name.parent,
-                str(name),
-                to_version(current, name.model),
-                version,
-            )
-        return version
+def _version_query(name: VersionName) -> Any:
+    return (
+        select(model_versions)
+        .join(models, M.id == V.model_id)
+        .where(M.name == name.model, V.version == name.version)
+    )
 
-    async def delete_version(self, name: VersionName, etag: Etag | None, force: bool) -> None:
-        async with self._tx("delete_version", write=True) as conn:
-            current = await self._lock_version(conn, name, etag)
-            await self._check_not_in_rollout(conn, name, current.id)
-            targets = await self._aliases_of(conn, current.id)
-            if targets and not force:
+
+async def get_version(conn: AsyncConnection, name: VersionName) -> ModelVersion:
+    row = (await conn.execute(_version_query(name))).one_or_none()
+    if row is None:
+        raise errors.version_not_found(str(name))
+    return to_version(row, name.model)
+
+
+async def list_versions(
+    conn: AsyncConnection, parent: ModelName, flt: Filter, before: int | None, limit: int
+) -> Page[ModelVersion]:
+    stmt = (
+        select(model_versions)
+        .join(models, M.id == V.model_id)
+        .where(M.name == parent.model, filter_condition(model_versions, flt))
+    )
+    if before is not None:
+        stmt = stmt.where(V.version < before)
+    rows = await rows_under(conn, parent, stmt.order_by(V.version.desc()).limit(limit + 1))
+    return Page([to_version(r, parent.model) for r in rows[:limit]], more=len(rows) > limit)
+
+
+async def _lock_version(conn: AsyncConnection, name: VersionName, etag: Etag | None) -> Any:
+    row = (
+        await conn.execute(_version_query(name).with_for_update(of=model_versions))
+    ).one_or_none()
+    if row is None:
+        raise errors.version_not_found(str(name))
+    if etag is not None and (row.id, row.row_version) != (etag.row_id, etag.row_version):
+        raise errors.EtagMismatch(str(name))
+    return row
+
+
+async def _aliases_of(conn: AsyncConnection, version_id: int) -> list[str]:
+    rows = await conn.execute(select(A.name).where(A.version_id == version_id))
+    return [r.name for r in rows]
+
+
+async def _check_not_in_rollout(conn: AsyncConnection, name: VersionName, version_id: int) -> None:
+    running = (
+        await conn.execute(
+            select(R.rollout_id).where(
+                or_(R.stable_version_id == version_id, R.candidate_version_id == version_id),
+                R.state.in_(RUNNING),
+            )
+        )
+    ).first()
+    if running is not None:
+        raise errors.FailedPrecondition(
+            "VERSION_IN_ROLLOUT",
+            f"{name} takes part in rollout "
+            f"{RolloutName(name.model, running.rollout_id)}; finish or roll it back first",
+            {"resource": str(name)},
+        )
+
+
+async def review_version(
+    conn: AsyncConnection, name: VersionName, approve: bool, comment: str, etag: Etag | None
+) -> ModelVersion:
+    state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
+    current = await _lock_version(conn, name, etag)
+    row = (
+        await conn.execute(
+            update(model_versions)
+            .where(V.id == current.id)
+            .values(
+                approval_state=state.value,
+                approval_actor=current_actor()[:512],
+                approval_comment=comment,
+                approval_time_us=now_us(),
+                row_version=V.row_version + 1,
+                update_time_us=now_us(),
+            )
+            .returning(model_versions)
+        )
+    ).one()
+    version = to_version(row, name.model)
+    kind = EventType.VERSION_APPROVED if approve else EventType.VERSION_REJECTED
+    await append_event(conn, kind, name.parent, str(name), to_version(current, name.model), version)
+    return version
+
+
+async def update_version(
+    conn: AsyncConnection,
+    name: VersionName,
+    fields: VersionFields,
+    paths: frozenset[str],
+    etag: Etag | None,
+) -> ModelVersion:
+    current = await _lock_version(conn, name, etag)
+    values: dict[str, Any] = {p: getattr(fields, p) for p in paths if p != "state"}
+    if "state" in paths and fields.state is not None:
+        check_state_transition(str(name), VersionState(current.state), fields.state)
+        if fields.state == VersionState.ARCHIVED:
+            await _check_not_in_rollout(conn, name, current.id)
+            targets = await _aliases_of(conn, current.id)
+            if targets:
                 raise version_has_aliases(str(name), targets)
-            gone = (
-                await conn.execute(
-                    delete(aliases).where(A.version_id == current.id).returning(aliases)
-                )
-            ).all()
-            for a in sorted(gone, key=lambda a: a.name):
-                alias = to_alias(a, name.model, a.name, name.version)
-                await append_event(
-                    conn,
-                    EventType.ALIAS_DELETED,
-                    name.parent,
-                    str(AliasName(name.model, a.name)),
-                    alias,
-                    None,
-                )
-            await conn.execute(delete(model_versions).where(V.id == current.id))
-            await append_event(
-                conn,
-                EventType.VERSION_DELETED,
-                name.parent,
-                str(name),
-                to_version(current, name.model),
-                None,
-            )
+        values["state"] = fields.state.value
+    row = (
+        await conn.execute(
+            update(model_versions)
+            .where(V.id == current.id)
+            .values(**values, row_version=V.row_version + 1, update_time_us=now_us())
+            .returning(model_versions)
+        )
+    ).one()
+    before, version = to_version(current, name.model), to_version(row, name.model)
+    await append_event(conn, EventType.VERSION_UPDATED, name.parent, str(name), before, version)
+    return version
+
+
+async def delete_version(
+    conn: AsyncConnection, name: VersionName, etag: Etag | None, force: bool
+) -> None:
+    current = await _lock_version(conn, name, etag)
+    await _check_not_in_rollout(conn, name, current.id)
+    targets = await _aliases_of(conn, current.id)
+    if targets and not force:
+        raise version_has_aliases(str(name), targets)
+    gone = (
+        await conn.execute(delete(aliases).where(A.version_id == current.id).returning(aliases))
+    ).all()
+    for a in sorted(gone, key=lambda a: a.name):
+        alias = to_alias(a, name.model, a.name, name.version)
+        resource = str(AliasName(name.model, a.name))
+        await append_event(conn, EventType.ALIAS_DELETED, name.parent, resource, alias, None)
+    await conn.execute(delete(model_versions).where(V.id == current.id))
+    before = to_version(current, name.model)
+    await append_event(conn, EventType.VERSION_DELETED, name.parent, str(name), before, None)

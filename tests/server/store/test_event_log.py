@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -67,7 +68,11 @@ async def test_tampering_breaks_the_chain(stores: tuple[SqlRegistryStore, SqlEve
     assert verify_chain((await log.read(0, 100)).items, GENESIS_HASH) == 3
 
 
-async def test_compaction_and_the_relay_floor(
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+async def test_compaction_stops_where_a_relay_still_owes_events(
     stores: tuple[SqlRegistryStore, SqlEventLog],
 ) -> None:
     store, log = stores
@@ -76,8 +81,10 @@ async def test_compaction_and_the_relay_floor(
         await store.create_version(FRAUD, READY)
     cursors = SqlRelayCursors(log.engine)
     await cursors.advance("nats", 2)
-    # Everything is older than "now", but the relay has published only 2.
-    assert await compact_once(log, retention_s=0) == 2
+    await cursors.advance("audit", 4)
+    await asyncio.sleep(0.002)
+    # Every event is older than the cut-off, but one relay has published only 2.
+    assert await log.compact(now_us()) == 2
     with pytest.raises(errors.OutOfRange) as exc:
         await log.read(0, 10)
     assert exc.value.metadata["oldest_revision"] == "3"
@@ -85,9 +92,36 @@ async def test_compaction_and_the_relay_floor(
     assert [e.revision for e in kept] == [3, 4, 5]
     assert verify_chain(kept) is None  # what remains still verifies
     await cursors.advance("nats", 5)
-    assert await compact_once(log, retention_s=3600) == 2  # nothing that old
+    assert await log.compact(now_us()) == 4  # now the other relay is the floor
+    await cursors.advance("audit", 5)
+    assert await log.compact(now_us()) == 5
+    assert await log.compact(now_us()) == 5  # nothing left to drop
+    assert await log.head() == (5, 5)
+
+
+async def test_compaction_without_relays_drops_what_is_older_than_the_cut_off(
+    stores: tuple[SqlRegistryStore, SqlEventLog],
+) -> None:
+    store, log = stores
+    assert await log.compact(now_us()) == 0  # an empty log
+    await store.create_model(FRAUD, ModelFields())
+    await store.create_version(FRAUD, READY)
     await asyncio.sleep(0.002)
-    assert await compact_once(log, retention_s=0) == 5
+    cut_off = now_us()
+    await asyncio.sleep(0.002)
+    await store.create_version(FRAUD, READY)
+    assert await log.compact(cut_off) == 2
+    assert [e.revision for e in (await log.read(2, 10)).items] == [3]
+
+
+async def test_the_compactor_keeps_the_retention_window(
+    stores: tuple[SqlRegistryStore, SqlEventLog],
+) -> None:
+    store, log = stores
+    await store.create_model(FRAUD, ModelFields())
+    assert await compact_once(log, retention_s=3600) == 0  # nothing that old
+    await asyncio.sleep(0.002)
+    assert await compact_once(log, retention_s=0) == 1
 
 
 async def test_sqlite_and_postgres_agree_on_canonical_json(
