@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -92,10 +93,10 @@ class AliasQueries(VersionQueries):
             target.approval_state != ApprovalState.APPROVED.value
         ):
             raise errors.FailedPrecondition(
-                "VERSION_NOT_APPROVED",
+                ErrorReason.VERSION_NOT_APPROVED,
                 f"alias {alias!r} is protected: {version_name} must be APPROVED "
                 f"(it is {target.approval_state})",
-                {"resource": str(version_name), "alias": alias},
+                {ErrorMetadataKey.RESOURCE: str(version_name), ErrorMetadataKey.ALIAS: alias},
             )
         return target
 
@@ -112,11 +113,11 @@ class AliasQueries(VersionQueries):
         target = await self._ready_target(conn, model, name.alias, version_name)
         if not via_rollout and target.running_rollout is not None:
             raise errors.FailedPrecondition(
-                "ROLLOUT_IN_PROGRESS",
+                ErrorReason.ROLLOUT_IN_PROGRESS,
                 f"{name} is being rolled out by "
                 f"{RolloutName(name.model, target.running_rollout)}; "
                 "advance, complete or roll it back instead",
-                {"resource": str(name)},
+                {ErrorMetadataKey.RESOURCE: str(name)},
             )
         now = now_us()
         before = None
@@ -215,9 +216,9 @@ class AliasQueries(VersionQueries):
             rollout = await self._running_rollout(conn, model_id, name.alias)
             if rollout is not None:
                 raise errors.FailedPrecondition(
-                    "ROLLOUT_IN_PROGRESS",
+                    ErrorReason.ROLLOUT_IN_PROGRESS,
                     f"{name} is being rolled out by {RolloutName(name.model, rollout)}",
-                    {"resource": str(name)},
+                    {ErrorMetadataKey.RESOURCE: str(name)},
                 )
             stmt = delete(aliases).where(A.model_id == model_id, A.name == name.alias)
             if etag is not None:

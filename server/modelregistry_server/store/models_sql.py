@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,7 +58,9 @@ class ModelQueries(SqlBase):
                 await append_event(conn, EventType.MODEL_CREATED, name, str(name), None, model)
         except IntegrityError:
             raise errors.AlreadyExists(
-                "MODEL_ALREADY_EXISTS", f"{name} already exists", {"resource": str(name)}
+                ErrorReason.MODEL_ALREADY_EXISTS,
+                f"{name} already exists",
+                {ErrorMetadataKey.RESOURCE: str(name)},
             ) from None
         return model
 
@@ -120,9 +123,9 @@ class ModelQueries(SqlBase):
                 ).scalar_one()
                 if has:
                     raise errors.FailedPrecondition(
-                        "MODEL_HAS_VERSIONS",
+                        ErrorReason.MODEL_HAS_VERSIONS,
                         f"{name} still has versions; delete them first or use force",
-                        {"resource": str(name)},
+                        {ErrorMetadataKey.RESOURCE: str(name)},
                     )
             gone_aliases = (
                 await conn.execute(delete(aliases).where(A.model_id == row.id).returning(aliases))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -35,7 +36,9 @@ Candidate = aliased(model_versions, name="candidate")
 
 def rollout_not_found(name: RolloutName) -> errors.NotFound:
     return errors.NotFound(
-        "ROLLOUT_NOT_FOUND", f"rollout {name} not found", {"resource": str(name)}
+        ErrorReason.ROLLOUT_NOT_FOUND,
+        f"rollout {name} not found",
+        {ErrorMetadataKey.RESOURCE: str(name)},
     )
 
 
@@ -84,16 +87,16 @@ class RolloutQueries(AliasQueries):
                 raise errors.EtagMismatch(str(alias))
             if current.version == candidate.version:
                 raise errors.FailedPrecondition(
-                    "SAME_VERSION",
+                    ErrorReason.SAME_VERSION,
                     f"{alias} already points at {candidate}",
-                    {"resource": str(alias)},
+                    {ErrorMetadataKey.RESOURCE: str(alias)},
                 )
             running = await self._running_rollout(conn, model.id, alias.alias)
             if running is not None:
                 raise errors.FailedPrecondition(
-                    "ROLLOUT_IN_PROGRESS",
+                    ErrorReason.ROLLOUT_IN_PROGRESS,
                     f"{alias} is already being rolled out by {RolloutName(alias.model, running)}",
-                    {"resource": str(alias)},
+                    {ErrorMetadataKey.RESOURCE: str(alias)},
                 )
             target = await self._ready_target(conn, model, alias.alias, candidate)
             now = now_us()
@@ -120,9 +123,9 @@ class RolloutQueries(AliasQueries):
                 ).one()
             except IntegrityError:  # a concurrent start won the partial unique index
                 raise errors.FailedPrecondition(
-                    "ROLLOUT_IN_PROGRESS",
+                    ErrorReason.ROLLOUT_IN_PROGRESS,
                     f"{alias} is already being rolled out",
-                    {"resource": str(alias)},
+                    {ErrorMetadataKey.RESOURCE: str(alias)},
                 ) from None
             rollout = to_rollout(row, alias.model, current.version, candidate.version)
             await append_event(
