@@ -63,12 +63,16 @@ from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc as rrpc_grpc
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 30.0
 # Reasons a client expects and handles, and the name its call is counted under.
-LOST_RACE = {"ETAG_MISMATCH": "lost race"}
-ALIAS_EXPECTED = {**LOST_RACE, "ROLLOUT_IN_PROGRESS": "rollout in progress"}
+LOST_RACE: dict[str, str] = {ErrorReason.ETAG_MISMATCH: "lost race"}
+ALIAS_EXPECTED: dict[str, str] = {
+    **LOST_RACE,
+    ErrorReason.ROLLOUT_IN_PROGRESS: "rollout in progress",
+}
 
 
 def _options(parser: Any) -> None:
@@ -484,8 +488,8 @@ class Watcher(GrpcUser):
         ms = (time.perf_counter() - start) * 1000
         if err.code == grpc.StatusCode.CANCELLED:
             return  # our own hold timer: resume from next_revision
-        if err.reason == "WATCH_TOO_SLOW":
-            resume = err.metadata.get("resume_revision", "")
+        if err.reason == ErrorReason.WATCH_TOO_SLOW:
+            resume = err.metadata.get(ErrorMetadataKey.RESUME_REVISION, "")
             self.next_revision = int(resume) if resume.isdigit() else self.next_revision
             self.report("Watch (too slow)", ms)
             return

@@ -35,6 +35,7 @@ from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc as rrpc_grpc
+from modelregistry.v1.error_reasons import ErrorReason
 
 if TYPE_CHECKING:
     from modelregistry.v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -176,7 +177,7 @@ async def seed_rollout(stubs: Stubs, fleet: Fleet, i: int, tally: Tally) -> None
         tally.created["rollouts"] += 1
     except grpc.aio.AioRpcError as exc:
         # Someone else (a load test running meanwhile) moved the alias first.
-        if reason(exc) not in ("ETAG_MISMATCH", "ROLLOUT_IN_PROGRESS"):
+        if reason(exc) not in (ErrorReason.ETAG_MISMATCH, ErrorReason.ROLLOUT_IN_PROGRESS):
             raise
 
 

@@ -43,6 +43,7 @@ from .v1 import artifact_service_pb2 as apb
 from .v1 import artifact_service_pb2_grpc, registry_service_pb2_grpc
 from .v1 import registry_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
+from .v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 if TYPE_CHECKING:
     from .client import RegistryClient
@@ -165,10 +166,10 @@ async def push_files(
             return PushResult(current, manifest_digest, len(files), 0, 0, 0, 0)
         raise FailedPreconditionError(
             grpc.StatusCode.FAILED_PRECONDITION,
-            "VERSION_NOT_PENDING",
+            ErrorReason.VERSION_NOT_PENDING,
             f"{version_name} is {pb.ModelVersion.State.Name(current.state)}; "
             "push to a new version (PENDING_UPLOAD)",
-            {"resource": version_name},
+            {ErrorMetadataKey.RESOURCE: version_name},
         )
     locals_by_digest: dict[str, tuple[ManifestFile, Path]] = {}
     for entry, (_, local) in zip(manifest.files, files, strict=True):
@@ -195,7 +196,9 @@ async def push_files(
         body, manifest_digest, len(body), version=version_name, media_type=MEDIA_TYPE
     )
     if published.model_version is None:
-        raise data_loss("PROTOCOL_VIOLATION", "the server did not return the published version")
+        raise data_loss(
+            ErrorReason.PROTOCOL_VIOLATION, "the server did not return the published version"
+        )
     return PushResult(
         published.model_version,
         manifest_digest,
@@ -272,7 +275,9 @@ async def pull(
     paths: list[Path] = []
     for entry in manifest.files:
         if entry.path.split("/", 1)[0] == PARTIAL_DIR:
-            raise data_loss("INVALID_MANIFEST", f"manifest: {entry.path[:80]!r} is reserved")
+            raise data_loss(
+                ErrorReason.INVALID_MANIFEST, f"manifest: {entry.path[:80]!r} is reserved"
+            )
         final = target_path(dest, entry.path)
         paths.append(final)
         if await asyncio.to_thread(_in_place, final, entry):
@@ -310,7 +315,7 @@ async def _fetch_file(
     try:
         done = await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
     except DataLossError as err:
-        if err.reason != "DIGEST_MISMATCH":
+        if err.reason != ErrorReason.DIGEST_MISMATCH:
             raise
         # A partial file left by an earlier run held wrong bytes (it was
         # deleted): fetch the whole file once more; a second mismatch is real.

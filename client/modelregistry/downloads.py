@@ -27,6 +27,7 @@ from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
 from .transport import RetryPolicy
 from .uploads import TRANSFER_RETRY, stream_broken
 from .v1 import artifact_service_pb2 as apb
+from .v1.error_reasons import ErrorReason
 
 if TYPE_CHECKING:
     from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -47,7 +48,7 @@ class BlobDownload:
     bytes_received: int
 
 
-def data_loss(reason: str, message: str, **metadata: str) -> DataLossError:
+def data_loss(reason: ErrorReason, message: str, **metadata: str) -> DataLossError:
     """The error for data that failed verification on this side of the wire."""
     return DataLossError(grpc.StatusCode.DATA_LOSS, reason, message, metadata)
 
@@ -93,7 +94,7 @@ class _FileSink:
         offset, data, _ = piece
         if offset != self.received:
             raise data_loss(
-                "UNEXPECTED_OFFSET",
+                ErrorReason.UNEXPECTED_OFFSET,
                 f"server sent offset {offset} of {self.digest}, expected {self.received}",
             )
         self._batch.append(piece)
@@ -128,7 +129,7 @@ class _FileSink:
         for offset, data, crc in batch:
             if not _crc_ok(data, crc):
                 raise data_loss(
-                    "CHECKSUM_MISMATCH",
+                    ErrorReason.CHECKSUM_MISMATCH,
                     f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
                     offset=str(offset),
                 )
@@ -186,14 +187,14 @@ class BlobDownloader:
                 continue
             offset, data, crc = _piece(message.chunk)
             if offset != len(body) or not _crc_ok(data, crc):
-                raise data_loss("CHECKSUM_MISMATCH", f"bad chunk at offset {offset}")
+                raise data_loss(ErrorReason.CHECKSUM_MISMATCH, f"bad chunk at offset {offset}")
             body += data
         if header is None:
-            raise data_loss("PROTOCOL_VIOLATION", "download stream carried no header")
+            raise data_loss(ErrorReason.PROTOCOL_VIOLATION, "download stream carried no header")
         digest = DIGEST_PREFIX + hashlib.sha256(body).hexdigest()
         if len(body) != header.blob.size_bytes or digest != header.blob.digest:
             raise data_loss(
-                "DIGEST_MISMATCH",
+                ErrorReason.DIGEST_MISMATCH,
                 f"received {len(body)} bytes hashing to {digest}, "
                 f"expected {header.blob.size_bytes} bytes of {header.blob.digest}",
             )
@@ -230,7 +231,9 @@ class BlobDownloader:
                         raise err from rpc_err
                     attempt += 1
             if sink.pos != size:
-                raise data_loss("SIZE_MISMATCH", f"{digest}: got {sink.pos} of {size} bytes")
+                raise data_loss(
+                    ErrorReason.SIZE_MISMATCH, f"{digest}: got {sink.pos} of {size} bytes"
+                )
             await asyncio.to_thread(os.fsync, fd)
         finally:
             os.close(fd)
@@ -238,7 +241,7 @@ class BlobDownloader:
         if actual != digest:
             await asyncio.to_thread(partial.unlink, missing_ok=True)
             raise data_loss(
-                "DIGEST_MISMATCH",
+                ErrorReason.DIGEST_MISMATCH,
                 f"downloaded data hashes to {actual}, expected {digest}; partial file discarded",
                 digest=digest,
             )
@@ -254,7 +257,7 @@ class BlobDownloader:
                     blob = message.header.blob
                     if blob.digest != digest or blob.size_bytes != size:
                         raise data_loss(
-                            "SIZE_MISMATCH",
+                            ErrorReason.SIZE_MISMATCH,
                             f"server describes {blob.digest} as {blob.size_bytes} bytes, "
                             f"the manifest says {size}",
                         )

@@ -2,7 +2,11 @@
 
 The server attaches one `google.rpc.ErrorInfo` (domain `modelregistry.v1`)
 with a stable UPPER_SNAKE `reason` to every error. Callers branch on the
-exception class or on `reason`; the message is for people and may change.
+exception class or on `reason`, comparing it with `ErrorReason` members
+(`err.reason == ErrorReason.ETAG_MISMATCH`); the message is for people and
+may change. The SDK also raises `DataLossError`s of its own with reasons
+from the same catalogue (CHECKSUM_MISMATCH, DIGEST_MISMATCH...) when what it
+downloads fails verification.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-ERROR_DOMAIN = "modelregistry.v1"
+from .v1.error_reasons import ERROR_DOMAIN, STATUS_CODES, ErrorMetadataKey, ErrorReason
+
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 REQUEST_ID_KEY = "x-request-id"
 
@@ -22,9 +27,11 @@ REQUEST_ID_KEY = "x-request-id"
 class RegistryError(Exception):
     """A failed registry call.
 
-    `reason` is the server's stable reason (empty when the failure did not come
-    from the registry itself, e.g. a refused connection); `request_id` is what
-    to quote to the operators when reporting it.
+    `reason` is the server's stable reason, a plain string equal to an
+    `ErrorReason` member, or one this SDK does not know yet if the server is
+    newer; it is empty when the failure did not come from the registry itself
+    (e.g. a refused connection). `request_id` is what to quote to the
+    operators when reporting it.
     """
 
     def __init__(
@@ -37,7 +44,7 @@ class RegistryError(Exception):
     ) -> None:
         super().__init__(message)
         self.code = code
-        self.reason = reason
+        self.reason = str(reason)
         self.message = message
         self.metadata: dict[str, str] = dict(metadata or {})
         self.request_id = request_id
@@ -59,11 +66,11 @@ class RegistryError(Exception):
 
 
 class NotFoundError(RegistryError):
-    """NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND."""
+    """NOT_FOUND: e.g. MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND."""
 
 
 class AlreadyExistsError(RegistryError):
-    """ALREADY_EXISTS: MODEL_ALREADY_EXISTS."""
+    """ALREADY_EXISTS: e.g. MODEL_ALREADY_EXISTS."""
 
 
 class ConflictError(RegistryError):
@@ -88,7 +95,7 @@ class RevisionCompactedError(OutOfRangeError):
 
     @property
     def oldest_revision(self) -> int:
-        return int(self.metadata.get("oldest_revision", "0") or 0)
+        return int(self.metadata.get(ErrorMetadataKey.OLDEST_REVISION, "0") or 0)
 
 
 class UnavailableError(RegistryError):
@@ -136,32 +143,14 @@ _BY_CODE: dict[grpc.StatusCode, type[RegistryError]] = {
     grpc.StatusCode.UNKNOWN: InternalError,
 }
 
-# Reasons the contract documents. They pin the class even if a proxy in
-# between rewrites the status code.
+# Every reason the contract defines, with the class of the code it comes with.
+# They pin the class even if a proxy in between rewrites the status code; a
+# reason this SDK does not know falls back to the code.
 _BY_REASON: dict[str, type[RegistryError]] = {
-    "MODEL_NOT_FOUND": NotFoundError,
-    "VERSION_NOT_FOUND": NotFoundError,
-    "ALIAS_NOT_FOUND": NotFoundError,
-    "MODEL_ALREADY_EXISTS": AlreadyExistsError,
-    "ETAG_MISMATCH": ConflictError,
-    "INVALID_NAME": InvalidArgumentError,
-    "INVALID_FIELD": InvalidArgumentError,
-    "INVALID_UPDATE_MASK": InvalidArgumentError,
-    "INVALID_FILTER": InvalidArgumentError,
-    "INVALID_PAGE_TOKEN": InvalidArgumentError,
-    "INVALID_PAGE_SIZE": InvalidArgumentError,
-    "INVALID_LABELS": InvalidArgumentError,
-    "INVALID_ETAG": InvalidArgumentError,
-    "MODEL_HAS_VERSIONS": FailedPreconditionError,
-    "VERSION_HAS_ALIASES": FailedPreconditionError,
-    "VERSION_NOT_READY": FailedPreconditionError,
-    "INVALID_STATE_TRANSITION": FailedPreconditionError,
-    "REVISION_COMPACTED": RevisionCompactedError,
-    "WATCH_TOO_SLOW": ResourceExhaustedError,
-    "STORAGE_UNAVAILABLE": UnavailableError,
-    "NOT_READY": UnavailableError,
-    "INTERNAL": InternalError,
+    reason: _BY_CODE.get(grpc.StatusCode[code], RegistryError)
+    for reason, code in STATUS_CODES.items()
 }
+_BY_REASON[ErrorReason.REVISION_COMPACTED] = RevisionCompactedError
 
 
 class RpcFailure(Protocol):
@@ -195,7 +184,7 @@ def from_rpc_error(error: RpcFailure) -> RegistryError:
     code = error.code()
     trailers = tuple(error.trailing_metadata() or ())
     reason, metadata = _error_info(trailers)
-    request_id = metadata.get("request_id", "")
+    request_id = metadata.get(ErrorMetadataKey.REQUEST_ID, "")
     if not request_id:
         request_id = next(
             (str(v) for k, v in trailers if k == REQUEST_ID_KEY and isinstance(v, str)), ""

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import grpc
 
 from .errors import DataLossError
+from .v1.error_reasons import ErrorReason
 
 MEDIA_TYPE = "application/vnd.modelreg.manifest.v1+json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -75,7 +76,9 @@ def is_digest(value: str) -> bool:
 
 
 def _bad_manifest(message: str) -> DataLossError:
-    return DataLossError(grpc.StatusCode.DATA_LOSS, "INVALID_MANIFEST", f"manifest: {message}")
+    return DataLossError(
+        grpc.StatusCode.DATA_LOSS, ErrorReason.INVALID_MANIFEST, f"manifest: {message}"
+    )
 
 
 def path_problem(path: object) -> str | None:

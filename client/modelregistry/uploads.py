@@ -25,6 +25,7 @@ from .transport import RetryPolicy
 from .upload_state import UploadState, UploadStateStore
 from .v1 import artifact_service_pb2 as apb
 from .v1 import resources_pb2 as pb
+from .v1.error_reasons import ErrorReason
 
 if TYPE_CHECKING:
     from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -68,8 +69,10 @@ def _retryable(err: RegistryError) -> bool:
     """Failures a fresh stream can get past; every other one is the caller's to see."""
     return (
         stream_broken(err)
-        or err.reason == "UPLOAD_IN_PROGRESS"  # the server has not yet seen the old stream end
-        or err.reason == "CHECKSUM_MISMATCH"  # corrupted in transit: resend from the disk
+        # The server has not yet seen the old stream end.
+        or err.reason == ErrorReason.UPLOAD_IN_PROGRESS
+        # Corrupted in transit: resend from the disk.
+        or err.reason == ErrorReason.CHECKSUM_MISMATCH
     )
 
 
@@ -177,7 +180,7 @@ class BlobUploader:
                 sent += stream.sent
                 if resumed_from is None and stream.started_at is not None:
                     resumed_from = stream.started_at
-                if upload_id and err.reason == "UPLOAD_NOT_FOUND":
+                if upload_id and err.reason == ErrorReason.UPLOAD_NOT_FOUND:
                     # Expired, cancelled or already finished: begin afresh.
                     if states:
                         states.clear(self._target, digest)
@@ -297,7 +300,9 @@ class _Stream:
         message = await call.read()
         if message is grpc.aio.EOF:  # type: ignore[attr-defined]
             raise InternalError(
-                grpc.StatusCode.INTERNAL, "PROTOCOL_VIOLATION", "upload stream ended early"
+                grpc.StatusCode.INTERNAL,
+                ErrorReason.PROTOCOL_VIOLATION,
+                "upload stream ended early",
             )
         assert isinstance(message, apb.UploadResponse)
         return message

@@ -21,12 +21,15 @@ from .errors import REQUEST_ID_KEY, RegistryError, from_rpc_error
 from .transport import RetryPolicy
 from .v1 import event_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
+from .v1.error_reasons import ErrorReason
 
 if TYPE_CHECKING:
     from .v1.event_service_pb2_grpc import EventServiceAsyncStub
 
 # Reasons after which the same watch can be resumed where it stopped.
-RESUMABLE_REASONS = frozenset({"WATCH_TOO_SLOW", "SHUTTING_DOWN", "NOT_READY"})
+RESUMABLE_REASONS = frozenset(
+    {ErrorReason.WATCH_TOO_SLOW, ErrorReason.SHUTTING_DOWN, ErrorReason.NOT_READY}
+)
 # Codes of transport failures (no registry reason): a broken stream.
 RESUMABLE_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL}

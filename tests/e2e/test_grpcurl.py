@@ -59,6 +59,12 @@ async def test_describe_shows_the_proto_comments(address: str) -> None:
     assert code == 0, err
     assert "rpc CreateModel" in out
     assert out.count("//") > 5, out
+    code, out, err = await grpcurl(
+        "-plaintext", address, "describe", "modelregistry.v1.ErrorReason"
+    )
+    assert code == 0, err
+    assert "// NOT_FOUND: the model does not exist." in out
+    assert "MODEL_NOT_FOUND = 1;" in out
 
 
 async def test_json_calls_and_readable_errors(address: str) -> None:

@@ -41,9 +41,10 @@ class ArtifactServiceStub:
     Limits: a chunk carries at most 4 MiB of data (default 1 MiB for
     downloads); a message is at most 8 MiB; a blob is at most 1 TiB.
 
-    Errors (google.rpc.ErrorInfo reasons, see RegistryService):
-    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_CHUNK (empty or
-      over 4 MiB), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_FIELD,
+      INVALID_UPLOAD_ID, INVALID_CHUNK (empty or over 4 MiB), INVALID_LENGTH
+      (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
       the server expects: out of order, overlapping or a gap; metadata
       `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
       its data; metadata `committed_offset`), DIGEST_MISMATCH and
@@ -53,11 +54,15 @@ class ArtifactServiceStub:
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
       BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its
-      artifact), UPLOAD_ALREADY_FINISHED, MANIFEST_BLOB_MISSING (a file the
-      manifest lists has not been uploaded), VERSION_NOT_READY (download).
-    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset past the end).
-    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload).
-    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE.
+      artifact), UPLOAD_FINISHED, MANIFEST_BLOB_MISSING (a file the manifest
+      lists has not been uploaded), VERSION_NOT_READY and NO_STORED_ARTIFACT
+      (download of a version without a stored artifact).
+    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset negative or past the
+      end).
+    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
+      UPLOAD_BUSY (its staging is held by another server process).
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
     @_typing.overload
@@ -101,9 +106,10 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     Limits: a chunk carries at most 4 MiB of data (default 1 MiB for
     downloads); a message is at most 8 MiB; a blob is at most 1 TiB.
 
-    Errors (google.rpc.ErrorInfo reasons, see RegistryService):
-    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_CHUNK (empty or
-      over 4 MiB), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_FIELD,
+      INVALID_UPLOAD_ID, INVALID_CHUNK (empty or over 4 MiB), INVALID_LENGTH
+      (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
       the server expects: out of order, overlapping or a gap; metadata
       `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
       its data; metadata `committed_offset`), DIGEST_MISMATCH and
@@ -113,11 +119,15 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
       BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its
-      artifact), UPLOAD_ALREADY_FINISHED, MANIFEST_BLOB_MISSING (a file the
-      manifest lists has not been uploaded), VERSION_NOT_READY (download).
-    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset past the end).
-    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload).
-    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE.
+      artifact), UPLOAD_FINISHED, MANIFEST_BLOB_MISSING (a file the manifest
+      lists has not been uploaded), VERSION_NOT_READY and NO_STORED_ARTIFACT
+      (download of a version without a stored artifact).
+    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset negative or past the
+      end).
+    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
+      UPLOAD_BUSY (its staging is held by another server process).
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -157,9 +167,10 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     Limits: a chunk carries at most 4 MiB of data (default 1 MiB for
     downloads); a message is at most 8 MiB; a blob is at most 1 TiB.
 
-    Errors (google.rpc.ErrorInfo reasons, see RegistryService):
-    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_CHUNK (empty or
-      over 4 MiB), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    * INVALID_ARGUMENT: INVALID_DIGEST, INVALID_SIZE, INVALID_FIELD,
+      INVALID_UPLOAD_ID, INVALID_CHUNK (empty or over 4 MiB), INVALID_LENGTH
+      (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
       the server expects: out of order, overlapping or a gap; metadata
       `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
       its data; metadata `committed_offset`), DIGEST_MISMATCH and
@@ -169,11 +180,15 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
       BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its
-      artifact), UPLOAD_ALREADY_FINISHED, MANIFEST_BLOB_MISSING (a file the
-      manifest lists has not been uploaded), VERSION_NOT_READY (download).
-    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset past the end).
-    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload).
-    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE.
+      artifact), UPLOAD_FINISHED, MANIFEST_BLOB_MISSING (a file the manifest
+      lists has not been uploaded), VERSION_NOT_READY and NO_STORED_ARTIFACT
+      (download of a version without a stored artifact).
+    * OUT_OF_RANGE: OFFSET_OUT_OF_RANGE (download offset negative or past the
+      end).
+    * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
+      UPLOAD_BUSY (its staging is held by another server process).
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
     @_abc_1.abstractmethod

@@ -28,12 +28,14 @@ if _version_not_supported:
 class EventServiceStub:
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     def __init__(self, channel):
@@ -57,12 +59,14 @@ class EventServiceStub:
 class EventServiceServicer:
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     def ListEvents(self, request, context):
@@ -107,12 +111,14 @@ def add_EventServiceServicer_to_server(servicer, server):
 class EventService:
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     @staticmethod

@@ -29,12 +29,14 @@ GRPC_VERSION: str
 class EventServiceStub:
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     @_typing.overload
@@ -55,12 +57,14 @@ class EventServiceStub:
 class EventServiceAsyncStub(EventServiceStub):
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -77,12 +81,14 @@ class EventServiceAsyncStub(EventServiceStub):
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The event log: every change, in commit order, as a list and as a push stream.
 
-    Errors (google.rpc.ErrorInfo reasons): INVALID_ARGUMENT with INVALID_NAME,
-    INVALID_FIELD, INVALID_PAGE_TOKEN, INVALID_PAGE_SIZE; OUT_OF_RANGE with
-    REVISION_COMPACTED (metadata `oldest_revision`: the oldest revision still
-    kept; re-list, then watch from there); RESOURCE_EXHAUSTED with
-    WATCH_TOO_SLOW (the watcher fell too far behind: resume from the last
-    revision it received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE.
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    INVALID_ARGUMENT with INVALID_NAME, INVALID_FIELD, INVALID_PAGE_TOKEN,
+    INVALID_PAGE_SIZE; OUT_OF_RANGE with REVISION_COMPACTED (metadata
+    `oldest_revision`: the oldest revision still kept; re-list, then watch
+    from there); RESOURCE_EXHAUSTED with WATCH_TOO_SLOW (the watcher fell too
+    far behind: resume from metadata `resume_revision`, the last revision it
+    received + 1); UNAVAILABLE with STORAGE_UNAVAILABLE, NOT_READY, or
+    SHUTTING_DOWN (resume from `resume_revision` on another server).
     """
 
     @_abc_1.abstractmethod

@@ -31,8 +31,9 @@ class RegistryServiceStub:
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -44,8 +45,11 @@ class RegistryServiceStub:
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+    server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing
@@ -164,8 +168,9 @@ class RegistryServiceServicer:
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -177,8 +182,11 @@ class RegistryServiceServicer:
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+    server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing
@@ -439,8 +447,9 @@ class RegistryService:
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -452,8 +461,11 @@ class RegistryService:
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+    alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+    server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing

@@ -32,8 +32,9 @@ class RegistryServiceStub:
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -45,8 +46,11 @@ class RegistryServiceStub:
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
       VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
       protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+      NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+      server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing
@@ -130,8 +134,9 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -143,8 +148,11 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
       VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
       protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+      NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+      server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing
@@ -224,8 +232,9 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """The control plane: models, versions and aliases.
 
     Errors are google.rpc.Status with exactly one google.rpc.ErrorInfo whose
-    `domain` is `modelregistry.v1` and whose `reason` is a stable UPPER_SNAKE
-    string (clients branch on the reason, never on the message):
+    `domain` is `modelregistry.v1` and whose `reason` is the name of an
+    ErrorReason value, a stable UPPER_SNAKE string (clients branch on the
+    reason, never on the message):
 
     * NOT_FOUND: MODEL_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND.
     * ALREADY_EXISTS: MODEL_ALREADY_EXISTS.
@@ -237,8 +246,11 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     * FAILED_PRECONDITION: MODEL_HAS_VERSIONS, VERSION_HAS_ALIASES,
       VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
       protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
-      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT.
-    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff).
+      alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
+      NO_HISTORY (ResolveAlias at a past time on a server without history).
+    * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
+    * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
+      server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
 
     Every response carries the request id in the `x-request-id` trailing

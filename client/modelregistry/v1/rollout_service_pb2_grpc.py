@@ -35,9 +35,10 @@ class RolloutServiceStub:
     (FAILED_PRECONDITION, ROLLOUT_IN_PROGRESS); completing moves the alias to
     the candidate, rolling back leaves it on the stable version.
 
-    Errors (google.rpc.ErrorInfo reasons): NOT_FOUND ROLLOUT_NOT_FOUND,
-    ALIAS_NOT_FOUND, VERSION_NOT_FOUND; INVALID_ARGUMENT INVALID_NAME,
-    INVALID_STEPS, INVALID_PERCENT, INVALID_FIELD; FAILED_PRECONDITION
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    NOT_FOUND ROLLOUT_NOT_FOUND, ALIAS_NOT_FOUND, VERSION_NOT_FOUND;
+    INVALID_ARGUMENT INVALID_NAME, INVALID_STEPS, INVALID_PERCENT,
+    INVALID_FIELD, INVALID_PAGE_TOKEN; FAILED_PRECONDITION
     ROLLOUT_IN_PROGRESS (another rollout of the alias is running),
     ROLLOUT_NOT_ACTIVE (the rollout is paused, completed or rolled back),
     ROLLOUT_NOT_PAUSED, ROLLOUT_FINISHED, VERSION_NOT_READY,
@@ -96,9 +97,10 @@ class RolloutServiceServicer:
     (FAILED_PRECONDITION, ROLLOUT_IN_PROGRESS); completing moves the alias to
     the candidate, rolling back leaves it on the stable version.
 
-    Errors (google.rpc.ErrorInfo reasons): NOT_FOUND ROLLOUT_NOT_FOUND,
-    ALIAS_NOT_FOUND, VERSION_NOT_FOUND; INVALID_ARGUMENT INVALID_NAME,
-    INVALID_STEPS, INVALID_PERCENT, INVALID_FIELD; FAILED_PRECONDITION
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    NOT_FOUND ROLLOUT_NOT_FOUND, ALIAS_NOT_FOUND, VERSION_NOT_FOUND;
+    INVALID_ARGUMENT INVALID_NAME, INVALID_STEPS, INVALID_PERCENT,
+    INVALID_FIELD, INVALID_PAGE_TOKEN; FAILED_PRECONDITION
     ROLLOUT_IN_PROGRESS (another rollout of the alias is running),
     ROLLOUT_NOT_ACTIVE (the rollout is paused, completed or rolled back),
     ROLLOUT_NOT_PAUSED, ROLLOUT_FINISHED, VERSION_NOT_READY,
@@ -210,9 +212,10 @@ class RolloutService:
     (FAILED_PRECONDITION, ROLLOUT_IN_PROGRESS); completing moves the alias to
     the candidate, rolling back leaves it on the stable version.
 
-    Errors (google.rpc.ErrorInfo reasons): NOT_FOUND ROLLOUT_NOT_FOUND,
-    ALIAS_NOT_FOUND, VERSION_NOT_FOUND; INVALID_ARGUMENT INVALID_NAME,
-    INVALID_STEPS, INVALID_PERCENT, INVALID_FIELD; FAILED_PRECONDITION
+    Errors (google.rpc.ErrorInfo reasons, each explained in ErrorReason):
+    NOT_FOUND ROLLOUT_NOT_FOUND, ALIAS_NOT_FOUND, VERSION_NOT_FOUND;
+    INVALID_ARGUMENT INVALID_NAME, INVALID_STEPS, INVALID_PERCENT,
+    INVALID_FIELD, INVALID_PAGE_TOKEN; FAILED_PRECONDITION
     ROLLOUT_IN_PROGRESS (another rollout of the alias is running),
     ROLLOUT_NOT_ACTIVE (the rollout is paused, completed or rolled back),
     ROLLOUT_NOT_PAUSED, ROLLOUT_FINISHED, VERSION_NOT_READY,

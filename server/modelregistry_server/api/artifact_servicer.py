@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc as apb_grpc
+from modelregistry.v1.error_reasons import ErrorReason
 
 from ..domain import errors
 from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
@@ -17,7 +18,7 @@ Ctx = Any  # grpc.aio.ServicerContext
 
 
 def _protocol_violation(message: str) -> errors.InvalidArgument:
-    return errors.InvalidArgument("PROTOCOL_VIOLATION", message, "kind")
+    return errors.InvalidArgument(ErrorReason.PROTOCOL_VIOLATION, message, "kind")
 
 
 def _finished(published: Published) -> apb.UploadResponse:

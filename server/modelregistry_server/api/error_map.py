@@ -1,7 +1,8 @@
 """The one table from domain errors to gRPC status codes.
 
 Every error carries a google.rpc.Status with exactly one ErrorInfo
-(domain `modelregistry.v1`, a stable reason, string metadata).
+(domain `modelregistry.v1`, a stable reason, string metadata), all three
+as error_reason.proto defines them.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from modelregistry.v1.error_reasons import ERROR_DOMAIN, ErrorMetadataKey, ErrorReason
 
 from ..domain.errors import DomainError, ErrorKind
 
-ERROR_DOMAIN = "modelregistry.v1"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 CODES: dict[ErrorKind, grpc.StatusCode] = {
@@ -31,10 +32,13 @@ CODES: dict[ErrorKind, grpc.StatusCode] = {
 
 
 def rich_status(
-    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]
+    code: grpc.StatusCode, message: str, reason: ErrorReason, metadata: dict[str, str]
 ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
-    """(code, message, trailing metadata carrying the google.rpc.Status)."""
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata)
+    """(code, message, trailing metadata carrying the google.rpc.Status).
+
+    The reason travels as the proto enum value's name (AIP-193), never its number.
+    """
+    info = error_details_pb2.ErrorInfo(reason=reason.name, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[detail])
@@ -45,7 +49,7 @@ def from_domain(
     error: DomainError, request_id: str
 ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     metadata = dict(error.metadata)
-    metadata["request_id"] = request_id
+    metadata[ErrorMetadataKey.REQUEST_ID] = request_id
     return rich_status(CODES[error.kind], error.message, error.reason, metadata)
 
 
@@ -53,6 +57,6 @@ def internal(request_id: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, by
     return rich_status(
         grpc.StatusCode.INTERNAL,
         f"internal error; quote request id {request_id} to the operators",
-        "INTERNAL",
-        {"request_id": request_id},
+        ErrorReason.INTERNAL,
+        {ErrorMetadataKey.REQUEST_ID: request_id},
     )

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from modelregistry.v1.error_reasons import ErrorReason
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
@@ -80,7 +81,7 @@ class _Call:
                 extra={"request_id": rid, "method": self.ctx.method},
             )
             code, message, trailers = error_map.internal(rid)
-            self.reason = "INTERNAL"
+            self.reason = ErrorReason.INTERNAL
         self.code = code
         await self.context.abort(code, message, (*trailers, (REQUEST_ID_KEY, rid)))
 
@@ -119,7 +120,8 @@ Ready = Callable[[], bool]
 def _check_ready(ready: Ready) -> None:
     if not ready():
         raise Unavailable(
-            "NOT_READY", "the server is starting (waiting for its database); retry shortly"
+            ErrorReason.NOT_READY,
+            "the server is starting (waiting for its database); retry shortly",
         )
 
 

@@ -26,6 +26,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from ..domain.digests import check_digest as check_digest
 from ..domain.errors import Aborted, InvalidArgument, OutOfRange, offset_out_of_range
 
@@ -162,7 +164,7 @@ class BlobStore(Protocol):
 def check_upload_id(upload_id: str) -> str:
     if not _UPLOAD_ID.fullmatch(upload_id):
         raise InvalidArgument(
-            "INVALID_UPLOAD_ID",
+            ErrorReason.INVALID_UPLOAD_ID,
             "an upload id is 1-128 characters of A-Z a-z 0-9 . _ - and starts with a letter"
             " or digit",
             "upload_id",
@@ -173,19 +175,27 @@ def check_upload_id(upload_id: str) -> str:
 def upload_busy(upload_id: str) -> Aborted:
     """Another stream (in this process or, for a local store, another one) holds it."""
     return Aborted(
-        "UPLOAD_BUSY", f"upload {upload_id} is in use by another stream", {"upload_id": upload_id}
+        ErrorReason.UPLOAD_BUSY,
+        f"upload {upload_id} is in use by another stream",
+        {ErrorMetadataKey.UPLOAD_ID: upload_id},
     )
 
 
 def check_range(offset: int, length: int | None, chunk_size: int) -> None:
     """Reject what no blob could satisfy, before touching storage."""
     if offset < 0:
-        raise OutOfRange("OFFSET_OUT_OF_RANGE", "offset must not be negative", {"offset": "<0"})
+        raise OutOfRange(
+            ErrorReason.OFFSET_OUT_OF_RANGE,
+            "offset must not be negative",
+            {ErrorMetadataKey.OFFSET: "<0"},
+        )
     if length is not None and length < 0:
-        raise InvalidArgument("INVALID_LENGTH", "length must not be negative", "length")
+        raise InvalidArgument(ErrorReason.INVALID_LENGTH, "length must not be negative", "length")
     if not 0 < chunk_size <= MAX_READ_CHUNK:
         raise InvalidArgument(
-            "INVALID_CHUNK_SIZE", f"chunk size must be 1..{MAX_READ_CHUNK} bytes", "chunk_size"
+            ErrorReason.INVALID_CHUNK_SIZE,
+            f"chunk size must be 1..{MAX_READ_CHUNK} bytes",
+            "chunk_size",
         )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 
 _ETAG = re.compile(r"([0-9a-f]{1,16})-([0-9a-f]{1,16})")
@@ -29,5 +31,7 @@ def parse_etag(value: str, field: str = "etag") -> Etag | None:
         return None
     m = _ETAG.fullmatch(value)
     if not m:
-        raise InvalidArgument("INVALID_ETAG", f"{field}: not an etag issued by this server", field)
+        raise InvalidArgument(
+            ErrorReason.INVALID_ETAG, f"{field}: not an etag issued by this server", field
+        )
     return Etag(int(m.group(1), 16), int(m.group(2), 16))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 from .resources import VersionState
 from .validation import LABEL_KEY
@@ -60,7 +62,7 @@ class Filter:
 
 
 def _error(message: str) -> InvalidArgument:
-    return InvalidArgument("INVALID_FILTER", f"filter: {message}", "filter")
+    return InvalidArgument(ErrorReason.INVALID_FILTER, f"filter: {message}", "filter")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .digests import check_digest
 from .errors import InvalidArgument
 
@@ -51,7 +53,7 @@ class Manifest:
 
 
 def _invalid(message: str) -> InvalidArgument:
-    return InvalidArgument("INVALID_MANIFEST", f"manifest: {message}", "manifest")
+    return InvalidArgument(ErrorReason.INVALID_MANIFEST, f"manifest: {message}", "manifest")
 
 
 def check_path(path: Any) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 
 ID_PATTERN = r"[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -70,7 +72,9 @@ class RolloutName:
 def _bad(kind: str, value: str, field: str, example: str) -> InvalidArgument:
     shown = value if len(value) <= 80 else value[:77] + "..."
     return InvalidArgument(
-        "INVALID_NAME", f"{field}: {shown!r} is not a valid {kind} name (expected {example})", field
+        ErrorReason.INVALID_NAME,
+        f"{field}: {shown!r} is not a valid {kind} name (expected {example})",
+        field,
     )
 
 
@@ -78,7 +82,7 @@ def validate_id(value: str, field: str) -> str:
     if not _ID.fullmatch(value):
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise InvalidArgument(
-            "INVALID_NAME",
+            ErrorReason.INVALID_NAME,
             f"{field}: {shown!r} must be 1-63 lowercase letters, digits or hyphens, "
             "start with a letter and not end with a hyphen",
             field,

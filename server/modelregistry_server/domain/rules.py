@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from .errors import FailedPrecondition
 from .resources import VersionState
 
@@ -19,9 +21,13 @@ def check_state_transition(name: str, current: VersionState, new: VersionState) 
     if current == new or (current, new) in _ALLOWED:
         return
     raise FailedPrecondition(
-        "INVALID_STATE_TRANSITION",
+        ErrorReason.INVALID_STATE_TRANSITION,
         f"{name}: cannot change state from {current.value} to {new.value}",
-        {"resource": name, "from": current.value, "to": new.value},
+        {
+            ErrorMetadataKey.RESOURCE: name,
+            ErrorMetadataKey.FROM: current.value,
+            ErrorMetadataKey.TO: new.value,
+        },
     )
 
 
@@ -32,16 +38,16 @@ def initial_state(source_uri: str) -> VersionState:
 
 def version_not_ready(name: str, state: VersionState) -> FailedPrecondition:
     return FailedPrecondition(
-        "VERSION_NOT_READY",
+        ErrorReason.VERSION_NOT_READY,
         f"{name} is {state.value}; only READY versions can be the target of an alias",
-        {"resource": name, "state": state.value},
+        {ErrorMetadataKey.RESOURCE: name, ErrorMetadataKey.STATE: state.value},
     )
 
 
 def version_has_aliases(name: str, aliases: list[str]) -> FailedPrecondition:
     shown = ", ".join(sorted(aliases)[:5])
     return FailedPrecondition(
-        "VERSION_HAS_ALIASES",
+        ErrorReason.VERSION_HAS_ALIASES,
         f"{name} is the target of aliases ({shown}); move them first or use force",
-        {"resource": name},
+        {ErrorMetadataKey.RESOURCE: name},
     )

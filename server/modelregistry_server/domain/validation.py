@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 
 MAX_LABELS = 64
@@ -28,18 +30,20 @@ def _shown(value: str) -> str:
 def check_labels(labels: Mapping[str, str], field: str) -> dict[str, str]:
     if len(labels) > MAX_LABELS:
         raise InvalidArgument(
-            "INVALID_LABELS", f"{field}: at most {MAX_LABELS} labels, got {len(labels)}", field
+            ErrorReason.INVALID_LABELS,
+            f"{field}: at most {MAX_LABELS} labels, got {len(labels)}",
+            field,
         )
     for key, value in labels.items():
         if not LABEL_KEY.fullmatch(key):
             raise InvalidArgument(
-                "INVALID_LABELS",
+                ErrorReason.INVALID_LABELS,
                 f"{field}: key {_shown(key)} must match [a-z][a-z0-9_.-]{{0,62}}",
                 field,
             )
         if not LABEL_VALUE.fullmatch(value):
             raise InvalidArgument(
-                "INVALID_LABELS",
+                ErrorReason.INVALID_LABELS,
                 f"{field}: value of {key!r} must be at most 63 characters of [A-Za-z0-9_.-]",
                 field,
             )
@@ -50,14 +54,14 @@ def _no_controls(value: str, field: str, allow_newlines: bool) -> None:
     for ch in value:
         if ord(ch) < 32 and not (allow_newlines and ch in "\n\r\t"):
             raise InvalidArgument(
-                "INVALID_FIELD", f"{field}: control characters not allowed", field
+                ErrorReason.INVALID_FIELD, f"{field}: control characters not allowed", field
             )
 
 
 def check_display_name(value: str, field: str) -> str:
     if len(value) > MAX_DISPLAY_NAME:
         raise InvalidArgument(
-            "INVALID_FIELD", f"{field}: at most {MAX_DISPLAY_NAME} characters", field
+            ErrorReason.INVALID_FIELD, f"{field}: at most {MAX_DISPLAY_NAME} characters", field
         )
     _no_controls(value, field, allow_newlines=False)
     return value
@@ -66,7 +70,9 @@ def check_display_name(value: str, field: str) -> str:
 def check_description(value: str, field: str) -> str:
     if len(value.encode()) > MAX_DESCRIPTION_BYTES:
         raise InvalidArgument(
-            "INVALID_FIELD", f"{field}: at most {MAX_DESCRIPTION_BYTES} bytes of UTF-8", field
+            ErrorReason.INVALID_FIELD,
+            f"{field}: at most {MAX_DESCRIPTION_BYTES} bytes of UTF-8",
+            field,
         )
     _no_controls(value, field, allow_newlines=True)
     return value
@@ -75,7 +81,7 @@ def check_description(value: str, field: str) -> str:
 def check_source_uri(value: str, field: str) -> str:
     if len(value) > MAX_SOURCE_URI:
         raise InvalidArgument(
-            "INVALID_FIELD", f"{field}: at most {MAX_SOURCE_URI} characters", field
+            ErrorReason.INVALID_FIELD, f"{field}: at most {MAX_SOURCE_URI} characters", field
         )
     _no_controls(value, field, allow_newlines=False)
     return value
@@ -85,7 +91,7 @@ def check_metadata(value: Mapping[str, Any], field: str) -> dict[str, Any]:
     size = len(json.dumps(value, separators=(",", ":")).encode())
     if size > MAX_METADATA_BYTES:
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"{field}: at most {MAX_METADATA_BYTES} bytes once serialized, got {size}",
             field,
         )

@@ -22,6 +22,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from ..domain import errors
 from ..domain.events import Event
 from ..store.base import EventLog
@@ -33,17 +35,17 @@ MAX_RETRY_S = 2.0
 
 def too_slow(resume: int) -> errors.ResourceExhausted:
     return errors.ResourceExhausted(
-        "WATCH_TOO_SLOW",
+        ErrorReason.WATCH_TOO_SLOW,
         f"the watcher fell too far behind; resume from revision {resume}",
-        {"resume_revision": str(resume)},
+        {ErrorMetadataKey.RESUME_REVISION: str(resume)},
     )
 
 
 def shutting_down(resume: int) -> errors.Unavailable:
     return errors.Unavailable(
-        "SHUTTING_DOWN",
+        ErrorReason.SHUTTING_DOWN,
         f"the server is shutting down; resume from revision {resume} on another",
-        {"resume_revision": str(resume)},
+        {ErrorMetadataKey.RESUME_REVISION: str(resume)},
     )
 
 

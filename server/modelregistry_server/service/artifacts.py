@@ -19,6 +19,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import google_crc32c
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
 from ..domain import errors
@@ -111,13 +112,13 @@ class Artifacts:
             return await self._resume(check_upload_id(upload_id), size, digest)
         if not 0 <= size <= MAX_BLOB_BYTES:
             raise errors.InvalidArgument(
-                "INVALID_SIZE", f"size_bytes must be 0 to {MAX_BLOB_BYTES}", "size_bytes"
+                ErrorReason.INVALID_SIZE, f"size_bytes must be 0 to {MAX_BLOB_BYTES}", "size_bytes"
             )
         if digest:
             check_digest(digest, "digest")
         if len(media_type) > MAX_MEDIA_TYPE:
             raise errors.InvalidArgument(
-                "INVALID_FIELD", "media_type: at most 128 characters", "media_type"
+                ErrorReason.INVALID_FIELD, "media_type: at most 128 characters", "media_type"
             )
         target = None
         if version:
@@ -125,13 +126,13 @@ class Artifacts:
             media_type = media_type or MEDIA_TYPE
             if media_type != MEDIA_TYPE:
                 raise errors.InvalidArgument(
-                    "INVALID_FIELD",
+                    ErrorReason.INVALID_FIELD,
                     f"media_type: a version's artifact is a manifest ({MEDIA_TYPE})",
                     "media_type",
                 )
             if size > MAX_MANIFEST_BYTES:
                 raise errors.InvalidArgument(
-                    "INVALID_SIZE",
+                    ErrorReason.INVALID_SIZE,
                     f"a manifest is at most {MAX_MANIFEST_BYTES} bytes",
                     "size_bytes",
                 )
@@ -151,19 +152,21 @@ class Artifacts:
         record = await self._uploads.get_upload(upload_id)
         if size and size != record.size_bytes:
             raise errors.InvalidArgument(
-                "SIZE_MISMATCH",
+                ErrorReason.SIZE_MISMATCH,
                 f"size_bytes {size} differs from the upload's {record.size_bytes}",
                 "size_bytes",
             )
         if digest and record.digest and digest != record.digest:
             raise errors.InvalidArgument(
-                "DIGEST_MISMATCH", "digest differs from the one the upload began with", "digest"
+                ErrorReason.DIGEST_MISMATCH,
+                "digest differs from the one the upload began with",
+                "digest",
             )
         if upload_id in self._active:
             raise errors.Aborted(
-                "UPLOAD_IN_PROGRESS",
+                ErrorReason.UPLOAD_IN_PROGRESS,
                 "another stream is writing this upload; retry when it has ended",
-                {"upload_id": upload_id},
+                {ErrorMetadataKey.UPLOAD_ID: upload_id},
             )
         self._active.add(upload_id)
         try:
@@ -179,15 +182,17 @@ class Artifacts:
         """Stage one chunk; return the committed offset when it advanced."""
         if offset != session.received:
             raise _chunk_error(
-                "UNEXPECTED_OFFSET", f"chunk offset {offset}, expected {session.received}", session
+                ErrorReason.UNEXPECTED_OFFSET,
+                f"chunk offset {offset}, expected {session.received}",
+                session,
             )
         if not 0 < len(data) <= MAX_CHUNK_BYTES:
             raise _chunk_error(
-                "INVALID_CHUNK", f"a chunk carries 1 to {MAX_CHUNK_BYTES} bytes", session
+                ErrorReason.INVALID_CHUNK, f"a chunk carries 1 to {MAX_CHUNK_BYTES} bytes", session
             )
         if session.received + len(data) > session.record.size_bytes:
             raise _chunk_error(
-                "SIZE_MISMATCH",
+                ErrorReason.SIZE_MISMATCH,
                 f"chunk ends at {session.received + len(data)}, "
                 f"past the declared size {session.record.size_bytes}",
                 session,
@@ -196,7 +201,9 @@ class Artifacts:
             # Make what came before durable so the client resumes right here.
             await self._flush(session)
             raise _chunk_error(
-                "CHECKSUM_MISMATCH", f"CRC32C mismatch in the chunk at offset {offset}", session
+                ErrorReason.CHECKSUM_MISMATCH,
+                f"CRC32C mismatch in the chunk at offset {offset}",
+                session,
             )
         await session.upload.write(data)
         due = session.received - session.committed >= self._settings.flush_bytes
@@ -222,13 +229,13 @@ class Artifacts:
             check_digest(digest, "finish.digest")
             if record.digest and digest != record.digest:
                 raise errors.InvalidArgument(
-                    "DIGEST_MISMATCH", "finish.digest differs from start.digest", "digest"
+                    ErrorReason.DIGEST_MISMATCH, "finish.digest differs from start.digest", "digest"
                 )
         expected = digest or record.digest
         if session.received != record.size_bytes:
             await self._flush(session)
             raise _chunk_error(
-                "SIZE_MISMATCH",
+                ErrorReason.SIZE_MISMATCH,
                 f"finish after {session.received} of {record.size_bytes} bytes",
                 session,
             )
@@ -266,9 +273,12 @@ class Artifacts:
             stored = await self._blobs.stat(entry.digest)
             if stored is None or stored.size != entry.size_bytes:
                 raise errors.FailedPrecondition(
-                    "MANIFEST_BLOB_MISSING",
+                    ErrorReason.MANIFEST_BLOB_MISSING,
                     f"manifest lists {entry.path!r} ({entry.digest}), which is not uploaded",
-                    {"path": entry.path[:256], "digest": entry.digest},
+                    {
+                        ErrorMetadataKey.PATH: entry.path[:256],
+                        ErrorMetadataKey.DIGEST: entry.digest,
+                    },
                 )
 
     async def release(self, session: UploadSession) -> None:
@@ -288,7 +298,9 @@ class Artifacts:
         check_upload_id(upload_id)
         if upload_id in self._active:
             raise errors.Aborted(
-                "UPLOAD_IN_PROGRESS", "a stream is writing this upload", {"upload_id": upload_id}
+                ErrorReason.UPLOAD_IN_PROGRESS,
+                "a stream is writing this upload",
+                {ErrorMetadataKey.UPLOAD_ID: upload_id},
             )
         await self._uploads.get_upload(upload_id)
         await self._drop(upload_id)
@@ -332,12 +344,16 @@ class Artifacts:
         self, digest: str, version: str, alias: str, offset: int, length: int, chunk_bytes: int
     ) -> Download:
         if offset < 0:
-            raise errors.OutOfRange("OFFSET_OUT_OF_RANGE", "offset must not be negative")
+            raise errors.OutOfRange(ErrorReason.OFFSET_OUT_OF_RANGE, "offset must not be negative")
         if length < 0:
-            raise errors.InvalidArgument("INVALID_LENGTH", "length must not be negative", "length")
+            raise errors.InvalidArgument(
+                ErrorReason.INVALID_LENGTH, "length must not be negative", "length"
+            )
         if not 0 <= chunk_bytes <= MAX_CHUNK_BYTES:
             raise errors.InvalidArgument(
-                "INVALID_CHUNK", f"chunk_bytes must be 0 to {MAX_CHUNK_BYTES}", "chunk_bytes"
+                ErrorReason.INVALID_CHUNK,
+                f"chunk_bytes must be 0 to {MAX_CHUNK_BYTES}",
+                "chunk_bytes",
             )
         resolved: VersionName | None = None
         media_type = ""
@@ -351,7 +367,7 @@ class Artifacts:
             digest, media_type = mv.artifact.digest, mv.artifact.media_type
         blob = await self._blobs.stat(digest)
         if blob is None:
-            raise errors.NotFound("BLOB_NOT_FOUND", f"blob {digest} not found", {"digest": digest})
+            raise errors.blob_not_found(digest)
         if offset > blob.size:
             raise errors.offset_out_of_range(offset, blob.size)
         reader = self._blobs.open_reader(
@@ -362,7 +378,7 @@ class Artifacts:
     async def stat(self, digest: str) -> BlobInfo:
         blob = await self._blobs.stat(check_digest(digest, "digest"))
         if blob is None:
-            raise errors.NotFound("BLOB_NOT_FOUND", f"blob {digest} not found", {"digest": digest})
+            raise errors.blob_not_found(digest)
         return blob
 
     async def _target_version(self, version: str, alias: str) -> ModelVersion:
@@ -372,7 +388,7 @@ class Artifacts:
             resolution = await self._registry.resolve_alias(parse_alias_name(alias, "alias"))
             return resolution.version
         raise errors.InvalidArgument(
-            "INVALID_FIELD", "set one of digest, version or alias", "target"
+            ErrorReason.INVALID_FIELD, "set one of digest, version or alias", "target"
         )
 
 
@@ -392,20 +408,22 @@ def _artifact(blob: BlobInfo, record: UploadRecord) -> Artifact:
 def _no_artifact(mv: ModelVersion) -> errors.FailedPrecondition:
     if mv.state == VersionState.PENDING_UPLOAD:
         return errors.FailedPrecondition(
-            "VERSION_NOT_READY",
+            ErrorReason.VERSION_NOT_READY,
             f"{mv.name} has no artifact yet (PENDING_UPLOAD)",
-            {"resource": str(mv.name)},
+            {ErrorMetadataKey.RESOURCE: str(mv.name)},
         )
     return errors.FailedPrecondition(
-        "NO_STORED_ARTIFACT",
+        ErrorReason.NO_STORED_ARTIFACT,
         f"{mv.name} points at an external source ({mv.source_uri[:200]}), not a stored artifact",
-        {"resource": str(mv.name)},
+        {ErrorMetadataKey.RESOURCE: str(mv.name)},
     )
 
 
-def _chunk_error(reason: str, message: str, session: UploadSession) -> errors.InvalidArgument:
+def _chunk_error(
+    reason: ErrorReason, message: str, session: UploadSession
+) -> errors.InvalidArgument:
     err = errors.InvalidArgument(reason, message, "chunk")
-    err.metadata["expected_offset"] = str(session.received)
-    err.metadata["committed_offset"] = str(session.committed)
-    err.metadata["upload_id"] = session.record.upload_id
+    err.metadata[ErrorMetadataKey.EXPECTED_OFFSET] = str(session.received)
+    err.metadata[ErrorMetadataKey.COMMITTED_OFFSET] = str(session.committed)
+    err.metadata[ErrorMetadataKey.UPLOAD_ID] = session.record.upload_id
     return err

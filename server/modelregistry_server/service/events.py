@@ -10,6 +10,8 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..domain.errors import InvalidArgument
 from ..domain.events import Event, EventType
 from ..domain.names import ID_PATTERN, parse_model_name
@@ -30,19 +32,19 @@ def parse_event_filter(model: str, resource: str, types: Iterable[str], prefix: 
         parse_model_name(model, f"{prefix}.model")
     if resource and (len(resource) > _MAX_RESOURCE or not _RESOURCE.fullmatch(resource)):
         raise InvalidArgument(
-            "INVALID_NAME",
+            ErrorReason.INVALID_NAME,
             f"{prefix}.resource must be a resource name such as models/fraud/aliases/production",
             f"{prefix}.resource",
         )
     wanted = frozenset(types)
     if len(wanted) > _MAX_TYPES:
         raise InvalidArgument(
-            "INVALID_FIELD", f"at most {_MAX_TYPES} event types", f"{prefix}.types"
+            ErrorReason.INVALID_FIELD, f"at most {_MAX_TYPES} event types", f"{prefix}.types"
         )
     unknown = sorted(wanted - _EVENT_TYPES)
     if unknown:
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"unknown event type {unknown[0][:40]!r}; known: {', '.join(sorted(_EVENT_TYPES))}",
             f"{prefix}.types",
         )
@@ -52,7 +54,7 @@ def parse_event_filter(model: str, resource: str, types: Iterable[str], prefix: 
 def _check_revision(revision: int) -> int:
     if revision < 0:
         raise InvalidArgument(
-            "INVALID_FIELD", "start_revision must not be negative", "start_revision"
+            ErrorReason.INVALID_FIELD, "start_revision must not be negative", "start_revision"
         )
     return revision
 
@@ -84,7 +86,9 @@ class Events:
         from `revision + 1` misses nothing."""
         _check_revision(start_revision)
         if start_time_us and end_time_us and end_time_us <= start_time_us:
-            raise InvalidArgument("INVALID_FIELD", "end_time must be after start_time", "end_time")
+            raise InvalidArgument(
+                ErrorReason.INVALID_FIELD, "end_time must be after start_time", "end_time"
+            )
         limit = coerce_page_size(page_size)
         scope = "|".join(
             [
@@ -99,7 +103,9 @@ class Events:
         )
         cursor = self._tokens.decode(scope, page_token)
         if cursor is not None and not isinstance(cursor, int):
-            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+            raise InvalidArgument(
+                ErrorReason.INVALID_PAGE_TOKEN, "page_token is malformed", "page_token"
+            )
         head, oldest_kept = await self._log.head()
         if cursor is not None:
             after = cursor

@@ -14,6 +14,8 @@ import hmac
 import json
 import secrets
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..domain.errors import InvalidArgument, Unavailable
 
 DEFAULT_PAGE_SIZE = 50
@@ -27,7 +29,9 @@ def new_secret() -> bytes:
 
 def coerce_page_size(page_size: int) -> int:
     if page_size < 0:
-        raise InvalidArgument("INVALID_PAGE_SIZE", "page_size must not be negative", "page_size")
+        raise InvalidArgument(
+            ErrorReason.INVALID_PAGE_SIZE, "page_size must not be negative", "page_size"
+        )
     if page_size == 0:
         return DEFAULT_PAGE_SIZE
     return min(page_size, MAX_PAGE_SIZE)
@@ -51,7 +55,7 @@ class PageTokens:
 
     def _mac(self, scope: str, payload: bytes) -> bytes:
         if self._secret is None:
-            raise Unavailable("NOT_READY", "the server is starting; retry shortly")
+            raise Unavailable(ErrorReason.NOT_READY, "the server is starting; retry shortly")
         msg = scope.encode() + b"\x00" + payload
         return hmac.new(self._secret, msg, hashlib.sha256).digest()[:_MAC_BYTES]
 
@@ -64,7 +68,7 @@ class PageTokens:
         if not token:
             return None
         invalid = InvalidArgument(
-            "INVALID_PAGE_TOKEN",
+            ErrorReason.INVALID_PAGE_TOKEN,
             "page_token was not issued for this request (same method, parent and filter)",
             "page_token",
         )

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar, cast
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from ..domain import validation as check
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.etags import Etag, parse_etag
@@ -74,7 +76,9 @@ def _cursor_str(cursor: str | int | None) -> str | None:
     if cursor is None:
         return None
     if not isinstance(cursor, str):
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+        raise InvalidArgument(
+            ErrorReason.INVALID_PAGE_TOKEN, "page_token is malformed", "page_token"
+        )
     return cursor
 
 
@@ -82,7 +86,9 @@ def _cursor_int(cursor: str | int | None) -> int | None:
     if cursor is None:
         return None
     if not isinstance(cursor, int):
-        raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+        raise InvalidArgument(
+            ErrorReason.INVALID_PAGE_TOKEN, "page_token is malformed", "page_token"
+        )
     return cursor
 
 
@@ -184,7 +190,7 @@ class Registry:
         paths = resolve_mask(mask, VERSION_PATHS, populated, VERSION_PATHS - {"state"})
         if "state" in paths and fields.state not in (VersionState.READY, VersionState.ARCHIVED):
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 "model_version.state: only READY or ARCHIVED can be set",
                 "model_version.state",
             )
@@ -201,7 +207,7 @@ class Registry:
     async def set_alias(self, name: AliasName, version: VersionName, etag: str) -> Alias:
         if version.model != name.model:
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 f"alias.version: {version} belongs to another model than {name}",
                 "alias.version",
             )
@@ -229,17 +235,23 @@ class Registry:
         self, parent: ModelName, moves: list[tuple[AliasName, VersionName, str]]
     ) -> list[Alias]:
         if not 0 < len(moves) <= MAX_BATCH:
-            raise InvalidArgument("INVALID_FIELD", f"requests: 1 to {MAX_BATCH} moves", "requests")
+            raise InvalidArgument(
+                ErrorReason.INVALID_FIELD, f"requests: 1 to {MAX_BATCH} moves", "requests"
+            )
         seen: set[AliasName] = set()
         checked: list[tuple[AliasName, int, Etag | None]] = []
         for i, (alias, version, etag) in enumerate(moves):
             field = f"requests[{i}]"
             if alias.parent != parent or version.parent != parent:
                 raise InvalidArgument(
-                    "INVALID_FIELD", f"{field}: every alias and version must be in {parent}", field
+                    ErrorReason.INVALID_FIELD,
+                    f"{field}: every alias and version must be in {parent}",
+                    field,
                 )
             if alias in seen:
-                raise InvalidArgument("INVALID_FIELD", f"{field}: {alias} appears twice", field)
+                raise InvalidArgument(
+                    ErrorReason.INVALID_FIELD, f"{field}: {alias} appears twice", field
+                )
             seen.add(alias)
             checked.append((alias, version.version, parse_etag(etag, f"{field}.etag")))
         return await self._store.batch_set_aliases(parent, checked)
@@ -249,7 +261,7 @@ class Registry:
     ) -> ModelVersion:
         if len(comment) > MAX_COMMENT:
             raise InvalidArgument(
-                "INVALID_FIELD", f"comment: at most {MAX_COMMENT} characters", "comment"
+                ErrorReason.INVALID_FIELD, f"comment: at most {MAX_COMMENT} characters", "comment"
             )
         check.check_description(comment, "comment")
         return await self._store.review_version(name, approve, comment, parse_etag(etag))
@@ -260,13 +272,13 @@ class Registry:
                 str(name.parent), ("resolve", str(name)), lambda: self._store.resolve_alias(name)
             )
         if self._history is None:
-            raise FailedPrecondition("NO_HISTORY", "this server keeps no event history")
+            raise FailedPrecondition(ErrorReason.NO_HISTORY, "this server keeps no event history")
         event = await self._history.last_event_before(str(name), read_time_us)
         if event is None or event.type != EventType.ALIAS_SET.value:
             raise NotFound(
-                "ALIAS_NOT_FOUND",
+                ErrorReason.ALIAS_NOT_FOUND,
                 f"alias {name} did not exist at the requested time",
-                {"resource": str(name)},
+                {ErrorMetadataKey.RESOURCE: str(name)},
             )
         recorded = json.loads(event.after_json)
         version = await self._store.get_version(parse_version_name(recorded["version"]))

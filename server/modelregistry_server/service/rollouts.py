@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..domain.errors import InvalidArgument
 from ..domain.etags import parse_etag
 from ..domain.names import AliasName, ModelName, RolloutName, VersionName
@@ -23,7 +25,7 @@ class Rollouts:
     ) -> Rollout:
         if candidate.parent != alias.parent:
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 f"candidate_version: {candidate} belongs to another model than {alias}",
                 "candidate_version",
             )
@@ -41,7 +43,9 @@ class Rollouts:
         scope = f"ListRollouts|{parent}|{active_only}"
         cursor = self._tokens.decode(scope, page_token)
         if cursor is not None and not isinstance(cursor, int):
-            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+            raise InvalidArgument(
+                ErrorReason.INVALID_PAGE_TOKEN, "page_token is malformed", "page_token"
+            )
         page, last_id = await self._store.list_rollouts(parent, active_only, cursor, limit)
         token = self._tokens.encode(scope, last_id) if last_id is not None else ""
         return page.items, token

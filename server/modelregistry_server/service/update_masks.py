@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..domain.errors import InvalidArgument
 
 
@@ -23,7 +25,7 @@ def resolve_mask(
         chosen = frozenset(p for p in allowed if populated.get(p))
         if not chosen:
             raise InvalidArgument(
-                "INVALID_UPDATE_MASK", "nothing to update: set update_mask", "update_mask"
+                ErrorReason.INVALID_UPDATE_MASK, "nothing to update: set update_mask", "update_mask"
             )
         return chosen
     if given == ["*"]:
@@ -31,7 +33,7 @@ def resolve_mask(
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise InvalidArgument(
-            "INVALID_UPDATE_MASK",
+            ErrorReason.INVALID_UPDATE_MASK,
             f"update_mask: cannot update {', '.join(unknown)} "
             f"(updatable: {', '.join(sorted(allowed))})",
             "update_mask",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
@@ -67,10 +68,10 @@ async def ready_target(
         target.approval_state != ApprovalState.APPROVED.value
     ):
         raise errors.FailedPrecondition(
-            "VERSION_NOT_APPROVED",
+            ErrorReason.VERSION_NOT_APPROVED,
             f"alias {alias!r} is protected: {version_name} must be APPROVED "
             f"(it is {target.approval_state})",
-            {"resource": str(version_name), "alias": alias},
+            {ErrorMetadataKey.RESOURCE: str(version_name), ErrorMetadataKey.ALIAS: alias},
         )
     return target
 
@@ -89,11 +90,11 @@ async def write_alias(
     target = await ready_target(conn, model, name.alias, version_name)
     if not via_rollout and target.running_rollout is not None:
         raise errors.FailedPrecondition(
-            "ROLLOUT_IN_PROGRESS",
+            ErrorReason.ROLLOUT_IN_PROGRESS,
             f"{name} is being rolled out by "
             f"{RolloutName(name.model, target.running_rollout)}; "
             "advance, complete or roll it back instead",
-            {"resource": str(name)},
+            {ErrorMetadataKey.RESOURCE: str(name)},
         )
     now = now_us()
     before = None
@@ -189,9 +190,9 @@ async def delete_alias(conn: AsyncConnection, name: AliasName, etag: Etag | None
     rollout = await running_rollout(conn, owner, name.alias)
     if rollout is not None:
         raise errors.FailedPrecondition(
-            "ROLLOUT_IN_PROGRESS",
+            ErrorReason.ROLLOUT_IN_PROGRESS,
             f"{name} is being rolled out by {RolloutName(name.model, rollout)}",
-            {"resource": str(name)},
+            {ErrorMetadataKey.RESOURCE: str(name)},
         )
     stmt = delete(aliases).where(A.model_id == owner, A.name == name.alias)
     if etag is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import and_, delete, func, insert, select, text, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -134,9 +135,9 @@ def to_event(row: Row[Any]) -> Event:
 
 def compacted(oldest: int) -> errors.OutOfRange:
     return errors.OutOfRange(
-        "REVISION_COMPACTED",
+        ErrorReason.REVISION_COMPACTED,
         f"events before revision {oldest} have been compacted; re-list and resume from there",
-        {"oldest_revision": str(oldest)},
+        {ErrorMetadataKey.OLDEST_REVISION: str(oldest)},
     )
 
 

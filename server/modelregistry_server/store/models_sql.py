@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,7 +57,9 @@ async def create_model(conn: AsyncConnection, name: ModelName, fields: ModelFiel
         model = to_model((await conn.execute(stmt)).one())
     except IntegrityError:
         raise errors.AlreadyExists(
-            "MODEL_ALREADY_EXISTS", f"{name} already exists", {"resource": str(name)}
+            ErrorReason.MODEL_ALREADY_EXISTS,
+            f"{name} already exists",
+            {ErrorMetadataKey.RESOURCE: str(name)},
         ) from None
     await append_event(conn, EventType.MODEL_CREATED, name, str(name), None, model)
     return model
@@ -114,9 +117,9 @@ async def delete_model(
         has = (await conn.execute(select(exists().where(V.model_id == row.id)))).scalar_one()
         if has:
             raise errors.FailedPrecondition(
-                "MODEL_HAS_VERSIONS",
+                ErrorReason.MODEL_HAS_VERSIONS,
                 f"{name} still has versions; delete them first or use force",
-                {"resource": str(name)},
+                {ErrorMetadataKey.RESOURCE: str(name)},
             )
     gone_aliases = (
         await conn.execute(delete(aliases).where(A.model_id == row.id).returning(aliases))

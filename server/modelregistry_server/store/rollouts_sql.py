@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -36,7 +37,9 @@ Candidate = aliased(model_versions, name="candidate")
 
 def rollout_not_found(name: RolloutName) -> errors.NotFound:
     return errors.NotFound(
-        "ROLLOUT_NOT_FOUND", f"rollout {name} not found", {"resource": str(name)}
+        ErrorReason.ROLLOUT_NOT_FOUND,
+        f"rollout {name} not found",
+        {ErrorMetadataKey.RESOURCE: str(name)},
     )
 
 
@@ -83,16 +86,16 @@ async def start_rollout(
         raise errors.EtagMismatch(str(alias))
     if current.version == candidate.version:
         raise errors.FailedPrecondition(
-            "SAME_VERSION",
+            ErrorReason.SAME_VERSION,
             f"{alias} already points at {candidate}",
-            {"resource": str(alias)},
+            {ErrorMetadataKey.RESOURCE: str(alias)},
         )
     running = await running_rollout(conn, model.id, alias.alias)
     if running is not None:
         raise errors.FailedPrecondition(
-            "ROLLOUT_IN_PROGRESS",
+            ErrorReason.ROLLOUT_IN_PROGRESS,
             f"{alias} is already being rolled out by {RolloutName(alias.model, running)}",
-            {"resource": str(alias)},
+            {ErrorMetadataKey.RESOURCE: str(alias)},
         )
     target = await ready_target(conn, model, alias.alias, candidate)
     now = now_us()
@@ -119,9 +122,9 @@ async def start_rollout(
         ).one()
     except IntegrityError:  # a concurrent start won the partial unique index
         raise errors.FailedPrecondition(
-            "ROLLOUT_IN_PROGRESS",
+            ErrorReason.ROLLOUT_IN_PROGRESS,
             f"{alias} is already being rolled out",
-            {"resource": str(alias)},
+            {ErrorMetadataKey.RESOURCE: str(alias)},
         ) from None
     rollout = to_rollout(row, alias.model, current.version, candidate.version)
     await append_event(

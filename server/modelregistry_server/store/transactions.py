@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorReason
 from opentelemetry import trace
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -125,13 +126,14 @@ class SqlBase:
             except (OperationalError, PoolTimeout, OSError) as exc:
                 _failed(span, exc)
                 raise errors.Unavailable(
-                    "STORAGE_UNAVAILABLE", "the database is unavailable; retry with backoff"
+                    ErrorReason.STORAGE_UNAVAILABLE,
+                    "the database is unavailable; retry with backoff",
                 ) from exc
             except DBAPIError as exc:
                 _failed(span, exc)
                 if exc.connection_invalidated:
                     raise errors.Unavailable(
-                        "STORAGE_UNAVAILABLE", "the database connection was lost; retry"
+                        ErrorReason.STORAGE_UNAVAILABLE, "the database connection was lost; retry"
                     ) from exc
                 raise
             except Exception as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,19 +25,11 @@ from .tables import M, U, V, model_versions, models, uploads
 from .transactions import SqlBase, now_us
 
 
-def upload_not_found(upload_id: str) -> errors.NotFound:
-    return errors.NotFound(
-        "UPLOAD_NOT_FOUND",
-        "upload not found: unknown, expired, cancelled or already finished",
-        {"upload_id": upload_id[:64]},
-    )
-
-
 def version_not_pending(name: VersionName, state: str) -> errors.FailedPrecondition:
     return errors.FailedPrecondition(
-        "VERSION_NOT_PENDING",
+        ErrorReason.VERSION_NOT_PENDING,
         f"{name} is {state}: its artifact is already set",
-        {"resource": str(name), "state": state},
+        {ErrorMetadataKey.RESOURCE: str(name), ErrorMetadataKey.STATE: state},
     )
 
 
@@ -98,7 +91,7 @@ class SqlUploadStore(SqlBase):
         async with self._tx("get_upload") as conn:
             row = (await conn.execute(query)).one_or_none()
         if row is None:
-            raise upload_not_found(upload_id)
+            raise errors.upload_not_found(upload_id)
         return _to_record(row)
 
     async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
@@ -117,7 +110,7 @@ class SqlUploadStore(SqlBase):
                 await conn.execute(select(uploads).where(U.id == upload_id).with_for_update())
             ).one_or_none()
             if record is None:
-                raise upload_not_found(upload_id)
+                raise errors.upload_not_found(upload_id)
             await conn.execute(delete(uploads).where(U.id == upload_id))
             if record.model_version_id is None:
                 return None

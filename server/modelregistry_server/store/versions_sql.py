@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -133,10 +134,10 @@ async def _check_not_in_rollout(conn: AsyncConnection, name: VersionName, versio
     ).first()
     if running is not None:
         raise errors.FailedPrecondition(
-            "VERSION_IN_ROLLOUT",
+            ErrorReason.VERSION_IN_ROLLOUT,
             f"{name} takes part in rollout "
             f"{RolloutName(name.model, running.rollout_id)}; finish or roll it back first",
-            {"resource": str(name)},
+            {ErrorMetadataKey.RESOURCE: str(name)},
         )
 
 

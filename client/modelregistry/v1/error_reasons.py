@@ -1,0 +1,428 @@
+"""Error reasons of modelregistry.v1: generated from modelregistry/v1/error_reason.proto.
+
+Do not edit: run scripts/gen_protos.py. Members are strings (the values' names,
+as they travel in google.rpc.ErrorInfo), so they compare equal to a reason read
+off the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from types import MappingProxyType
+
+# The descriptor joins the default pool: server reflection can describe the enums.
+from . import error_reason_pb2  # noqa: F401
+
+ERROR_DOMAIN = "modelregistry.v1"
+"""`google.rpc.ErrorInfo.domain` of every registry error: the proto package."""
+
+
+class ErrorReason(enum.StrEnum):
+    """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
+    error of this API carries (AIP-193), exactly one per google.rpc.Status.
+
+    * `ErrorInfo.reason` is the value's name, e.g. "MODEL_NOT_FOUND", never its
+      number. Names are stable: clients branch on them, never on the message.
+    * `ErrorInfo.domain` is this file's package name, "modelregistry.v1".
+    * `ErrorInfo.metadata` holds string values under the keys listed in
+      ErrorMetadataKey; `request_id` is always there.
+
+    Each value's comment starts with the gRPC status code it comes with, then
+    says what happened and which metadata keys it carries besides
+    `request_id`. New reasons are added over time: a client that gets one it
+    does not know acts on the status code alone.
+    """
+
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    """NOT_FOUND: the model does not exist. Metadata: `resource`."""
+
+    VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
+    """NOT_FOUND: the version does not exist. Metadata: `resource`."""
+
+    ALIAS_NOT_FOUND = "ALIAS_NOT_FOUND"
+    """NOT_FOUND: the alias does not exist (for ResolveAlias with a read time:
+    it did not exist then). Metadata: `resource`.
+    """
+
+    ROLLOUT_NOT_FOUND = "ROLLOUT_NOT_FOUND"
+    """NOT_FOUND: the rollout does not exist. Metadata: `resource`."""
+
+    BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
+    """NOT_FOUND: no blob is stored under the digest. Metadata: `digest`."""
+
+    UPLOAD_NOT_FOUND = "UPLOAD_NOT_FOUND"
+    """NOT_FOUND: the upload id is unknown, expired, cancelled or already
+    finished; begin a new upload. Metadata: `upload_id`.
+    """
+
+    MODEL_ALREADY_EXISTS = "MODEL_ALREADY_EXISTS"
+    """ALREADY_EXISTS: a model of that name exists. Metadata: `resource`."""
+
+    UPLOAD_EXISTS = "UPLOAD_EXISTS"
+    """ALREADY_EXISTS: the blob store already stages an upload under this id.
+    Metadata: `upload_id`.
+    """
+
+    ETAG_MISMATCH = "ETAG_MISMATCH"
+    """ABORTED: the resource changed since its etag was read, or a conditional
+    write lost a race. Read it again and decide again. Metadata: `resource`.
+    """
+
+    UPLOAD_IN_PROGRESS = "UPLOAD_IN_PROGRESS"
+    """ABORTED: another stream is writing this upload; retry when it has ended.
+    Metadata: `upload_id`.
+    """
+
+    UPLOAD_BUSY = "UPLOAD_BUSY"
+    """ABORTED: the upload's staging is held by another stream, possibly in
+    another server process. Metadata: `upload_id`.
+    """
+
+    INVALID_NAME = "INVALID_NAME"
+    """INVALID_ARGUMENT: a resource name is malformed. Metadata: `field`."""
+
+    INVALID_FIELD = "INVALID_FIELD"
+    """INVALID_ARGUMENT: a field is missing, too long or not allowed here.
+    Metadata: `field`.
+    """
+
+    INVALID_UPDATE_MASK = "INVALID_UPDATE_MASK"
+    """INVALID_ARGUMENT: the update mask is empty or names an unknown path.
+    Metadata: `field`.
+    """
+
+    INVALID_FILTER = "INVALID_FILTER"
+    """INVALID_ARGUMENT: the list filter is not in the supported AIP-160
+    subset. Metadata: `field`.
+    """
+
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    """INVALID_ARGUMENT: the page token is forged, malformed or from another
+    request. Metadata: `field`.
+    """
+
+    INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
+    """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
+
+    INVALID_LABELS = "INVALID_LABELS"
+    """INVALID_ARGUMENT: too many labels, or a malformed label key or value.
+    Metadata: `field`.
+    """
+
+    INVALID_ETAG = "INVALID_ETAG"
+    """INVALID_ARGUMENT: the etag was not issued by this server. Metadata:
+    `field`.
+    """
+
+    INVALID_STEPS = "INVALID_STEPS"
+    """INVALID_ARGUMENT: rollout steps are not strictly increasing percentages
+    ending at 100. Metadata: `field`.
+    """
+
+    INVALID_PERCENT = "INVALID_PERCENT"
+    """INVALID_ARGUMENT: the percent to advance a rollout to is not above the
+    current one or is over 100. Metadata: `field`.
+    """
+
+    INVALID_DIGEST = "INVALID_DIGEST"
+    """INVALID_ARGUMENT: a digest is not of the form `sha256:<64 hex>`.
+    Metadata: `field`.
+    """
+
+    INVALID_SIZE = "INVALID_SIZE"
+    """INVALID_ARGUMENT: an upload's declared size is out of bounds (blob or
+    manifest limit). Metadata: `field`.
+    """
+
+    INVALID_LENGTH = "INVALID_LENGTH"
+    """INVALID_ARGUMENT: a download length is negative. Metadata: `field`."""
+
+    INVALID_CHUNK = "INVALID_CHUNK"
+    """INVALID_ARGUMENT: an upload chunk is empty or over 4 MiB, or a download
+    asks for chunks over 4 MiB. Metadata: `field`, and on uploads the
+    offsets of UNEXPECTED_OFFSET.
+    """
+
+    INVALID_CHUNK_SIZE = "INVALID_CHUNK_SIZE"
+    """INVALID_ARGUMENT: the blob store was asked for a read chunk size outside
+    its limits. Metadata: `field`.
+    """
+
+    INVALID_UPLOAD_ID = "INVALID_UPLOAD_ID"
+    """INVALID_ARGUMENT: an upload id is not 1-128 characters of A-Z a-z 0-9
+    . _ - starting with a letter or digit. Metadata: `field`.
+    """
+
+    INVALID_MANIFEST = "INVALID_MANIFEST"
+    """INVALID_ARGUMENT: a manifest is not valid JSON of the manifest schema,
+    or breaks its limits. Metadata: `field`.
+    """
+
+    UNEXPECTED_OFFSET = "UNEXPECTED_OFFSET"
+    """INVALID_ARGUMENT: a chunk's offset is not the next byte the server
+    expects (out of order, overlapping or a gap). Metadata: `field`,
+    `expected_offset`, `committed_offset` (resume from there), `upload_id`.
+    """
+
+    CHECKSUM_MISMATCH = "CHECKSUM_MISMATCH"
+    """INVALID_ARGUMENT: a chunk's CRC32C does not match its data; resend from
+    `committed_offset`. Metadata: as for UNEXPECTED_OFFSET.
+    """
+
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    """INVALID_ARGUMENT: the uploaded bytes do not hash to the declared digest
+    (the upload is discarded, nothing becomes visible), or a resumed upload
+    declares another digest. Metadata: `field`.
+    """
+
+    SIZE_MISMATCH = "SIZE_MISMATCH"
+    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
+    finish the upload is discarded), or a resumed upload declares another
+    size. Metadata: `field`; on chunks and at finish also the offsets of
+    UNEXPECTED_OFFSET.
+    """
+
+    PROTOCOL_VIOLATION = "PROTOCOL_VIOLATION"
+    """INVALID_ARGUMENT: stream messages came in the wrong order (e.g. a chunk
+    before the start). Metadata: `field`.
+    """
+
+    MODEL_HAS_VERSIONS = "MODEL_HAS_VERSIONS"
+    """FAILED_PRECONDITION: the model still has versions; delete them first or
+    use `force`. Metadata: `resource`.
+    """
+
+    VERSION_HAS_ALIASES = "VERSION_HAS_ALIASES"
+    """FAILED_PRECONDITION: aliases point at the version; move them first or
+    use `force`. Metadata: `resource`.
+    """
+
+    VERSION_NOT_READY = "VERSION_NOT_READY"
+    """FAILED_PRECONDITION: the version is not READY (an alias target, a
+    rollout candidate or a download needs one). Metadata: `resource`,
+    `state`.
+    """
+
+    VERSION_NOT_APPROVED = "VERSION_NOT_APPROVED"
+    """FAILED_PRECONDITION: a protected alias needs an APPROVED version.
+    Metadata: `resource`, `alias`.
+    """
+
+    VERSION_NOT_PENDING = "VERSION_NOT_PENDING"
+    """FAILED_PRECONDITION: the version already has its artifact. Metadata:
+    `resource`, `state`.
+    """
+
+    VERSION_IN_ROLLOUT = "VERSION_IN_ROLLOUT"
+    """FAILED_PRECONDITION: the version takes part in a running rollout; finish
+    or roll it back first. Metadata: `resource`.
+    """
+
+    INVALID_STATE_TRANSITION = "INVALID_STATE_TRANSITION"
+    """FAILED_PRECONDITION: the version cannot move from its state to the one
+    asked for. Metadata: `resource`, `from`, `to`.
+    """
+
+    ROLLOUT_IN_PROGRESS = "ROLLOUT_IN_PROGRESS"
+    """FAILED_PRECONDITION: the alias is being rolled out: advance, complete or
+    roll back the rollout instead. Metadata: `resource`.
+    """
+
+    ROLLOUT_NOT_ACTIVE = "ROLLOUT_NOT_ACTIVE"
+    """FAILED_PRECONDITION: the rollout is paused (or not active). Metadata:
+    `resource`, `state`.
+    """
+
+    ROLLOUT_NOT_PAUSED = "ROLLOUT_NOT_PAUSED"
+    """FAILED_PRECONDITION: only a paused rollout can be resumed. Metadata:
+    `resource`, `state`.
+    """
+
+    ROLLOUT_FINISHED = "ROLLOUT_FINISHED"
+    """FAILED_PRECONDITION: the rollout is completed or rolled back and can no
+    longer change. Metadata: `resource`, `state`.
+    """
+
+    SAME_VERSION = "SAME_VERSION"
+    """FAILED_PRECONDITION: the alias already points at the rollout's
+    candidate. Metadata: `resource`.
+    """
+
+    MANIFEST_BLOB_MISSING = "MANIFEST_BLOB_MISSING"
+    """FAILED_PRECONDITION: a file the manifest lists has not been uploaded (at
+    its size). Metadata: `path`, `digest`.
+    """
+
+    UPLOAD_FINISHED = "UPLOAD_FINISHED"
+    """FAILED_PRECONDITION: the upload is already committed, cancelled or
+    closed. Metadata: `upload_id`.
+    """
+
+    NO_STORED_ARTIFACT = "NO_STORED_ARTIFACT"
+    """FAILED_PRECONDITION: the version points at an external source, not at a
+    stored artifact, so there is nothing to download. Metadata: `resource`.
+    """
+
+    NO_HISTORY = "NO_HISTORY"
+    """FAILED_PRECONDITION: a point-in-time read needs the event history, which
+    this server does not keep.
+    """
+
+    REVISION_COMPACTED = "REVISION_COMPACTED"
+    """OUT_OF_RANGE: the events asked for are compacted away; list from
+    `oldest_revision`, then watch from there. Metadata: `oldest_revision`.
+    """
+
+    OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
+    """OUT_OF_RANGE: a download offset is negative or past the end of the
+    blob. Metadata: `offset`, `size` when past the end.
+    """
+
+    WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
+    """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
+    `resume_revision`. Metadata: `resume_revision`.
+    """
+
+    BLOB_STORE_FULL = "BLOB_STORE_FULL"
+    """RESOURCE_EXHAUSTED: the blob store is out of space."""
+
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    """UNAVAILABLE: the database cannot be reached; retry with backoff."""
+
+    BLOB_STORE_UNAVAILABLE = "BLOB_STORE_UNAVAILABLE"
+    """UNAVAILABLE: the blob store cannot be reached; retry with backoff."""
+
+    NOT_READY = "NOT_READY"
+    """UNAVAILABLE: the server is starting (waiting for its database); retry
+    shortly.
+    """
+
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    """UNAVAILABLE: the server is shutting down; watch again from
+    `resume_revision` on another one. Metadata: `resume_revision`.
+    """
+
+    INTERNAL = "INTERNAL"
+    """INTERNAL: a fault on the server; the message is generic and the details
+    are only in the server's log, under `request_id`.
+    """
+
+
+class ErrorMetadataKey(enum.StrEnum):
+    """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
+    case (REQUEST_ID is "request_id"). Values are strings.
+    """
+
+    REQUEST_ID = "request_id"
+    """The request id, on every error; quote it to the operators."""
+
+    FIELD = "field"
+    """The request field at fault (INVALID_ARGUMENT), e.g. "model.labels"."""
+
+    RESOURCE = "resource"
+    """The name of the resource concerned, e.g. "models/fraud/versions/3"."""
+
+    STATE = "state"
+    """The state of the resource concerned, e.g. "PENDING_UPLOAD"."""
+
+    FROM = "from"
+    """The state a refused transition started from."""
+
+    TO = "to"
+    """The state a refused transition asked for."""
+
+    ALIAS = "alias"
+    """The alias id concerned, e.g. "production"."""
+
+    DIGEST = "digest"
+    """A blob digest, `sha256:<64 hex>`."""
+
+    PATH = "path"
+    """A file's path within a manifest."""
+
+    OFFSET = "offset"
+    """A byte offset that was asked for."""
+
+    SIZE = "size"
+    """A blob's size in bytes."""
+
+    UPLOAD_ID = "upload_id"
+    """The upload id concerned."""
+
+    EXPECTED_OFFSET = "expected_offset"
+    """The offset the server expected the next chunk at."""
+
+    COMMITTED_OFFSET = "committed_offset"
+    """How many bytes of the upload are durable: resume from there."""
+
+    OLDEST_REVISION = "oldest_revision"
+    """The oldest revision the event log still keeps."""
+
+    RESUME_REVISION = "resume_revision"
+    """The revision to watch again from."""
+
+
+STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
+    {
+        ErrorReason.MODEL_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.VERSION_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.ALIAS_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.ROLLOUT_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.BLOB_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.UPLOAD_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.MODEL_ALREADY_EXISTS: "ALREADY_EXISTS",
+        ErrorReason.UPLOAD_EXISTS: "ALREADY_EXISTS",
+        ErrorReason.ETAG_MISMATCH: "ABORTED",
+        ErrorReason.UPLOAD_IN_PROGRESS: "ABORTED",
+        ErrorReason.UPLOAD_BUSY: "ABORTED",
+        ErrorReason.INVALID_NAME: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_FIELD: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_UPDATE_MASK: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_FILTER: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_PAGE_TOKEN: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_PAGE_SIZE: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_LABELS: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_ETAG: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_STEPS: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_PERCENT: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_DIGEST: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_SIZE: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_LENGTH: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_CHUNK: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_CHUNK_SIZE: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_UPLOAD_ID: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_MANIFEST: "INVALID_ARGUMENT",
+        ErrorReason.UNEXPECTED_OFFSET: "INVALID_ARGUMENT",
+        ErrorReason.CHECKSUM_MISMATCH: "INVALID_ARGUMENT",
+        ErrorReason.DIGEST_MISMATCH: "INVALID_ARGUMENT",
+        ErrorReason.SIZE_MISMATCH: "INVALID_ARGUMENT",
+        ErrorReason.PROTOCOL_VIOLATION: "INVALID_ARGUMENT",
+        ErrorReason.MODEL_HAS_VERSIONS: "FAILED_PRECONDITION",
+        ErrorReason.VERSION_HAS_ALIASES: "FAILED_PRECONDITION",
+        ErrorReason.VERSION_NOT_READY: "FAILED_PRECONDITION",
+        ErrorReason.VERSION_NOT_APPROVED: "FAILED_PRECONDITION",
+        ErrorReason.VERSION_NOT_PENDING: "FAILED_PRECONDITION",
+        ErrorReason.VERSION_IN_ROLLOUT: "FAILED_PRECONDITION",
+        ErrorReason.INVALID_STATE_TRANSITION: "FAILED_PRECONDITION",
+        ErrorReason.ROLLOUT_IN_PROGRESS: "FAILED_PRECONDITION",
+        ErrorReason.ROLLOUT_NOT_ACTIVE: "FAILED_PRECONDITION",
+        ErrorReason.ROLLOUT_NOT_PAUSED: "FAILED_PRECONDITION",
+        ErrorReason.ROLLOUT_FINISHED: "FAILED_PRECONDITION",
+        ErrorReason.SAME_VERSION: "FAILED_PRECONDITION",
+        ErrorReason.MANIFEST_BLOB_MISSING: "FAILED_PRECONDITION",
+        ErrorReason.UPLOAD_FINISHED: "FAILED_PRECONDITION",
+        ErrorReason.NO_STORED_ARTIFACT: "FAILED_PRECONDITION",
+        ErrorReason.NO_HISTORY: "FAILED_PRECONDITION",
+        ErrorReason.REVISION_COMPACTED: "OUT_OF_RANGE",
+        ErrorReason.OFFSET_OUT_OF_RANGE: "OUT_OF_RANGE",
+        ErrorReason.WATCH_TOO_SLOW: "RESOURCE_EXHAUSTED",
+        ErrorReason.BLOB_STORE_FULL: "RESOURCE_EXHAUSTED",
+        ErrorReason.STORAGE_UNAVAILABLE: "UNAVAILABLE",
+        ErrorReason.BLOB_STORE_UNAVAILABLE: "UNAVAILABLE",
+        ErrorReason.NOT_READY: "UNAVAILABLE",
+        ErrorReason.SHUTTING_DOWN: "UNAVAILABLE",
+        ErrorReason.INTERNAL: "INTERNAL",
+    }
+)
+"""The gRPC status code (its name) each reason comes with."""
