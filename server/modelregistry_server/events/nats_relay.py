@@ -51,7 +51,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..config import ServerConfig
+from ..config import DEFAULTS, ServerConfig
 from ..domain import errors
 from ..domain.events import Event
 from ..store.event_log import SqlEventLog
@@ -68,8 +68,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 @dataclass(frozen=True)
 class RelaySettings:
     url: str
-    stream: str = "MODELREG_EVENTS"
-    subject_prefix: str = "modelreg.events"
+    stream: str = DEFAULTS.events_nats_stream
+    subject_prefix: str = DEFAULTS.events_nats_subject_prefix
     batch_size: int = 256
     # Fallback wake-up when no local commit hook fires (other replicas).
     poll_interval_s: float = 1.0
