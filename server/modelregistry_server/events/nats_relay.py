@@ -49,14 +49,13 @@ import nats
 import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..config import DEFAULTS, ServerConfig
 from ..domain import errors
 from ..domain.events import Event
 from ..store.event_log import SqlEventLog
 from ..store.relay_cursors import SqlRelayCursors
-from ..store.transactions import SqlBase
 
 log = logging.getLogger("modelreg.events.nats")
 
@@ -133,11 +132,15 @@ async def _quiet(_exc: Exception) -> None:
 
 
 class NatsRelay:
-    def __init__(self, engine: AsyncEngine, settings: RelaySettings) -> None:
+    """Run it once the schema is ready; call `wake` from the stores' commit hooks."""
+
+    def __init__(
+        self, events: SqlEventLog, cursors: SqlRelayCursors, settings: RelaySettings
+    ) -> None:
         self.settings = settings
         self.status = RelayStatus()
-        self._log = SqlEventLog(engine)
-        self._cursors = SqlRelayCursors(engine)
+        self._log = events
+        self._cursors = cursors
         self._wake = asyncio.Event()
         self._cursor = 0
         self._saved = 0
@@ -333,18 +336,3 @@ class NatsRelay:
                 "duplicates": self.status.duplicates,
             },
         )
-
-
-def start_relay(
-    settings: RelaySettings, engine: AsyncEngine, writers: tuple[SqlBase, ...], ready: asyncio.Event
-) -> asyncio.Task[None]:
-    """Run a relay once the schema is ready, woken by commits of `writers`."""
-    relay = NatsRelay(engine, settings)
-    for store in writers:
-        store.on_commit(relay.wake)
-
-    async def run_when_ready() -> None:
-        await ready.wait()
-        await relay.run()
-
-    return asyncio.create_task(run_when_ready(), name="nats-relay")
