@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import grpc
 from google.protobuf import struct_pb2
@@ -25,6 +25,9 @@ from .rollout_methods import RolloutMethods
 from .transport import DEFAULT_TARGET, Pem, RetryPolicy, channel_credentials
 from .v1 import registry_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
+
+if TYPE_CHECKING:
+    from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
 Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
@@ -104,6 +107,10 @@ class RegistryClient(EventMethods, RolloutMethods):
         """The client's channel (opened on first use), shared with the artifact transfers."""
         return self._core.channel()
 
+    @property
+    def _registry(self) -> RegistryServiceAsyncStub:
+        return self._core.stubs.registry
+
     @staticmethod
     async def _iterate(
         fetch: Callable[[str], Awaitable[Page]],
@@ -133,16 +140,12 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Creates `models/{model_id}`; AlreadyExistsError if the name is taken."""
         model = pb.Model(display_name=display_name, description=description, labels=labels)
         request = rpc.CreateModelRequest(model_id=model_id, model=model)
-        return await self._core.call(
-            self._core.stubs.registry.CreateModel, request, request_id, read=False
-        )
+        return await self._core.call(self._registry.CreateModel, request, request_id, read=False)
 
     async def get_model(self, name: str, *, request_id: str | None = None) -> pb.Model:
         """Returns `models/{model}`; NotFoundError (MODEL_NOT_FOUND) if absent."""
         request = rpc.GetModelRequest(name=name)
-        return await self._core.call(
-            self._core.stubs.registry.GetModel, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.GetModel, request, request_id, read=True)
 
     async def list_models_page(
         self,
@@ -154,9 +157,7 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> rpc.ListModelsResponse:
         """One page of models in name order, for callers that keep the token themselves."""
         request = rpc.ListModelsRequest(filter=filter, page_size=page_size, page_token=page_token)
-        return await self._core.call(
-            self._core.stubs.registry.ListModels, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.ListModels, request, request_id, read=True)
 
     def list_models(
         self, *, filter: str = "", page_size: int = 0, request_id: str | None = None
@@ -187,9 +188,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         if etag is not None:
             model = with_etag(model, etag)
         request = rpc.UpdateModelRequest(model=model, update_mask=field_mask(update_mask))
-        return await self._core.call(
-            self._core.stubs.registry.UpdateModel, request, request_id, read=False
-        )
+        return await self._core.call(self._registry.UpdateModel, request, request_id, read=False)
 
     async def delete_model(
         self,
@@ -202,9 +201,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Deletes a model; FailedPreconditionError (MODEL_HAS_VERSIONS) unless
         it has no versions or `force` is set (which deletes them and their aliases)."""
         request = rpc.DeleteModelRequest(name=name, etag=etag, force=force)
-        await self._core.call(
-            self._core.stubs.registry.DeleteModel, request, request_id, read=False
-        )
+        await self._core.call(self._registry.DeleteModel, request, request_id, read=False)
 
     # Versions
 
@@ -231,7 +228,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         )
         request = rpc.CreateModelVersionRequest(parent=parent, model_version=version)
         return await self._core.call(
-            self._core.stubs.registry.CreateModelVersion, request, request_id, read=False
+            self._registry.CreateModelVersion, request, request_id, read=False
         )
 
     async def get_model_version(
@@ -239,9 +236,7 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> pb.ModelVersion:
         """Returns `models/{model}/versions/{version}`; NotFoundError if absent."""
         request = rpc.GetModelVersionRequest(name=name)
-        return await self._core.call(
-            self._core.stubs.registry.GetModelVersion, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.GetModelVersion, request, request_id, read=True)
 
     async def list_model_versions_page(
         self,
@@ -257,7 +252,7 @@ class RegistryClient(EventMethods, RolloutMethods):
             parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
         return await self._core.call(
-            self._core.stubs.registry.ListModelVersions, request, request_id, read=True
+            self._registry.ListModelVersions, request, request_id, read=True
         )
 
     def list_model_versions(
@@ -297,7 +292,7 @@ class RegistryClient(EventMethods, RolloutMethods):
             model_version=model_version, update_mask=field_mask(update_mask)
         )
         return await self._core.call(
-            self._core.stubs.registry.UpdateModelVersion, request, request_id, read=False
+            self._registry.UpdateModelVersion, request, request_id, read=False
         )
 
     async def delete_model_version(
@@ -311,9 +306,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Deletes a version; FailedPreconditionError (VERSION_HAS_ALIASES) if an
         alias points at it, unless `force` is set. Its number is never reused."""
         request = rpc.DeleteModelVersionRequest(name=name, etag=etag, force=force)
-        await self._core.call(
-            self._core.stubs.registry.DeleteModelVersion, request, request_id, read=False
-        )
+        await self._core.call(self._registry.DeleteModelVersion, request, request_id, read=False)
 
     # Aliases
 
@@ -333,16 +326,12 @@ class RegistryClient(EventMethods, RolloutMethods):
         """
         alias = pb.Alias(name=name, version=version_name(name, version))
         request = rpc.SetAliasRequest(alias=alias, etag=etag)
-        return await self._core.call(
-            self._core.stubs.registry.SetAlias, request, request_id, read=False
-        )
+        return await self._core.call(self._registry.SetAlias, request, request_id, read=False)
 
     async def get_alias(self, name: str, *, request_id: str | None = None) -> pb.Alias:
         """Returns an alias; NotFoundError (ALIAS_NOT_FOUND) if it is not set."""
         request = rpc.GetAliasRequest(name=name)
-        return await self._core.call(
-            self._core.stubs.registry.GetAlias, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.GetAlias, request, request_id, read=True)
 
     async def list_aliases_page(
         self,
@@ -354,9 +343,7 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> rpc.ListAliasesResponse:
         """One page of a model's aliases, in name order."""
         request = rpc.ListAliasesRequest(parent=parent, page_size=page_size, page_token=page_token)
-        return await self._core.call(
-            self._core.stubs.registry.ListAliases, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.ListAliases, request, request_id, read=True)
 
     def list_aliases(
         self, parent: str, *, page_size: int = 0, request_id: str | None = None
@@ -375,18 +362,14 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> None:
         """Deletes an alias, only if it still matches `etag` when one is given."""
         request = rpc.DeleteAliasRequest(name=name, etag=etag)
-        await self._core.call(
-            self._core.stubs.registry.DeleteAlias, request, request_id, read=False
-        )
+        await self._core.call(self._registry.DeleteAlias, request, request_id, read=False)
 
     async def resolve_alias(
         self, name: str, *, request_id: str | None = None
     ) -> rpc.ResolveAliasResponse:
         """The alias and the version it points at (with its artifact), in one read."""
         request = rpc.ResolveAliasRequest(name=name)
-        return await self._core.call(
-            self._core.stubs.registry.ResolveAlias, request, request_id, read=True
-        )
+        return await self._core.call(self._registry.ResolveAlias, request, request_id, read=True)
 
     # Artifacts
 
