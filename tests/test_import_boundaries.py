@@ -8,8 +8,9 @@
 Imports are read with `ast`, not by importing: what counts is what a module
 imports when it is loaded (module and class level, including blocks under
 `if TYPE_CHECKING:`, since a circle there still ties two modules together),
-not imports inside functions, which run later and only when called. The
-generated stubs are left out.
+not imports inside functions, which run later and only when called.
+Importing `a.b.c` counts as importing that module, not its packages'
+`__init__`. The generated stubs are left out.
 """
 
 from __future__ import annotations
