@@ -19,12 +19,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 
+from .core import Connection, Core, core_of
 from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownloader, data_loss
-from .errors import DataLossError, FailedPreconditionError, from_rpc_error
+from .errors import DataLossError, FailedPreconditionError
 from .manifest import (
     MEDIA_TYPE,
     Manifest,
@@ -40,13 +40,9 @@ from .manifest import (
 from .upload_state import UploadStateStore
 from .uploads import DEFAULT_CHUNK_BYTES, BlobUploader
 from .v1 import artifact_service_pb2 as apb
-from .v1 import artifact_service_pb2_grpc, registry_service_pb2_grpc
 from .v1 import registry_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
 from .v1.error_reasons import ErrorMetadataKey, ErrorReason
-
-if TYPE_CHECKING:
-    from .client import RegistryClient
 
 __all__ = [
     "DEFAULT_CHUNK_BYTES",
@@ -92,34 +88,14 @@ class PullResult:
     resumed_bytes: int  # partial files from an earlier run, not fetched again
 
 
-def _connect(conn: RegistryClient | grpc.aio.Channel) -> tuple[grpc.aio.Channel, str, float | None]:
-    """(channel, server target, unary timeout) of a client or a bare channel."""
-    if isinstance(conn, grpc.aio.Channel):
-        core = getattr(conn, "_channel", None)
-        raw = core.target() if core is not None and hasattr(core, "target") else b"channel"
-        target = raw.decode() if isinstance(raw, bytes) else str(raw)
-        return conn, target, 10.0
-    return conn.channel(), conn.target, conn.timeout
+async def _get_version(core: Core, name: str) -> pb.ModelVersion:
+    request = rpc.GetModelVersionRequest(name=name)
+    return await core.call(core.stubs.registry.GetModelVersion, request, None, read=True)
 
 
-async def _get_version(
-    channel: grpc.aio.Channel, name: str, call_timeout: float | None
-) -> pb.ModelVersion:
-    stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
-    try:
-        return await stub.GetModelVersion(
-            rpc.GetModelVersionRequest(name=name), timeout=call_timeout
-        )
-    except grpc.aio.AioRpcError as err:
-        raise from_rpc_error(err) from err
-
-
-async def _blob_size(channel: grpc.aio.Channel, digest: str, call_timeout: float | None) -> int:
-    stub = artifact_service_pb2_grpc.ArtifactServiceStub(channel)
-    try:
-        blob = await stub.GetBlob(apb.GetBlobRequest(digest=digest), timeout=call_timeout)
-    except grpc.aio.AioRpcError as err:
-        raise from_rpc_error(err) from err
+async def _blob_size(core: Core, digest: str) -> int:
+    request = apb.GetBlobRequest(digest=digest)
+    blob = await core.call(core.stubs.artifacts.GetBlob, request, None, read=True)
     return int(blob.size_bytes)
 
 
@@ -146,7 +122,7 @@ class _Meter:
 
 
 async def push_files(
-    conn: RegistryClient | grpc.aio.Channel,
+    conn: Connection,
     version_name: str,
     path: str | os.PathLike[str],
     progress: Progress | None = None,
@@ -154,8 +130,8 @@ async def push_files(
     state_dir: str | os.PathLike[str] | None = None,
 ) -> PushResult:
     """Like `push`, with the transfer figures (sent, skipped, resumed bytes)."""
-    channel, target, timeout = _connect(conn)
-    current = await _get_version(channel, version_name, timeout)  # fail before hashing GBs
+    core = core_of(conn)
+    current = await _get_version(core, version_name)  # fail before hashing GBs
     files = await asyncio.to_thread(local_files, Path(path))
     manifest = await build_manifest(files)
     body = manifest.to_json()
@@ -177,8 +153,8 @@ async def push_files(
     meter = _Meter(sum(e.size_bytes for e, _ in locals_by_digest.values()), progress)
     states = UploadStateStore(Path(state_dir) if state_dir is not None else None)
     uploader = BlobUploader(
-        artifact_service_pb2_grpc.ArtifactServiceStub(channel),
-        target=target,
+        core.stubs.artifacts,
+        target=core.target,
         states=states,
         chunk_size=chunk_size,
     )
@@ -211,7 +187,7 @@ async def push_files(
 
 
 async def push(
-    conn: RegistryClient | grpc.aio.Channel,
+    conn: Connection,
     version_name: str,
     path: str | os.PathLike[str],
     progress: Progress | None = None,
@@ -241,7 +217,7 @@ def _target_request(target: str) -> dict[str, str]:
 
 
 async def pull(
-    conn: RegistryClient | grpc.aio.Channel,
+    conn: Connection,
     target: str,
     dest_dir: str | os.PathLike[str],
     progress: Progress | None = None,
@@ -256,13 +232,11 @@ async def pull(
     sees a half-written file under its final name. Files already in place
     with the right content are kept, not fetched again.
     """
-    channel, _, timeout = _connect(conn)
+    core = core_of(conn)
     dest = Path(dest_dir)
-    downloader = BlobDownloader(
-        artifact_service_pb2_grpc.ArtifactServiceStub(channel), chunk_size=chunk_size
-    )
+    downloader = BlobDownloader(core.stubs.artifacts, chunk_size=chunk_size)
     if is_digest(target):
-        size = await _blob_size(channel, target, timeout)
+        size = await _blob_size(core, target)
         manifest = Manifest((ManifestFile(target.removeprefix("sha256:"), size, target),))
         digest, version = target, ""
     else:

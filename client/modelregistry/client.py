@@ -8,7 +8,6 @@ subclasses; reads are retried on UNAVAILABLE, writes never.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -19,26 +18,17 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from . import artifacts
-from .errors import REQUEST_ID_KEY, from_rpc_error
+from .core import Core
 from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .rollout_methods import RolloutMethods
-from .transport import (
-    DEFAULT_TARGET,
-    Pem,
-    RetryPolicy,
-    channel_credentials,
-    open_channel,
-)
+from .transport import DEFAULT_TARGET, Pem, RetryPolicy, channel_credentials
 from .v1 import registry_service_pb2 as rpc
-from .v1 import registry_service_pb2_grpc
 from .v1 import resources_pb2 as pb
 
 if TYPE_CHECKING:
     from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
-Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
 Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
@@ -65,18 +55,40 @@ class RegistryClient(EventMethods, RolloutMethods):
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self._credentials = channel_credentials(
+        credentials = channel_credentials(
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key
         )
-        self._options = tuple(options)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub_instance: RegistryServiceAsyncStub | None = None
+        self._core = Core(
+            target, credentials=credentials, options=options, timeout=timeout, retry=retry
+        )
+
+    @property
+    def core(self) -> Core:
+        """The connection this client works through, shared with the artifact transfers."""
+        return self._core
+
+    @property
+    def target(self) -> str:
+        return self._core.target
+
+    @property
+    def timeout(self) -> float | None:
+        return self._core.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._core.timeout = value
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._core.retry
+
+    @retry.setter
+    def retry(self, value: RetryPolicy) -> None:
+        self._core.retry = value
 
     async def __aenter__(self) -> Self:
-        self._stub()
+        self._core.channel()
         return self
 
     async def __aexit__(
@@ -89,43 +101,15 @@ class RegistryClient(EventMethods, RolloutMethods):
 
     async def close(self) -> None:
         """Closes the channel; calls in flight are cancelled."""
-        channel, self._channel, self._stub_instance = self._channel, None, None
-        if channel is not None:
-            await channel.close(None)
-
-    def _stub(self) -> RegistryServiceAsyncStub:
-        # Created on first use: an aio channel belongs to the loop running
-        # when it is made, which need not exist when the client is built.
-        if self._stub_instance is None:
-            self._channel = open_channel(self.target, self._credentials, self._options)
-            self._stub_instance = registry_service_pb2_grpc.RegistryServiceStub(self._channel)
-        return self._stub_instance
+        await self._core.close()
 
     def channel(self) -> grpc.aio.Channel:
         """The client's channel (opened on first use), shared with the artifact transfers."""
-        self._stub()
-        assert self._channel is not None
-        return self._channel
+        return self._core.channel()
 
-    async def _call(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
-        request: Req,
-        request_id: str | None,
-        *,
-        read: bool,
-    ) -> Resp:
-        metadata = grpc.aio.Metadata((REQUEST_ID_KEY, request_id)) if request_id else None
-        attempts = self.retry.max_attempts if read else 1
-        attempt = 1
-        while True:
-            try:
-                return await method(request, timeout=self.timeout, metadata=metadata)
-            except grpc.aio.AioRpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
-                    raise from_rpc_error(err) from err
-            await asyncio.sleep(self.retry.backoff(attempt))
-            attempt += 1
+    @property
+    def _registry(self) -> RegistryServiceAsyncStub:
+        return self._core.stubs.registry
 
     @staticmethod
     async def _iterate(
@@ -156,12 +140,12 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Creates `models/{model_id}`; AlreadyExistsError if the name is taken."""
         model = pb.Model(display_name=display_name, description=description, labels=labels)
         request = rpc.CreateModelRequest(model_id=model_id, model=model)
-        return await self._call(self._stub().CreateModel, request, request_id, read=False)
+        return await self._core.call(self._registry.CreateModel, request, request_id, read=False)
 
     async def get_model(self, name: str, *, request_id: str | None = None) -> pb.Model:
         """Returns `models/{model}`; NotFoundError (MODEL_NOT_FOUND) if absent."""
         request = rpc.GetModelRequest(name=name)
-        return await self._call(self._stub().GetModel, request, request_id, read=True)
+        return await self._core.call(self._registry.GetModel, request, request_id, read=True)
 
     async def list_models_page(
         self,
@@ -173,7 +157,7 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> rpc.ListModelsResponse:
         """One page of models in name order, for callers that keep the token themselves."""
         request = rpc.ListModelsRequest(filter=filter, page_size=page_size, page_token=page_token)
-        return await self._call(self._stub().ListModels, request, request_id, read=True)
+        return await self._core.call(self._registry.ListModels, request, request_id, read=True)
 
     def list_models(
         self, *, filter: str = "", page_size: int = 0, request_id: str | None = None
@@ -204,7 +188,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         if etag is not None:
             model = with_etag(model, etag)
         request = rpc.UpdateModelRequest(model=model, update_mask=field_mask(update_mask))
-        return await self._call(self._stub().UpdateModel, request, request_id, read=False)
+        return await self._core.call(self._registry.UpdateModel, request, request_id, read=False)
 
     async def delete_model(
         self,
@@ -217,7 +201,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Deletes a model; FailedPreconditionError (MODEL_HAS_VERSIONS) unless
         it has no versions or `force` is set (which deletes them and their aliases)."""
         request = rpc.DeleteModelRequest(name=name, etag=etag, force=force)
-        await self._call(self._stub().DeleteModel, request, request_id, read=False)
+        await self._core.call(self._registry.DeleteModel, request, request_id, read=False)
 
     # Versions
 
@@ -243,14 +227,16 @@ class RegistryClient(EventMethods, RolloutMethods):
             metadata=to_struct(metadata),
         )
         request = rpc.CreateModelVersionRequest(parent=parent, model_version=version)
-        return await self._call(self._stub().CreateModelVersion, request, request_id, read=False)
+        return await self._core.call(
+            self._registry.CreateModelVersion, request, request_id, read=False
+        )
 
     async def get_model_version(
         self, name: str, *, request_id: str | None = None
     ) -> pb.ModelVersion:
         """Returns `models/{model}/versions/{version}`; NotFoundError if absent."""
         request = rpc.GetModelVersionRequest(name=name)
-        return await self._call(self._stub().GetModelVersion, request, request_id, read=True)
+        return await self._core.call(self._registry.GetModelVersion, request, request_id, read=True)
 
     async def list_model_versions_page(
         self,
@@ -265,7 +251,9 @@ class RegistryClient(EventMethods, RolloutMethods):
         request = rpc.ListModelVersionsRequest(
             parent=parent, filter=filter, page_size=page_size, page_token=page_token
         )
-        return await self._call(self._stub().ListModelVersions, request, request_id, read=True)
+        return await self._core.call(
+            self._registry.ListModelVersions, request, request_id, read=True
+        )
 
     def list_model_versions(
         self,
@@ -303,7 +291,9 @@ class RegistryClient(EventMethods, RolloutMethods):
         request = rpc.UpdateModelVersionRequest(
             model_version=model_version, update_mask=field_mask(update_mask)
         )
-        return await self._call(self._stub().UpdateModelVersion, request, request_id, read=False)
+        return await self._core.call(
+            self._registry.UpdateModelVersion, request, request_id, read=False
+        )
 
     async def delete_model_version(
         self,
@@ -316,7 +306,7 @@ class RegistryClient(EventMethods, RolloutMethods):
         """Deletes a version; FailedPreconditionError (VERSION_HAS_ALIASES) if an
         alias points at it, unless `force` is set. Its number is never reused."""
         request = rpc.DeleteModelVersionRequest(name=name, etag=etag, force=force)
-        await self._call(self._stub().DeleteModelVersion, request, request_id, read=False)
+        await self._core.call(self._registry.DeleteModelVersion, request, request_id, read=False)
 
     # Aliases
 
@@ -336,12 +326,12 @@ class RegistryClient(EventMethods, RolloutMethods):
         """
         alias = pb.Alias(name=name, version=version_name(name, version))
         request = rpc.SetAliasRequest(alias=alias, etag=etag)
-        return await self._call(self._stub().SetAlias, request, request_id, read=False)
+        return await self._core.call(self._registry.SetAlias, request, request_id, read=False)
 
     async def get_alias(self, name: str, *, request_id: str | None = None) -> pb.Alias:
         """Returns an alias; NotFoundError (ALIAS_NOT_FOUND) if it is not set."""
         request = rpc.GetAliasRequest(name=name)
-        return await self._call(self._stub().GetAlias, request, request_id, read=True)
+        return await self._core.call(self._registry.GetAlias, request, request_id, read=True)
 
     async def list_aliases_page(
         self,
@@ -353,7 +343,7 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> rpc.ListAliasesResponse:
         """One page of a model's aliases, in name order."""
         request = rpc.ListAliasesRequest(parent=parent, page_size=page_size, page_token=page_token)
-        return await self._call(self._stub().ListAliases, request, request_id, read=True)
+        return await self._core.call(self._registry.ListAliases, request, request_id, read=True)
 
     def list_aliases(
         self, parent: str, *, page_size: int = 0, request_id: str | None = None
@@ -372,14 +362,14 @@ class RegistryClient(EventMethods, RolloutMethods):
     ) -> None:
         """Deletes an alias, only if it still matches `etag` when one is given."""
         request = rpc.DeleteAliasRequest(name=name, etag=etag)
-        await self._call(self._stub().DeleteAlias, request, request_id, read=False)
+        await self._core.call(self._registry.DeleteAlias, request, request_id, read=False)
 
     async def resolve_alias(
         self, name: str, *, request_id: str | None = None
     ) -> rpc.ResolveAliasResponse:
         """The alias and the version it points at (with its artifact), in one read."""
         request = rpc.ResolveAliasRequest(name=name)
-        return await self._call(self._stub().ResolveAlias, request, request_id, read=True)
+        return await self._core.call(self._registry.ResolveAlias, request, request_id, read=True)
 
     # Artifacts
 

@@ -1,48 +1,21 @@
 """The event log methods of `RegistryClient`: listing and watching.
 
 Kept apart from client.py so each stays small; `RegistryClient` inherits
-them and supplies the channel, the retry policy and the unary call helper.
+them and supplies the core (channel, stubs, retry policy, unary calls).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, TypeVar
 
-import grpc
-from google.protobuf.message import Message
-
-from .transport import RetryPolicy
+from .core import Core
 from .v1 import event_service_pb2 as rpc
-from .v1 import event_service_pb2_grpc
 from .v1 import resources_pb2 as pb
 from .watch import Watch, WatchFilter
 
-if TYPE_CHECKING:
-    from .v1.event_service_pb2_grpc import EventServiceAsyncStub
-
-Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
-
 
 class EventMethods:
-    retry: RetryPolicy
-
-    if TYPE_CHECKING:
-
-        def channel(self) -> grpc.aio.Channel: ...
-
-        async def _call(
-            self,
-            method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
-            request: Req,
-            request_id: str | None,
-            *,
-            read: bool,
-        ) -> Resp: ...
-
-    def _event_stub(self) -> EventServiceAsyncStub:
-        return event_service_pb2_grpc.EventServiceStub(self.channel())
+    _core: Core
 
     async def list_events_page(
         self,
@@ -64,7 +37,9 @@ class EventMethods:
             page_size=page_size,
             page_token=page_token,
         )
-        return await self._call(self._event_stub().ListEvents, request, request_id, read=True)
+        return await self._core.call(
+            self._core.stubs.events.ListEvents, request, request_id, read=True
+        )
 
     async def list_events(
         self,
@@ -106,7 +81,9 @@ class EventMethods:
         """A resumable watch: iterate `.events()`, or `.responses()` to see
         progress messages too; `.revision` says where it stands."""
         flt = WatchFilter(model, resource, tuple(types))
-        return Watch(self._event_stub, flt, start_revision, self.retry, request_id)
+        return Watch(
+            lambda: self._core.stubs.events, flt, start_revision, self._core.retry, request_id
+        )
 
     def watch(
         self,

@@ -1,29 +1,18 @@
 """Promotion methods of `RegistryClient`: approvals, atomic alias moves, rollouts.
 
 Kept apart from client.py so each stays small; `RegistryClient` inherits
-them and supplies the channel and the unary call helper. Writes are never
+them and supplies the core (channel, stubs, unary calls). Writes are never
 retried; pass the etag you read to make them conditional.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
 
-import grpc
-from google.protobuf.message import Message
-
+from .core import Core
 from .v1 import registry_service_pb2 as rpc
-from .v1 import registry_service_pb2_grpc, rollout_service_pb2_grpc
 from .v1 import resources_pb2 as pb
 from .v1 import rollout_service_pb2 as rrpc
-
-if TYPE_CHECKING:
-    from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
-    from .v1.rollout_service_pb2_grpc import RolloutServiceAsyncStub
-
-Req = TypeVar("Req", bound=Message)
-Resp = TypeVar("Resp", bound=Message)
 
 
 def _version(model: str, version: int | str) -> str:
@@ -31,24 +20,7 @@ def _version(model: str, version: int | str) -> str:
 
 
 class RolloutMethods:
-    if TYPE_CHECKING:
-
-        def channel(self) -> grpc.aio.Channel: ...
-
-        async def _call(
-            self,
-            method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
-            request: Req,
-            request_id: str | None,
-            *,
-            read: bool,
-        ) -> Resp: ...
-
-    def _rollout_stub(self) -> RolloutServiceAsyncStub:
-        return rollout_service_pb2_grpc.RolloutServiceStub(self.channel())
-
-    def _registry_stub(self) -> RegistryServiceAsyncStub:
-        return registry_service_pb2_grpc.RegistryServiceStub(self.channel())
+    _core: Core
 
     # Approvals
 
@@ -56,16 +28,16 @@ class RolloutMethods:
         self, name: str, *, comment: str = "", etag: str = "", request_id: str | None = None
     ) -> pb.ModelVersion:
         request = rpc.ApproveModelVersionRequest(name=name, comment=comment, etag=etag)
-        return await self._call(
-            self._registry_stub().ApproveModelVersion, request, request_id, read=False
+        return await self._core.call(
+            self._core.stubs.registry.ApproveModelVersion, request, request_id, read=False
         )
 
     async def reject_model_version(
         self, name: str, *, comment: str = "", etag: str = "", request_id: str | None = None
     ) -> pb.ModelVersion:
         request = rpc.RejectModelVersionRequest(name=name, comment=comment, etag=etag)
-        return await self._call(
-            self._registry_stub().RejectModelVersion, request, request_id, read=False
+        return await self._core.call(
+            self._core.stubs.registry.RejectModelVersion, request, request_id, read=False
         )
 
     # Atomic alias moves
@@ -88,8 +60,8 @@ class RolloutMethods:
                 for alias, version, etag in moves
             ],
         )
-        reply = await self._call(
-            self._registry_stub().BatchSetAliases, request, request_id, read=False
+        reply = await self._core.call(
+            self._core.stubs.registry.BatchSetAliases, request, request_id, read=False
         )
         return list(reply.aliases)
 
@@ -111,11 +83,15 @@ class RolloutMethods:
             steps=list(steps),
             alias_etag=alias_etag,
         )
-        return await self._call(self._rollout_stub().StartRollout, request, request_id, read=False)
+        return await self._core.call(
+            self._core.stubs.rollouts.StartRollout, request, request_id, read=False
+        )
 
     async def get_rollout(self, name: str, *, request_id: str | None = None) -> pb.Rollout:
         request = rrpc.GetRolloutRequest(name=name)
-        return await self._call(self._rollout_stub().GetRollout, request, request_id, read=True)
+        return await self._core.call(
+            self._core.stubs.rollouts.GetRollout, request, request_id, read=True
+        )
 
     async def list_rollouts(
         self, model: str, *, active_only: bool = False, request_id: str | None = None
@@ -125,8 +101,8 @@ class RolloutMethods:
             request = rrpc.ListRolloutsRequest(
                 parent=model, active_only=active_only, page_token=token
             )
-            page = await self._call(
-                self._rollout_stub().ListRollouts, request, request_id, read=True
+            page = await self._core.call(
+                self._core.stubs.rollouts.ListRollouts, request, request_id, read=True
             )
             for rollout in page.rollouts:
                 yield rollout
@@ -139,26 +115,30 @@ class RolloutMethods:
     ) -> pb.Rollout:
         """To the next step, or to `percent`; 100 completes the rollout."""
         request = rrpc.AdvanceRolloutRequest(name=name, percent=percent, etag=etag)
-        return await self._call(
-            self._rollout_stub().AdvanceRollout, request, request_id, read=False
+        return await self._core.call(
+            self._core.stubs.rollouts.AdvanceRollout, request, request_id, read=False
         )
 
     async def pause_rollout(
         self, name: str, *, etag: str = "", request_id: str | None = None
     ) -> pb.Rollout:
         request = rrpc.PauseRolloutRequest(name=name, etag=etag)
-        return await self._call(self._rollout_stub().PauseRollout, request, request_id, read=False)
+        return await self._core.call(
+            self._core.stubs.rollouts.PauseRollout, request, request_id, read=False
+        )
 
     async def resume_rollout(
         self, name: str, *, etag: str = "", request_id: str | None = None
     ) -> pb.Rollout:
         request = rrpc.ResumeRolloutRequest(name=name, etag=etag)
-        return await self._call(self._rollout_stub().ResumeRollout, request, request_id, read=False)
+        return await self._core.call(
+            self._core.stubs.rollouts.ResumeRollout, request, request_id, read=False
+        )
 
     async def rollback_rollout(
         self, name: str, *, etag: str = "", request_id: str | None = None
     ) -> pb.Rollout:
         request = rrpc.RollbackRolloutRequest(name=name, etag=etag)
-        return await self._call(
-            self._rollout_stub().RollbackRollout, request, request_id, read=False
+        return await self._core.call(
+            self._core.stubs.rollouts.RollbackRollout, request, request_id, read=False
         )

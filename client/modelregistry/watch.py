@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .errors import REQUEST_ID_KEY, RegistryError, from_rpc_error
+from .core import call_metadata
+from .errors import RegistryError, from_rpc_error
 from .transport import RetryPolicy
 from .v1 import event_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
@@ -83,7 +84,7 @@ class Watch:
         self._stub = stub
         self._filter = flt
         self._retry = retry
-        self._metadata = grpc.aio.Metadata((REQUEST_ID_KEY, request_id)) if request_id else None
+        self._metadata = call_metadata(request_id)
         self.revision = start_revision - 1 if start_revision else 0
         self._from_now = start_revision == 0
         self.reconnects = 0

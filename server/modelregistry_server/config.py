@@ -1,58 +1,194 @@
-"""Server configuration, filled from `modelreg serve` flags."""
+"""Server configuration: every setting and its default, defined once.
+
+`modelreg serve` derives its flags from the `Flag` on each field (see
+cli.py), other settings objects take their defaults from here, and tests
+build a `ServerConfig` directly. A field without a flag is tuned in code only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-DEFAULT_LISTEN = "127.0.0.1:50051"
-DEFAULT_DATA_DIR = "./modelreg-data"
 # Room for a 4 MiB artifact chunk plus its envelope.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+FLAG = "flag"  # the metadata key of a field's Flag
+HOUR_S = 3600.0
+DAY_S = 24 * HOUR_S
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a field is set on the command line.
+
+    `unit` converts the flag's value to the field's (`--upload-ttl-hours`
+    sets seconds); a `negate` flag takes no value and turns a true field off.
+    """
+
+    name: str
+    help: str | None = None
+    type: Callable[[str], Any] = str
+    unit: float = 1.0
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    negate: bool = False
+
+    @property
+    def dest(self) -> str:
+        """Where argparse puts the value: `--upload-ttl-hours` -> `upload_ttl_hours`."""
+        return self.name.removeprefix("--").replace("-", "_")
+
+
+def flag(
+    name: str,
+    help: str | None = None,
+    type: Callable[[str], Any] = str,
+    *,
+    unit: float = 1.0,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+    negate: bool = False,
+) -> dict[str, Flag]:
+    """Field metadata: the field is set by this command-line flag."""
+    return {FLAG: Flag(name, help, type, unit, choices, metavar, negate)}
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    listen: str = DEFAULT_LISTEN
-    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    listen: str = field(
+        default="127.0.0.1:50051", metadata=flag("--listen", "HOST:PORT (default %(default)s)")
+    )
+    data_dir: Path = field(
+        default=Path("./modelreg-data"),
+        metadata=flag("--data-dir", "for the embedded database and blobs", Path),
+    )
     # Empty: SQLite at <data_dir>/registry.db.
-    database_url: str = ""
+    database_url: str = field(
+        default="",
+        metadata=flag(
+            "--database-url",
+            "postgresql://user@host:port/db or sqlite:///path (default: SQLite in --data-dir)",
+        ),
+    )
     # Empty: a local directory at <data_dir>/blobs. Or s3://bucket/prefix.
-    blob_store: str = ""
+    blob_store: str = field(
+        default="",
+        metadata=flag("--blob-store", "file:///dir or s3://bucket/prefix (default: --data-dir)"),
+    )
     # S3-compatible endpoint; empty: the AWS default for the region.
-    s3_endpoint_url: str = ""
+    s3_endpoint_url: str = field(
+        default="",
+        metadata=flag(
+            "--s3-endpoint-url",
+            "S3-compatible endpoint for an s3:// blob store (default: AWS for the region)",
+        ),
+    )
     # An upload with no progress for this long expires and is reclaimed.
-    upload_ttl_s: float = 24 * 3600
+    upload_ttl_s: float = field(
+        default=24 * HOUR_S,
+        metadata=flag(
+            "--upload-ttl-hours",
+            "an upload with no progress for this long expires (default %(default)s)",
+            float,
+            unit=HOUR_S,
+        ),
+    )
     # Events older than this are compacted away (0: keep everything). Events
     # a queue relay has not published yet are always kept.
-    event_retention_s: float = 0.0
-    migrate: bool = True
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    # Set: clients must present a certificate signed by this CA (mutual TLS).
-    tls_client_ca: Path | None = None
-    # Seconds in-flight RPCs get to finish on SIGTERM.
-    shutdown_grace: float = 15.0
-    # Seconds between database checks once ready (health follows the result).
-    health_interval: float = 2.0
-    # none | console | otlp (OTLP/gRPC, endpoint from OTEL_EXPORTER_OTLP_ENDPOINT).
-    telemetry: str = "none"
-    log_format: str = "json"
-    log_level: str = "INFO"
-    db_pool_size: int = 20
+    event_retention_s: float = field(
+        default=0.0,
+        metadata=flag(
+            "--event-retention-days",
+            "drop events older than this from the log; 0 keeps everything (the default)",
+            float,
+            unit=DAY_S,
+        ),
+    )
     # Seconds a cached GetModel/GetModelVersion/GetAlias/ResolveAlias may be
     # served (invalidated at once by local writes, and by other replicas'
     # writes as soon as the event log shows them); 0 disables the cache.
-    read_cache_s: float = 30.0
+    read_cache_s: float = field(
+        default=30.0,
+        metadata=flag(
+            "--read-cache-seconds",
+            "serve hot reads from memory this long at most; writes on this replica drop "
+            "them at once, other replicas' writes as their events arrive; 0 disables",
+            float,
+        ),
+    )
+    migrate: bool = field(
+        default=True,
+        metadata=flag("--no-migrate", "do not upgrade the schema at start-up", negate=True),
+    )
+    tls_cert: Path | None = field(
+        default=None, metadata=flag("--tls-cert", "server certificate (PEM)", Path)
+    )
+    tls_key: Path | None = field(
+        default=None, metadata=flag("--tls-key", "server private key (PEM)", Path)
+    )
+    # Set: clients must present a certificate signed by this CA (mutual TLS).
+    tls_client_ca: Path | None = field(
+        default=None,
+        metadata=flag("--tls-client-ca", "CA (PEM) that client certificates must chain to", Path),
+    )
+    # Seconds in-flight RPCs get to finish on SIGTERM.
+    shutdown_grace: float = field(
+        default=15.0, metadata=flag("--shutdown-grace", "seconds to drain on SIGTERM", float)
+    )
+    # OTLP exports over gRPC to OTEL_EXPORTER_OTLP_ENDPOINT.
+    telemetry: str = field(
+        default="none",
+        metadata=flag("--telemetry", "OpenTelemetry", choices=("none", "console", "otlp")),
+    )
     # Set (nats://host:port): publish every event to this JetStream stream.
-    events_nats: str = ""
-    events_nats_stream: str = "MODELREG_EVENTS"
-    events_nats_subject_prefix: str = "modelreg.events"
+    events_nats: str = field(
+        default="",
+        metadata=flag(
+            "--events-nats",
+            "publish every event to NATS JetStream at this URL, e.g. nats://127.0.0.1:4222",
+            metavar="URL",
+        ),
+    )
+    events_nats_stream: str = field(
+        default="MODELREG_EVENTS",
+        metadata=flag("--events-nats-stream", "JetStream stream (%(default)s)"),
+    )
+    events_nats_subject_prefix: str = field(
+        default="modelreg.events",
+        metadata=flag(
+            "--events-nats-subject-prefix",
+            "subjects are PREFIX.<model>.<EVENT_TYPE> (default %(default)s)",
+        ),
+    )
     # Seconds between progress messages on an idle Watch stream.
-    watch_progress_interval: float = 5.0
+    watch_progress_interval: float = field(
+        default=5.0,
+        metadata=flag(
+            "--watch-progress-interval",
+            "progress message on an idle Watch stream this often (default %(default)s)",
+            float,
+            metavar="SECONDS",
+        ),
+    )
     # Seconds between reads of the event log when nothing signalled a commit
     # (a safety net: commits here and NOTIFY from other replicas wake it at once).
-    watch_poll_interval: float = 1.0
+    watch_poll_interval: float = field(
+        default=1.0,
+        metadata=flag(
+            "--watch-poll-interval",
+            "read the event log this often even without a commit signal (default %(default)s)",
+            float,
+            metavar="SECONDS",
+        ),
+    )
+    log_format: str = field(default="json", metadata=flag("--log-format", choices=("json", "text")))
+    log_level: str = field(default="INFO", metadata=flag("--log-level"))
+    # Seconds between database checks once ready (health follows the result).
+    health_interval: float = 2.0
+    db_pool_size: int = 20
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -63,3 +199,7 @@ class ServerConfig:
         if self.blob_store:
             return self.blob_store
         return f"file://{(self.data_dir / 'blobs').resolve()}"
+
+
+DEFAULTS = ServerConfig()
+"""The defaults, for settings objects that take theirs from here."""

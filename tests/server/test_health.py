@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry_server.config import ServerConfig
-from modelregistry_server.server import HEALTH_SERVICES, Running, start
+from modelregistry_server.readiness import HEALTH_SERVICES
+from modelregistry_server.server import Running, start
 from serve_process import free_port
 from sqlalchemy.engine import make_url
 

@@ -1,11 +1,59 @@
-"""The `modelreg` command: the server (`serve`, `db`) and a client for it."""
+"""The `modelreg` command: a client for the registry, and the server's
+commands (`serve`, `db`) when the server is installed.
+
+The server adds its commands through the `modelreg.commands` entry points;
+this package never imports it. Without it, those commands say how to
+install it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import EntryPoint, entry_points
 
-from . import aliases, connection, events, models, rollouts, serve, transfer, versions
+from . import aliases, connection, events, models, rollouts, transfer, versions
+
+COMMANDS_GROUP = "modelreg.commands"
+# The commands the server provides, in the order `modelreg --help` lists them.
+SERVER_COMMANDS = {"serve": "run the registry server", "db": "database schema"}
+NEEDS_SERVER = "modelreg {command} needs the server extra: pip install 'modelreg[server]'"
+
+
+def _installed_commands() -> list[EntryPoint]:
+    order = list(SERVER_COMMANDS)
+    found = entry_points(group=COMMANDS_GROUP)
+    return sorted(
+        found, key=lambda ep: (order.index(ep.name) if ep.name in order else len(order), ep.name)
+    )
+
+
+def _not_installed(args: argparse.Namespace) -> int:
+    print(NEEDS_SERVER.format(command=args.command), file=sys.stderr)
+    return 1
+
+
+def add_installed_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands other packages add (the server's), and a stand-in for
+    each server command that is not installed."""
+    missing = dict(SERVER_COMMANDS)
+    for entry in _installed_commands():
+        try:
+            register = entry.load()
+        except ModuleNotFoundError:
+            continue
+        register(sub)
+        missing.pop(entry.name, None)
+    for command, help_text in missing.items():
+        # Takes any arguments: none of them is an option to it.
+        stand_in = sub.add_parser(
+            command,
+            help=f"{help_text} (needs the server extra)",
+            prefix_chars="\0",
+            add_help=False,
+        )
+        stand_in.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+        stand_in.set_defaults(func=_not_installed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connection.add_client_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve.add_parsers(sub)
+    add_installed_commands(sub)
     parent = connection.client_parent()
     models.add_parsers(sub, parent)
     versions.add_parsers(sub, parent)

@@ -50,10 +50,10 @@ import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
-from ..config import ServerConfig
+from ..config import DEFAULTS, ServerConfig
 from ..domain import errors
 from ..domain.events import Event
-from ..store.base import CommitHooks, EventLog, RelayCursors, RelayLeadership
+from ..store.base import EventLog, RelayCursors, RelayLeadership
 
 log = logging.getLogger("modelreg.events.nats")
 
@@ -65,8 +65,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 @dataclass(frozen=True)
 class RelaySettings:
     url: str
-    stream: str = "MODELREG_EVENTS"
-    subject_prefix: str = "modelreg.events"
+    stream: str = DEFAULTS.events_nats_stream
+    subject_prefix: str = DEFAULTS.events_nats_subject_prefix
     batch_size: int = 256
     # Fallback wake-up when no local commit hook fires (other replicas).
     poll_interval_s: float = 1.0
@@ -130,6 +130,8 @@ async def _quiet(_exc: Exception) -> None:
 
 
 class NatsRelay:
+    """Run it once the schema is ready; call `wake` from the stores' commit hooks."""
+
     def __init__(self, events: EventLog, cursors: RelayCursors, settings: RelaySettings) -> None:
         self.settings = settings
         self.status = RelayStatus()
@@ -330,22 +332,3 @@ class NatsRelay:
                 "duplicates": self.status.duplicates,
             },
         )
-
-
-def start_relay(
-    settings: RelaySettings,
-    events: EventLog,
-    cursors: RelayCursors,
-    writers: tuple[CommitHooks, ...],
-    ready: asyncio.Event,
-) -> asyncio.Task[None]:
-    """Run a relay once the schema is ready, woken by commits of `writers`."""
-    relay = NatsRelay(events, cursors, settings)
-    for store in writers:
-        store.on_commit(relay.wake)
-
-    async def run_when_ready() -> None:
-        await ready.wait()
-        await relay.run()
-
-    return asyncio.create_task(run_when_ready(), name="nats-relay")

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..config import DEFAULTS
 from ..domain.events import Event
 
 
@@ -38,9 +39,9 @@ class WatchSettings:
     """Tuning of the watch hub; the defaults suit thousands of watchers."""
 
     # An idle stream gets a progress message this often (seconds).
-    progress_interval_s: float = 5.0
+    progress_interval_s: float = DEFAULTS.watch_progress_interval
     # Safety net: read the table this often even if nothing woke the hub.
-    poll_interval_s: float = 1.0
+    poll_interval_s: float = DEFAULTS.watch_poll_interval
     # Events a live watcher may have waiting to be sent before it is moved
     # to catching up from the table.
     buffer_events: int = 1000

@@ -22,6 +22,7 @@ import google_crc32c
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
+from ..config import DEFAULTS
 from ..domain import errors
 from ..domain.digests import check_digest
 from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
@@ -40,7 +41,7 @@ MAX_MEDIA_TYPE = 128
 @dataclass(frozen=True)
 class ArtifactSettings:
     # An upload that makes no progress for this long expires and is reclaimed.
-    upload_ttl_s: float = 24 * 3600
+    upload_ttl_s: float = DEFAULTS.upload_ttl_s
     # Acknowledge (and fdatasync) at least every this many bytes...
     flush_bytes: int = 64 * 1024 * 1024
     # ...or this often, whichever comes first.

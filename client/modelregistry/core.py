@@ -1,0 +1,161 @@
+"""The connection every part of the SDK works through: one channel, its
+stubs, the call metadata and the retry rule.
+
+`RegistryClient` and the artifact transfers (`push`, `pull`) both depend on
+this and not on each other. The channel is opened on first use: an aio
+channel belongs to the event loop running when it is made, which need not
+exist yet when a client is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from .errors import REQUEST_ID_KEY, from_rpc_error
+from .transport import RetryPolicy, open_channel
+from .v1 import (
+    artifact_service_pb2_grpc,
+    event_service_pb2_grpc,
+    registry_service_pb2_grpc,
+    rollout_service_pb2_grpc,
+)
+
+if TYPE_CHECKING:
+    from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
+    from .v1.event_service_pb2_grpc import EventServiceAsyncStub
+    from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
+    from .v1.rollout_service_pb2_grpc import RolloutServiceAsyncStub
+
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+# A bare channel does not say where it leads; its uploads' resume state is
+# kept under this name instead of a server address.
+UNNAMED_TARGET = "channel"
+
+
+def call_metadata(request_id: str | None) -> grpc.aio.Metadata | None:
+    """What every call sends besides its request: the caller's request id, if any."""
+    return grpc.aio.Metadata((REQUEST_ID_KEY, request_id)) if request_id else None
+
+
+@dataclass(frozen=True)
+class Stubs:
+    """One stub per service, all on the same channel."""
+
+    registry: RegistryServiceAsyncStub
+    artifacts: ArtifactServiceAsyncStub
+    events: EventServiceAsyncStub
+    rollouts: RolloutServiceAsyncStub
+
+    @classmethod
+    def on(cls, channel: grpc.aio.Channel) -> Stubs:
+        return cls(
+            registry_service_pb2_grpc.RegistryServiceStub(channel),
+            artifact_service_pb2_grpc.ArtifactServiceStub(channel),
+            event_service_pb2_grpc.EventServiceStub(channel),
+            rollout_service_pb2_grpc.RolloutServiceStub(channel),
+        )
+
+
+class Core:
+    """A connection to one registry server.
+
+    `timeout` applies to each attempt of each unary call (None: no
+    deadline). `call` retries reads on UNAVAILABLE as `retry` says, never
+    writes.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        timeout: float | None = 10.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._credentials = credentials
+        self._options = tuple(options)
+        self._open: tuple[grpc.aio.Channel, Stubs] | None = None
+        self._owns_channel = True
+
+    @classmethod
+    def over(cls, channel: grpc.aio.Channel, timeout: float | None = 10.0) -> Core:
+        """A core on a channel the caller opened (and closes)."""
+        core = cls(UNNAMED_TARGET, timeout=timeout)
+        core._open = (channel, Stubs.on(channel))
+        core._owns_channel = False
+        return core
+
+    def _opened(self) -> tuple[grpc.aio.Channel, Stubs]:
+        if self._open is None:
+            channel = open_channel(self.target, self._credentials, self._options)
+            self._open = (channel, Stubs.on(channel))
+        return self._open
+
+    def channel(self) -> grpc.aio.Channel:
+        """The channel (opened on first use)."""
+        return self._opened()[0]
+
+    @property
+    def stubs(self) -> Stubs:
+        return self._opened()[1]
+
+    async def close(self) -> None:
+        """Closes the channel this core opened (calls in flight are cancelled);
+        a later call opens a new one. A caller's channel is left to the caller."""
+        if not self._owns_channel:
+            return
+        opened, self._open = self._open, None
+        if opened is not None:
+            await opened[0].close(None)
+
+    async def call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        request_id: str | None,
+        *,
+        read: bool,
+    ) -> Resp:
+        """One unary call; failures raise `RegistryError` subclasses."""
+        metadata = call_metadata(request_id)
+        attempts = self.retry.max_attempts if read else 1
+        attempt = 1
+        while True:
+            try:
+                return await method(request, timeout=self.timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
+                    raise from_rpc_error(err) from err
+            await asyncio.sleep(self.retry.backoff(attempt))
+            attempt += 1
+
+
+class HasCore(Protocol):
+    """Anything built on a core, such as `RegistryClient`."""
+
+    @property
+    def core(self) -> Core: ...
+
+
+Connection = HasCore | Core | grpc.aio.Channel
+"""What the artifact functions accept: a client, a core or a bare channel."""
+
+
+def core_of(conn: Connection) -> Core:
+    if isinstance(conn, Core):
+        return conn
+    if isinstance(conn, grpc.aio.Channel):
+        return Core.over(conn)
+    return conn.core
