@@ -20,6 +20,7 @@ from support.in_process import serving
 from support.moto import moto_server
 from support.ports import port_open
 from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
+from support.processes import running
 from support.services import require
 
 if TYPE_CHECKING:
@@ -72,3 +73,11 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server process on a free loopback port, for the whole session."""
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="module")
+def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`modelreg serve` on the embedded default (SQLite + local blobs), one
+    process for a whole test module."""
+    with running(tmp_path_factory.mktemp("serve") / "data") as server:
+        yield server.address

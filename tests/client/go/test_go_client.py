@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ import grpc
 import pytest
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
-from support.processes import running
 from support.services import require
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -108,13 +107,6 @@ def fetch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout
     assert unformatted == "", f"not gofmt-ed: {unformatted}"
     return binary
-
-
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    with running(tmp_path_factory.mktemp("go-serve") / "data") as server:
-        yield server.address
 
 
 class Fetch:
