@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64 * 1024, help="artifact bytes")
     parser.add_argument("--sqlite", action="store_true", help="embedded default database")
     opts = parser.parse_args()
-    with database(opts.sqlite) as url, running(database_url=url) as server:
+    with database(opts.sqlite) as url, running(database_url=url, own_session=True) as server:
         print(f"server {server.address} on {'SQLite' if url is None else 'PostgreSQL'}")
         asyncio.run(run(server.address, opts.agents, opts.rounds, opts.size))
 

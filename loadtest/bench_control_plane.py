@@ -286,7 +286,7 @@ def main() -> None:
                 url = ns.database_url
             else:
                 url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
-            server = stack.enter_context(running(tmp / "data", database_url=url))
+            server = stack.enter_context(running(tmp / "data", database_url=url, own_session=True))
             print(f"server pid {server.pid} on {server.address}, database {url.split('@')[-1]}")
             t0 = time.perf_counter()
             run_async(seed_data(server.port, ns))

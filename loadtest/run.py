@@ -192,7 +192,7 @@ def main() -> None:
             else:
                 url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_load"))
                 database = "PostgreSQL (fresh database)"
-            server = stack.enter_context(running(database_url=url))
+            server = stack.enter_context(running(database_url=url, own_session=True))
             host = server.address
             print(f"server pid {server.pid} on {host}, {database}", file=sys.stderr)
         seed_s = None

@@ -56,9 +56,9 @@ class ServeProcess:
     """A `modelreg serve` child on a fixed port and data directory, so it can
     be killed and started again as the same server.
 
-    It runs in its own session: a Ctrl-C meant for the test or benchmark does
-    not stop it behind the caller's back; `stop` does, in a finally block.
-    Its output goes to `log`, beside the data directory.
+    With `own_session` a Ctrl-C meant for the caller (a benchmark) does not
+    reach it: it stops when the caller's clean-up says so. Its output goes to
+    `log`, beside the data directory.
     """
 
     def __init__(
@@ -67,6 +67,7 @@ class ServeProcess:
         *extra: str,
         database_url: str | None = None,
         command: Sequence[str] = CLI,
+        own_session: bool = False,
     ) -> None:
         """`extra` flags go last, after --listen, --data-dir, --log-level WARNING
         and --database-url (when given: else the embedded SQLite default)."""
@@ -81,6 +82,7 @@ class ServeProcess:
             *extra,
         ]
         self.log = data_dir.parent / f"serve-{self.port}.log"
+        self.own_session = own_session
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,7 +94,9 @@ class ServeProcess:
         """Start the process and return at once (see `wait_serving`)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=log, start_new_session=self.own_session
+            )
 
     def wait_serving(self, within: float = 60) -> None:
         wait_serving(self.address, self.proc, self.log, within)
@@ -129,6 +133,7 @@ def running(
     *extra: str,
     database_url: str | None = None,
     command: Sequence[str] = CLI,
+    own_session: bool = False,
 ) -> Iterator[ServeProcess]:
     """A started server, stopped afterwards. Without `data_dir` it gets a
     temporary directory (data and log), removed afterwards."""
@@ -136,7 +141,9 @@ def running(
     if data_dir is None:
         temporary = Path(tempfile.mkdtemp(prefix="modelreg-serve-"))
         data_dir = temporary / "data"
-    server = ServeProcess(data_dir, *extra, database_url=database_url, command=command)
+    server = ServeProcess(
+        data_dir, *extra, database_url=database_url, command=command, own_session=own_session
+    )
     try:
         server.start()
         yield server
