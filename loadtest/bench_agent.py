@@ -30,16 +30,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from common import fresh_pg_database, serve
+from common import pct
 from modelregistry import RegistryClient, push
 from modelregistry.serving import ServingAgent
+from support.postgres import fresh_database
+from support.processes import running
 
 PROD = "models/bench/aliases/production"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def line(label: str, ms: list[float]) -> str:
@@ -138,7 +135,7 @@ def database(sqlite: bool) -> Iterator[str | None]:
     if sqlite:
         yield None
     else:
-        with fresh_pg_database(prefix="modelreg_bench_agent") as url:
+        with fresh_database(prefix="modelreg_bench_agent") as url:
             yield url
 
 
@@ -149,7 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64 * 1024, help="artifact bytes")
     parser.add_argument("--sqlite", action="store_true", help="embedded default database")
     opts = parser.parse_args()
-    with database(opts.sqlite) as url, serve(url) as server:
+    with database(opts.sqlite) as url, running(database_url=url, own_session=True) as server:
         print(f"server {server.address} on {'SQLite' if url is None else 'PostgreSQL'}")
         asyncio.run(run(server.address, opts.agents, opts.rounds, opts.size))
 

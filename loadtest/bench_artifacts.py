@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+import common  # noqa: F401  (puts tests/ on the module path, for `support`)
 from modelregistry import SyncRegistryClient
+from support.processes import running
+from support.procfs import cpu_seconds, status_kb
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 MB = 1_000_000
 MIB = 1024 * 1024
 UPLOAD_TARGET = 0.80
@@ -92,12 +91,6 @@ def parse_size(text: str) -> int:
     return int(text)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def generate(path: Path, size: int) -> None:
     """Incompressible-looking data without paying for os.urandom on every byte."""
     block = bytearray(os.urandom(16 * MIB))
@@ -143,23 +136,14 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _read(self) -> dict[str, int]:
-        values: dict[str, int] = {}
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    values[key] = int(rest.split()[0])
-        return values
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                values = self._read()
+                rss, hwm = status_kb(self.pid, "VmRSS"), status_kb(self.pid, "VmHWM")
             except OSError:
                 return
-            self.max_rss_kb = max(self.max_rss_kb, values.get("VmRSS", 0))
-            self.hwm_kb = max(self.hwm_kb, values.get("VmHWM", 0))
+            self.max_rss_kb = max(self.max_rss_kb, rss)
+            self.hwm_kb = max(self.hwm_kb, hwm)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:
@@ -171,30 +155,6 @@ class RssSampler:
         self._thread.join()
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"127.0.0.1:{free_port()}"
-    log = (data_dir.parent / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--listen", address, "--data-dir", str(data_dir), "--log-level", "WARNING"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: see {data_dir.parent / 'serve.log'}")
-            try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return proc, address
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
-
-
 def run_client(script: str, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, check=False
@@ -203,13 +163,6 @@ def run_client(script: str, *args: str) -> dict[str, Any]:
         raise SystemExit(f"client failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far: where the transfer time goes."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def hashlib_mbs(path: Path, size: int) -> float:
@@ -239,7 +192,6 @@ def main() -> None:
     size: int = args.size
 
     work = Path(tempfile.mkdtemp(prefix="modelreg-bench-", dir=args.dir))
-    server: subprocess.Popen[bytes] | None = None
     try:
         source = work / "model.bin"
         print(f"work directory {work}, file {size / MB:.0f} MB", flush=True)
@@ -251,21 +203,22 @@ def main() -> None:
         print(f"sha256 (hashlib)   {py_sha_mbs:8.1f} MB/s  (OpenSSL, as the server hashes)")
         print(f"dd conv=fdatasync  {sync_mbs:8.1f} MB/s", flush=True)
 
-        server, address = start_server(work / "data")
-        with SyncRegistryClient(address) as registry:
-            registry.create_model("bench")
-            version = registry.create_model_version("models/bench").name
+        with running(work / "data") as server:
+            address = server.address
+            with SyncRegistryClient(address) as registry:
+                registry.create_model("bench")
+                version = registry.create_model_version("models/bench").name
 
-        with RssSampler(server.pid) as rss:
-            before = cpu_seconds(server.pid)
-            pushed = run_client(
-                PUSH, address, version, str(source), str(work / "state"), str(args.chunk_size)
-            )
-            middle = cpu_seconds(server.pid)
-            pulled = run_client(
-                PULL, address, version, str(work / "pulled"), str(args.pull_chunk_size)
-            )
-            server_pull_cpu = cpu_seconds(server.pid) - middle
+            with RssSampler(server.pid) as rss:
+                before = cpu_seconds(server.pid)
+                pushed = run_client(
+                    PUSH, address, version, str(source), str(work / "state"), str(args.chunk_size)
+                )
+                middle = cpu_seconds(server.pid)
+                pulled = run_client(
+                    PULL, address, version, str(work / "pulled"), str(args.pull_chunk_size)
+                )
+                server_pull_cpu = cpu_seconds(server.pid) - middle
         if pulled["digest"] != pushed["digest"]:
             raise SystemExit("pulled artifact differs from the pushed one")
 
@@ -307,12 +260,6 @@ def main() -> None:
             f"{verdict(rss_mb < RSS_TARGET_MB)}"
         )
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

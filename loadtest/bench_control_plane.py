@@ -17,18 +17,14 @@ import contextlib
 import json
 import math
 import multiprocessing as mp
-import os
 import random
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
@@ -36,10 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from common import run_async
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
+from profiling import py_spy, top_frames
+from support.postgres import PG_SERVER, fresh_database
+from support.processes import ServeProcess, running
+from support.procfs import cpu_seconds, status_kb
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
@@ -56,15 +56,6 @@ Result = tuple[list[int], Counter[str], int, int, float, float]
 
 def model(i: int) -> str:
     return f"models/bench-{i:04d}"
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
 
 
 async def timed_call(
@@ -211,42 +202,6 @@ async def seed_data(port: int, ns: Any) -> None:
         await ch.close(None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_serving(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                sys.exit(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    sys.exit(f"server not SERVING after 60 s:\n{log.read_text()[-3000:]}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def summary(op: str, mode: str, res: Result) -> dict[str, Any]:
     lats, codes, start, end, client_cpu, server_cpu = res
     ms = sorted(lat / 1e6 for lat in lats)
@@ -284,29 +239,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def profile(clients: Clients, pid: int, ns: Any) -> None:
     """An extra, unmeasured sequential read pass under py-spy; prints the top frames."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    cmd = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw"]
-    rec = subprocess.Popen(
-        [*cmd, "--nonblocking", "--output", ns.profile], stdout=subprocess.DEVNULL
-    )
-    time.sleep(1.0)
-    for op in READS:
-        clients.run(op, ns.reads, 1)
-    rec.send_signal(signal.SIGINT)
-    rec.wait(30)
-    own, total, samples = Counter[str](), Counter[str](), 0
-    for line in Path(ns.profile).read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        samples += int(count)
-        own[frames[-1]] += int(count)
-        for frame in set(frames):
-            total[frame] += int(count)
-    print(f"\npy-spy, server during sequential reads: {samples} samples (raw: {ns.profile})")
-    for title, counter in (("own time", own), ("including callees", total)):
-        print(f"top frames by {title}:")
-        for frame, n in counter.most_common(ns.top):
-            print(f"  {100 * n / max(samples, 1):5.1f}%  {frame}")
+    with py_spy(pid, Path(ns.profile), rate=250):
+        time.sleep(1.0)  # py-spy attaches
+        for op in READS:
+            clients.run(op, ns.reads, 1)
+    print(f"\npy-spy, server during sequential reads (raw: {ns.profile})")
+    for line in top_frames(Path(ns.profile), ns.top) or ["no samples: is py-spy installed?"]:
+        print(line)
 
 
 def main() -> None:
@@ -315,7 +254,7 @@ def main() -> None:
     ap.add_argument("--sqlite", action="store_true", help="benchmark the embedded SQLite default")
     ap.add_argument(
         "--pg",
-        default="postgresql://postgres@127.0.0.1:5432",
+        default=PG_SERVER,
         help="PostgreSQL server for the fresh database (default %(default)s)",
     )
     for flag, default, text in (
@@ -338,87 +277,68 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    tmp = Path(tempfile.mkdtemp(prefix="modelreg-bench-"))
-    db_name, server, clients = "", None, None
     try:
-        import psycopg
-
-        if ns.sqlite:
-            url = f"sqlite:///{tmp / 'registry.db'}"
-        elif ns.database_url:
-            url = ns.database_url
-        else:
-            db_name = f"modelreg_bench_{uuid.uuid4().hex[:12]}"
-            with psycopg.connect(f"{ns.pg}/postgres", autocommit=True) as admin:
-                admin.execute(f'CREATE DATABASE "{db_name}"')
-            url = f"{ns.pg}/{db_name}"
-        port, log = free_port(), tmp / "server.log"
-        serve = f"serve --listen 127.0.0.1:{port} --log-level WARNING --data-dir"
-        cmd = [sys.executable, "-m", "modelregistry.cli.main", *serve.split(), str(tmp / "data")]
-        cmd += ["--database-url", url]
-        with log.open("wb") as out:  # own session: the benchmark decides when it stops
-            server = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
-        wait_serving(server, port, log)
-        print(f"server pid {server.pid} on 127.0.0.1:{port}, database {url.split('@')[-1]}")
-
-        t0 = time.perf_counter()
-        run_async(seed_data(port, ns))
-        seed_s = time.perf_counter() - t0
-        print(
-            f"seeded {ns.models} models, {ns.models * ns.versions} versions, "
-            f"{ns.models} aliases in {seed_s:.1f} s"
-        )
-
-        clients = Clients(port, server.pid, ns.client_procs, ns.clients, ns)
-        rows: list[dict[str, Any]] = []
-        # Reads twice in a row: the first pass meets a cold read cache (every
-        # model's first read goes to the database), the second shows a
-        # serving fleet's steady state, where the same aliases are read again
-        # and again. Writes follow, so they cannot warm or cool the reads.
-        plan = (
-            ("sequential", 1, READS),
-            ("seq, warm", 1, READS),
-            ("sequential", 1, WRITES),
-            (f"concurrent {ns.clients}", ns.clients, READS + WRITES),
-        )
-        for mode, n, ops in plan:
-            for op in ops:
-                calls = ns.reads if op in READS else ns.writes
-                rows.append(summary(op, mode, clients.run(op, calls, n)))
-        rss = peak_rss_mb(server.pid)
-        print(
-            f"\n{ns.clients} concurrent clients = {ns.clients} channels "
-            f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
-        )
-        print_table(rows)
-        print(f"server peak RSS (VmHWM): {rss:.0f} MB")
-        if ns.json:
-            doc = {
-                "database": "sqlite" if ns.sqlite else "postgresql",
-                "seed_s": seed_s,
-                "server_peak_rss_mb": rss,
-                "args": vars(ns),
-                "results": rows,
-            }
-            Path(ns.json).write_text(json.dumps(doc, indent=2) + "\n")
-        if ns.profile:
-            profile(clients, server.pid, ns)
+        with contextlib.ExitStack() as stack:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
+            if ns.sqlite:
+                url = f"sqlite:///{tmp / 'registry.db'}"
+            elif ns.database_url:
+                url = ns.database_url
+            else:
+                url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
+            server = stack.enter_context(running(tmp / "data", database_url=url, own_session=True))
+            print(f"server pid {server.pid} on {server.address}, database {url.split('@')[-1]}")
+            t0 = time.perf_counter()
+            run_async(seed_data(server.port, ns))
+            seed_s = time.perf_counter() - t0
+            print(
+                f"seeded {ns.models} models, {ns.models * ns.versions} versions, "
+                f"{ns.models} aliases in {seed_s:.1f} s"
+            )
+            clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns)
+            stack.callback(clients.close)
+            # Last in, first out: a second Ctrl-C cannot cut the clean-up short.
+            stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
+            measure(server, clients, seed_s, ns)
     except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if clients is not None:
-            clients.close()
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        if db_name:
-            with psycopg.connect(f"{ns.pg}/postgres", autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        shutil.rmtree(tmp, ignore_errors=True)
+        print("\ninterrupted; cleaned up", file=sys.stderr)
+
+
+def measure(server: ServeProcess, clients: Clients, seed_s: float, ns: Any) -> None:
+    """Every operation in every mode; prints the table (and profiles)."""
+    rows: list[dict[str, Any]] = []
+    # Reads twice in a row: the first pass meets a cold read cache (every
+    # model's first read goes to the database), the second shows a
+    # serving fleet's steady state, where the same aliases are read again
+    # and again. Writes follow, so they cannot warm or cool the reads.
+    plan = (
+        ("sequential", 1, READS),
+        ("seq, warm", 1, READS),
+        ("sequential", 1, WRITES),
+        (f"concurrent {ns.clients}", ns.clients, READS + WRITES),
+    )
+    for mode, n, ops in plan:
+        for op in ops:
+            calls = ns.reads if op in READS else ns.writes
+            rows.append(summary(op, mode, clients.run(op, calls, n)))
+    rss = status_kb(server.pid, "VmHWM") / 1024
+    print(
+        f"\n{ns.clients} concurrent clients = {ns.clients} channels "
+        f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
+    )
+    print_table(rows)
+    print(f"server peak RSS (VmHWM): {rss:.0f} MB")
+    if ns.json:
+        doc = {
+            "database": "sqlite" if ns.sqlite else "postgresql",
+            "seed_s": seed_s,
+            "server_peak_rss_mb": rss,
+            "args": vars(ns),
+            "results": rows,
+        }
+        Path(ns.json).write_text(json.dumps(doc, indent=2) + "\n")
+    if ns.profile:
+        profile(clients, server.pid, ns)
 
 
 if __name__ == "__main__":

@@ -19,27 +19,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from common import pct, run_async
 from modelregistry import RegistryClient
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
+from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
+from support.processes import CLI, CLI_MODULE, ServeProcess, running
+from support.procfs import cpu_seconds, status_kb
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 ALIAS = "models/bench/aliases/production"
 
 
@@ -120,46 +114,7 @@ async def _client_main(
 def client_process(
     target: str, streams: int, per_channel: int, expected: int, conn: Any, seed: int
 ) -> None:
-    try:
-        import uvloop
-
-        uvloop.run(_client_main(target, streams, per_channel, expected, conn, seed))
-    except ImportError:  # pragma: no cover
-        asyncio.run(_client_main(target, streams, per_channel, expected, conn, seed))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_serving(address: str, timeout: float = 60) -> None:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for reply in stub.Watch(
-            health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
-        ):
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-
-
-def vm_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+    run_async(_client_main(target, streams, per_channel, expected, conn, seed))
 
 
 async def promote(target: str, count: int, interval: float) -> list[float]:
@@ -180,27 +135,27 @@ async def seed(target: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    admin = f"host={args.pg_host} port={args.pg_port} user={args.pg_user} dbname=postgres"
-    db = f"modelreg_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = f"postgresql://{args.pg_user}@{args.pg_host}:{args.pg_port}/{db}"
-    target = f"127.0.0.1:{free_port()}"
-    data_dir = tempfile.mkdtemp(prefix="bench-watch-")
-    server = subprocess.Popen(
-        [
-            *(CLI if not args.profile else [sys.executable, "-m", "cProfile", "-o", args.profile]),
-            *(() if not args.profile else ("-m", "modelregistry.cli.main")),
-            *("serve", "--listen", target, "--data-dir", data_dir, "--database-url", url),
-            *("--log-level", "WARNING", "--shutdown-grace", "2"),
-        ],
-        stderr=open(os.path.join(data_dir, "server.log"), "wb"),  # noqa: SIM115
-    )
+    pg_server = f"postgresql://{args.pg_user}@{args.pg_host}:{args.pg_port}"
+    command = CLI
+    if args.profile:
+        command = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", CLI_MODULE]
+    with (
+        fresh_database(pg_server, prefix="modelreg_bench") as url,
+        running(None, "--shutdown-grace", "2", database_url=url, command=command) as server,
+    ):
+        results, replies, base_rss, idle_rss, peak = watch(server, args)
+    return report(args, results, replies, base_rss, idle_rss, peak)
+
+
+def watch(
+    server: ServeProcess, args: argparse.Namespace
+) -> tuple[list[Received], list[float], int, int, int]:
+    """Open the watchers, promote, collect what every watcher received."""
+    target = server.address
     procs: list[tuple[Any, Any]] = []
     try:
-        wait_serving(target)
         asyncio.run(seed(target))
-        base_rss = vm_kb(server.pid, "VmRSS")
+        base_rss = status_kb(server.pid, "VmRSS")
         ctx = mp.get_context("spawn")
         per_proc = [
             args.watchers // args.procs + (i < args.watchers % args.procs)
@@ -217,28 +172,21 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.time()
         opened = sum(parent.recv()[1] for _, parent in procs)
         print(f"{opened}/{args.watchers} watch streams open in {time.time() - t0:.1f}s")
-        idle_rss = vm_kb(server.pid, "VmRSS")
-        cpu0, wall0 = cpu_s(server.pid), time.time()
+        idle_rss = status_kb(server.pid, "VmRSS")
+        cpu0, wall0 = cpu_seconds(server.pid), time.time()
         replies = asyncio.run(promote(target, args.promotions, args.interval))
-        cpu = cpu_s(server.pid) - cpu0
+        cpu = cpu_seconds(server.pid) - cpu0
         print(f"server CPU during promotions: {cpu:.1f}s over {time.time() - wall0:.1f}s")
         for _, parent in procs:
             parent.send("finish")
         results: list[Received] = [parent.recv()[1] for _, parent in procs]
-        peak = vm_kb(server.pid, "VmHWM")
+        peak = status_kb(server.pid, "VmHWM")
     finally:
         for p, _ in procs:
             p.join(timeout=60)
             if p.is_alive():
                 p.kill()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    return report(args, results, replies, base_rss, idle_rss, peak)
+    return results, replies, base_rss, idle_rss, peak
 
 
 def report(
@@ -305,9 +253,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between promotions")
     parser.add_argument("--target-p99-ms", type=float, default=250)
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here")
-    parser.add_argument("--pg-host", default=os.environ.get("MODELREG_TEST_PG_HOST", "127.0.0.1"))
-    parser.add_argument("--pg-port", default=os.environ.get("MODELREG_TEST_PG_PORT", "5432"))
-    parser.add_argument("--pg-user", default=os.environ.get("MODELREG_TEST_PG_USER", "postgres"))
+    parser.add_argument("--pg-host", default=PG_HOST)
+    parser.add_argument("--pg-port", default=PG_PORT)
+    parser.add_argument("--pg-user", default=PG_USER)
     sys.exit(run(parser.parse_args()))
 
 

@@ -1,35 +1,30 @@
 """Shared pieces of the load tests: the seeded fleet's shape, tiny artifacts as
-upload streams, and a `modelreg serve` child on a fresh database.
+upload streams, percentiles, and the event loop the clients run on.
 
 The scripts here import it as `common`: Python (and Locust, for the
 locustfile) puts the script's own directory first on the module path.
+Importing it also puts tests/ there, so that the scripts start servers and
+make databases with the tests' own helpers (`support.processes`,
+`support.postgres`); a script imports `common` before `support`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import google_crc32c
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.manifest import MEDIA_TYPE, Manifest, ManifestFile
 from modelregistry.v1 import artifact_service_pb2 as apb
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -129,89 +124,20 @@ def finished_version(responses: list[apb.UploadResponse]) -> apb.UploadFinished:
     raise AssertionError("the upload stream ended without `finished`")
 
 
-# --- a server to test -----------------------------------------------------------
+# --- small figures ---------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pct(values: list[float], p: float) -> float:
+    """The p-th percentile (0..100) of `values`, nearest rank from below."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def wait_serving(address: str, proc: subprocess.Popen[bytes] | None, log: Path | None) -> None:
-    """Block until the health service says SERVING (RuntimeError after 60 s or on exit)."""
-
-    def tail() -> str:
-        return log.read_text(errors="replace")[-3000:] if log is not None else ""
-
-    deadline = time.monotonic() + 60
-    with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{tail()}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"{address} not SERVING after 60 s:\n{tail()}")
-
-
-@contextlib.contextmanager
-def fresh_pg_database(pg: str = DEFAULT_PG, prefix: str = "modelreg_load") -> Iterator[str]:
-    """A new, empty PostgreSQL database on server `pg`; dropped afterwards."""
-    import psycopg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{pg}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on uvloop where it is installed (as a deployment would), else asyncio."""
     try:
-        yield f"{pg}/{name}"
-    finally:
-        with psycopg.connect(f"{pg}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass
-class Server:
-    address: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-
-@contextlib.contextmanager
-def serve(database_url: str | None = None, log_level: str = "WARNING") -> Iterator[Server]:
-    """`modelreg serve` on a free loopback port, in its own session, SERVING
-    when this yields; SIGTERM (then SIGKILL) and its data directory removed after.
-    Without `database_url` it runs on the embedded SQLite default."""
-    tmp = Path(tempfile.mkdtemp(prefix="modelreg-load-"))
-    address = f"127.0.0.1:{free_port()}"
-    log = tmp / "server.log"
-    cmd = [*CLI, "serve", "--listen", address, "--log-level", log_level]
-    cmd += ["--data-dir", str(tmp / "data")]
-    if database_url:
-        cmd += ["--database-url", database_url]
-    proc = None
-    try:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=out, start_new_session=True, env=os.environ.copy()
-            )
-        wait_serving(address, proc, log)
-        yield Server(address, proc, log)
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    result: T = uvloop.run(coro)
+    return result

@@ -23,7 +23,7 @@ setup() {
 }
 
 # Debian's Go toolchain and stub generators, for the Go stubs and client
-# (tests/test_go_client.py); installed with apt when missing and run as root.
+# (tests/client/go/test_go_client.py); installed with apt when missing and run as root.
 GO_PACKAGES=(golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc
   golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev)
 

@@ -3,7 +3,7 @@
 The proto package `modelregistry.v1` maps onto the Python package
 `modelregistry.v1` under client/, so the generated imports need no rewriting.
 Run `python scripts/gen_protos.py` after changing a .proto file and commit
-the output; tests/test_generated_stubs.py fails when it is stale.
+the output; tests/client/test_generated_stubs.py fails when it is stale.
 
 It also writes one descriptor set per proto file, comments included, for
 server reflection: the descriptors inside generated Python code carry no

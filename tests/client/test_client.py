@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from modelregistry import (
 )
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running, start
+from support.ports import free_port
 
 
 @pytest.fixture
@@ -201,16 +201,10 @@ async def test_sync_client_for_scripts(server: Running) -> None:
     assert await asyncio.to_thread(script) == ["models/churn"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_reads_retry_until_the_server_is_up_writes_do_not(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     policy = RetryPolicy(max_attempts=30, initial_backoff=0.05, max_backoff=0.3)
     options = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
     async with RegistryClient(f"127.0.0.1:{port}", retry=policy, options=options) as client:

@@ -8,14 +8,12 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import start_server
 from modelregistry import (
     AlreadyExistsError,
     DataLossError,
@@ -33,6 +31,8 @@ from modelregistry.v1 import artifact_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.in_process import start_server
+from support.ports import free_port
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -355,9 +355,7 @@ async def test_bad_chunk_checksum_is_data_loss(tmp_path: Path) -> None:
 
 async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:
     """A stream broken mid-upload is reopened with the same upload id once the server is back."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = ServerConfig(
         listen=f"127.0.0.1:{port}", data_dir=tmp_path / "data", database_url=sqlite_url
     )

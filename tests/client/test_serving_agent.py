@@ -17,7 +17,7 @@ from modelregistry.serving import ServingAgent, serves_candidate
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc
 from modelregistry_server.server import Running
-from serve_process import Server
+from support.processes import ServeProcess
 
 INSTANCES = 100
 PROD = "models/fraud/aliases/production"
@@ -159,7 +159,7 @@ async def test_a_failed_download_keeps_the_old_model(
 
 
 async def test_the_fleet_rides_out_a_registry_outage(tmp_path: Path) -> None:
-    srv = Server(tmp_path / "data")
+    srv = ServeProcess(tmp_path / "data")
     srv.start()
     agents: list[ServingAgent[bytes]] = []
     try:

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import start_server
 from modelregistry import RegistryClient, RetryPolicy, RevisionCompactedError
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
 from modelregistry_server.store.engine import make_engine
 from modelregistry_server.store.event_log import SqlEventLog
+from support.in_process import start_server
 
 FAST_RETRY = RetryPolicy(initial_backoff=0.05, max_backoff=0.3)
 

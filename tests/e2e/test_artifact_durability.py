@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import grpc
 import pytest
-from conftest import s3_env
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
-from serve_process import Server
+from support.moto import s3_env
+from support.processes import ServeProcess
 
 if TYPE_CHECKING:
     from modelregistry.v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -36,7 +36,7 @@ FLAT_KB = 64 * 1024
 @pytest.fixture(params=["local", "s3"])
 def server(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Server]:
+) -> Iterator[ServeProcess]:
     """`modelreg serve` with its blobs on local disk, or in S3 (a moto server)."""
     extra: list[str] = []
     if request.param == "s3":
@@ -47,7 +47,7 @@ def server(
         bucket = f"big-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         extra = ["--blob-store", f"s3://{bucket}/registry", "--s3-endpoint-url", endpoint]
-    srv = Server(tmp_path / "data", *extra)
+    srv = ServeProcess(tmp_path / "data", *extra)
     srv.start()
     try:
         yield srv
@@ -76,7 +76,7 @@ def expected_digest(seed: int, total: int) -> str:
 
 async def test_sigkill_mid_upload_loses_nothing_acknowledged(tmp_path: Path) -> None:
     total, seed = 48 * MIB, 7
-    srv = Server(tmp_path / "data")
+    srv = ServeProcess(tmp_path / "data")
     srv.start()
     try:
         acknowledged = 0
@@ -160,7 +160,7 @@ async def round_trip(stub: ArtifactServiceAsyncStub, seed: int, size: int) -> No
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_large_round_trip_keeps_server_memory_flat(
-    server: Server, request: pytest.FixtureRequest
+    server: ServeProcess, request: pytest.FixtureRequest
 ) -> None:
     options = [("grpc.max_receive_message_length", 8 * MIB)]
     async with grpc.aio.insecure_channel(server.address, options=options) as ch:

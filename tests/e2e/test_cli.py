@@ -6,22 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from serve_process import running
-
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    with running(tmp_path_factory.mktemp("serve") / "data") as server:
-        yield server.address
+from support.processes import modelreg
 
 
 @dataclass
@@ -34,9 +23,7 @@ class Cli:
         env = {k: v for k, v in os.environ.items() if k != "MODELREG_SERVER"}
         if env_server:
             env["MODELREG_SERVER"] = self.address
-        return subprocess.run(
-            [*CLI, *args], capture_output=True, text=True, timeout=60, env=env, check=False
-        )
+        return modelreg(*args, env=env)
 
     def ok(self, *args: str) -> str:
         done = self(*args)
@@ -138,7 +125,8 @@ def test_errors_exit_non_zero_with_the_reason(cli: Cli) -> None:
 
 
 def test_help_documents_exit_status() -> None:
-    done = subprocess.run([*CLI, "--help"], capture_output=True, text=True, check=True)
+    done = modelreg("--help")
+    assert done.returncode == 0, done.stderr
     for command in ("serve", "models", "versions", "aliases", "resolve"):
         assert command in done.stdout
     assert "5  ABORTED" in done.stdout

@@ -5,23 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_process import running
-
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    with running(tmp_path_factory.mktemp("serve") / "data") as server:
-        yield server.address
+from support.processes import modelreg
 
 
 @dataclass
@@ -31,9 +20,7 @@ class Cli:
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "MODELREG_SERVER": self.address, "XDG_CACHE_HOME": str(self.home)}
-        return subprocess.run(
-            [*CLI, *args], capture_output=True, text=True, timeout=120, env=env, check=False
-        )
+        return modelreg(*args, env=env, timeout=120)
 
     def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = self(*args)

@@ -5,31 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from serve_process import Server
-
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    srv = Server(tmp_path_factory.mktemp("cli-rollouts") / "data")
-    srv.start()
-    try:
-        yield srv.address
-    finally:
-        srv.stop()
+from support.processes import modelreg
 
 
 def run(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "--server", address, *args], capture_output=True, text=True, timeout=60
-    )
+    return modelreg("--server", address, *args)
 
 
 def ok(address: str, *args: str) -> Any:

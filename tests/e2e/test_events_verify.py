@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 from modelregistry import RegistryClient
-from serve_process import Server
-from sqlalchemy.engine import make_url
-
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
+from support.postgres import libpq_dsn
+from support.processes import ServeProcess, modelreg
 
 
 async def make_history(address: str) -> None:
@@ -27,23 +24,18 @@ async def make_history(address: str) -> None:
 
 
 def verify(address: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, "--server", address, "events", "verify"], capture_output=True, text=True, timeout=60
-    )
+    return modelreg("--server", address, "events", "verify")
 
 
 def test_verify_catches_an_edited_event(pg_url: str, tmp_path: Path) -> None:
-    srv = Server(tmp_path / "data", "--database-url", pg_url)
+    srv = ServeProcess(tmp_path / "data", "--database-url", pg_url)
     srv.start()
     try:
         asyncio.run(make_history(srv.address))
         ok = verify(srv.address)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "verified 7 events, revisions 1..7" in ok.stdout
-        url = make_url(pg_url)
-        with psycopg.connect(
-            host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True
-        ) as conn:
+        with psycopg.connect(libpq_dsn(pg_url), autocommit=True) as conn:
             conn.execute("UPDATE events SET actor = 'someone-else' WHERE revision = 5")
         broken = verify(srv.address)
         assert broken.returncode == 1

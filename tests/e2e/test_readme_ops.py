@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from modelregistry import RegistryClient
-from serve_process import Server
+from support.processes import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
@@ -36,7 +36,7 @@ async def seed(address: str) -> None:
 def test_readme_grpcurl_commands(tmp_path: Path) -> None:
     commands = documented_commands()
     assert len(commands) >= 6
-    srv = Server(tmp_path / "data")
+    srv = ServeProcess(tmp_path / "data")
     srv.start()
     try:
         asyncio.run(seed(srv.address))

@@ -8,7 +8,6 @@ import contextlib
 import json
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +19,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
-from serve_process import free_port
-from sqlalchemy.engine import make_url
+from support.ports import free_port
+from support.postgres import libpq_dsn
+from support.processes import CLI
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -128,11 +127,6 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-def psycopg_dsn(url: str) -> str:
-    parsed = make_url(url)
-    return f"host={parsed.host} port={parsed.port} user={parsed.username} dbname={parsed.database}"
-
-
 async def waiting_on_locks(admin: psycopg.AsyncConnection[Any]) -> int:
     """Server backends of this database blocked on a lock the test holds."""
     cur = await admin.execute(
@@ -169,7 +163,7 @@ async def test_sigterm_drains_in_flight_calls(pg_url: str, tmp_path: Path) -> No
         first = await asyncio.wait_for(updates.read(), timeout=5)
         assert isinstance(first, health_pb2.HealthCheckResponse) and first.status == SERVING
 
-        async with await psycopg.AsyncConnection.connect(psycopg_dsn(pg_url)) as blocker:
+        async with await psycopg.AsyncConnection.connect(libpq_dsn(pg_url)) as blocker:
             await blocker.execute("LOCK TABLE models IN ACCESS EXCLUSIVE MODE")
             held = [
                 asyncio.ensure_future(
@@ -178,7 +172,7 @@ async def test_sigterm_drains_in_flight_calls(pg_url: str, tmp_path: Path) -> No
                 for i in range(calls)
             ]
             async with await psycopg.AsyncConnection.connect(
-                psycopg_dsn(pg_url), autocommit=True
+                libpq_dsn(pg_url), autocommit=True
             ) as admin:
                 deadline = time.monotonic() + 15
                 while await waiting_on_locks(admin) < calls:

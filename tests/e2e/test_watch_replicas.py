@@ -6,79 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry import RegistryClient
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
-from serve_process import free_port
+from support.processes import CLI, ServeProcess
 
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 # Far longer than any latency the test accepts: only NOTIFY can explain a prompt event.
 POLL_S = 30.0
 
 
-async def wait_serving(address: str, within: float = 30) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        stream = stub.Watch(health_pb2.HealthCheckRequest(), timeout=within, wait_for_ready=True)
-        async for reply in stream:
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                stream.cancel()
-                return
-
-
 @pytest.fixture
-def replicas(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    addresses, procs = [], []
-    for name in ("a", "b"):
-        address = f"127.0.0.1:{free_port()}"
-        log = (tmp_path / f"{name}.log").open("wb")
-        procs.append(
-            subprocess.Popen(
-                [
-                    *CLI,
-                    "serve",
-                    "--listen",
-                    address,
-                    "--data-dir",
-                    str(tmp_path / name),
-                    "--database-url",
-                    pg_url,
-                    "--watch-poll-interval",
-                    str(POLL_S),
-                    "--shutdown-grace",
-                    "1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        addresses.append(address)
+def started(pg_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Replicas a and b, both SERVING (started together, waited for in turn)."""
+    flags = ("--database-url", pg_url, "--watch-poll-interval", str(POLL_S))
+    a, b = (ServeProcess(tmp_path / name, *flags, "--shutdown-grace", "1") for name in "ab")
     try:
-        yield addresses[0], addresses[1]
+        for server in (a, b):
+            server.launch()
+        for server in (a, b):
+            server.wait_serving()
+        yield a.address, b.address
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-async def started(replicas: tuple[str, str]) -> AsyncIterator[tuple[str, str]]:
-    await asyncio.gather(*(wait_serving(a) for a in replicas))
-    yield replicas
+        for server in (a, b):
+            server.stop()
 
 
 async def test_commit_on_a_reaches_watcher_on_b_promptly(started: tuple[str, str]) -> None:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.server import Running
+from support.grpc_errors import error_info
 
 if TYPE_CHECKING:
     from modelregistry.v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -38,14 +38,6 @@ def digest_of(data: bytes) -> str:
 
 def crc(data: bytes) -> int:
     return int(google_crc32c.value(data))
-
-
-def info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    out = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(out)
-    return out
 
 
 def start(**kwargs: Any) -> apb.UploadRequest:
@@ -129,8 +121,8 @@ async def test_bad_chunks_are_rejected_with_the_committed_offset(
             msg = await stream.read()
             assert msg is not grpc.aio.EOF  # type: ignore[attr-defined]
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info(exc.value).reason == "CHECKSUM_MISMATCH"
-    assert info(exc.value).metadata["committed_offset"] == str(CHUNK)
+    assert error_info(exc.value).reason == "CHECKSUM_MISMATCH"
+    assert error_info(exc.value).metadata["committed_offset"] == str(CHUNK)
     # Resume from the committed offset and finish.
     upload_id = started.started.upload_id
     responses = await run_upload(
@@ -160,7 +152,7 @@ async def test_protocol_errors(
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await run_upload(artifacts, [start(size_bytes=10), *requests_after_start])
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert info(exc.value).reason == reason
+    assert error_info(exc.value).reason == reason
 
 
 async def test_wrong_digest_leaves_nothing_visible(artifacts: ArtifactServiceAsyncStub) -> None:
@@ -170,7 +162,7 @@ async def test_wrong_digest_leaves_nothing_visible(artifacts: ArtifactServiceAsy
         await run_upload(
             artifacts, [start(size_bytes=len(data), digest=claimed), *chunks(data), finish()]
         )
-    assert info(exc.value).reason == "DIGEST_MISMATCH"
+    assert error_info(exc.value).reason == "DIGEST_MISMATCH"
     for digest in (claimed, digest_of(data)):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await artifacts.GetBlob(apb.GetBlobRequest(digest=digest))
@@ -180,7 +172,7 @@ async def test_wrong_digest_leaves_nothing_visible(artifacts: ArtifactServiceAsy
 async def test_first_message_must_be_start(artifacts: ArtifactServiceAsyncStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await run_upload(artifacts, [finish()])
-    assert info(exc.value).reason == "PROTOCOL_VIOLATION"
+    assert error_info(exc.value).reason == "PROTOCOL_VIOLATION"
 
 
 async def test_stream_without_finish_is_resumable(artifacts: ArtifactServiceAsyncStub) -> None:
@@ -197,7 +189,7 @@ async def test_stream_without_finish_is_resumable(artifacts: ArtifactServiceAsyn
     assert rest[-1].finished.blob.size_bytes == len(data)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await artifacts.GetUpload(apb.GetUploadRequest(upload_id=upload_id))
-    assert info(exc.value).reason == "UPLOAD_NOT_FOUND"
+    assert error_info(exc.value).reason == "UPLOAD_NOT_FOUND"
 
 
 async def test_manifest_makes_the_version_ready(
@@ -218,7 +210,7 @@ async def test_manifest_makes_the_version_ready(
     await upload_blob(artifacts, config)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await upload_blob(artifacts, manifest, version=version.name, media_type=MANIFEST_TYPE)
-    assert info(exc.value).reason == "MANIFEST_BLOB_MISSING"
+    assert error_info(exc.value).reason == "MANIFEST_BLOB_MISSING"
     still = await registry.GetModelVersion(rpc.GetModelVersionRequest(name=version.name))
     assert still.state == pb.ModelVersion.PENDING_UPLOAD
     await upload_blob(artifacts, weights)
@@ -235,7 +227,7 @@ async def test_manifest_makes_the_version_ready(
     # The version's artifact is set once.
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await upload_blob(artifacts, manifest, version=version.name, media_type=MANIFEST_TYPE)
-    assert info(exc.value).reason == "VERSION_NOT_PENDING"
+    assert error_info(exc.value).reason == "VERSION_NOT_PENDING"
 
 
 async def test_bad_manifests_are_rejected(
@@ -254,7 +246,7 @@ async def test_bad_manifests_are_rejected(
     ):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await upload_blob(artifacts, body, version=version.name)
-        assert info(exc.value).reason == "INVALID_MANIFEST"
+        assert error_info(exc.value).reason == "INVALID_MANIFEST"
     still = await registry.GetModelVersion(rpc.GetModelVersionRequest(name=version.name))
     assert still.state == pb.ModelVersion.PENDING_UPLOAD
 
@@ -268,14 +260,14 @@ async def test_download_errors(
     assert exc.value.code() == grpc.StatusCode.OUT_OF_RANGE
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await download(artifacts, digest=digest_of(b"missing"))
-    assert info(exc.value).reason == "BLOB_NOT_FOUND"
+    assert error_info(exc.value).reason == "BLOB_NOT_FOUND"
     await registry.CreateModel(rpc.CreateModelRequest(model_id="fraud"))
     pending = await registry.CreateModelVersion(
         rpc.CreateModelVersionRequest(parent="models/fraud", model_version=pb.ModelVersion())
     )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await download(artifacts, version=pending.name)
-    assert info(exc.value).reason == "VERSION_NOT_READY"
+    assert error_info(exc.value).reason == "VERSION_NOT_READY"
 
 
 async def test_concurrent_uploads_of_the_same_content(

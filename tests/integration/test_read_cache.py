@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import start_server
 from modelregistry import RegistryClient
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.in_process import start_server
 
 PROD = "models/fraud/aliases/production"
 

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
-import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
+from support.grpc_errors import expect_error
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import (
         RegistryServiceAsyncStub as Stub,
     )
-
-
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    assert isinstance(raw, bytes)
-    status = status_pb2.Status.FromString(raw)
-    assert len(status.details) == 1
-    info = error_details_pb2.ErrorInfo()
-    status.details[0].Unpack(info)
-    return info
-
-
-async def expect_error(call: object, code: grpc.StatusCode, reason: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call  # type: ignore[misc]
-    assert exc.value.code() == code, exc.value.details()
-    assert error_info(exc.value).reason == reason
 
 
 async def make_model(registry: Stub, model_id: str = "fraud") -> pb.Model:

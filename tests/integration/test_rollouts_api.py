@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, timestamp_pb2
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc
+from support.grpc_errors import expect_error, reason
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
@@ -26,20 +26,6 @@ PROD = "models/fraud/aliases/production"
 @pytest.fixture
 def rollouts(channel: grpc.aio.Channel) -> RolloutServiceAsyncStub:
     return rollout_service_pb2_grpc.RolloutServiceStub(channel)
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return str(info.reason)
-
-
-async def fails(call: Any, code: grpc.StatusCode, why: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert (exc.value.code(), reason(exc.value)) == (code, why), exc.value.details()
 
 
 async def setup_model(registry: RegistryServiceAsyncStub, versions: int = 3) -> None:
@@ -72,7 +58,7 @@ async def test_protected_alias_needs_an_approved_version(
             update_mask=field_mask_pb2.FieldMask(paths=["protected_aliases"]),
         )
     )
-    await fails(
+    await expect_error(
         set_alias(registry, PROD, 1), grpc.StatusCode.FAILED_PRECONDITION, "VERSION_NOT_APPROVED"
     )
     rejected = await registry.RejectModelVersion(
@@ -80,7 +66,7 @@ async def test_protected_alias_needs_an_approved_version(
     )
     assert rejected.approval.state == pb.Approval.REJECTED
     assert rejected.approval.comment == "bad recall" and rejected.approval.actor == "anonymous"
-    await fails(
+    await expect_error(
         set_alias(registry, PROD, 1), grpc.StatusCode.FAILED_PRECONDITION, "VERSION_NOT_APPROVED"
     )
     approved = await registry.ApproveModelVersion(
@@ -106,7 +92,7 @@ async def test_batch_set_aliases_is_all_or_nothing(registry: RegistryServiceAsyn
             ),
         ],
     )
-    await fails(registry.BatchSetAliases(moves), grpc.StatusCode.ABORTED, "ETAG_MISMATCH")
+    await expect_error(registry.BatchSetAliases(moves), grpc.StatusCode.ABORTED, "ETAG_MISMATCH")
     assert (await registry.GetAlias(rpc.GetAliasRequest(name=PROD))).version == version(1)
     moves.requests[1].etag = prev.etag
     result = await registry.BatchSetAliases(moves)
@@ -127,15 +113,15 @@ async def test_rollout_steps_complete_and_resolve(
     assert resolved.rollout.name == r.name and resolved.rollout.percent == 5
     assert resolved.candidate_version.name == version(2)
     # The alias is owned by the rollout while it runs.
-    await fails(
+    await expect_error(
         set_alias(registry, PROD, 3), grpc.StatusCode.FAILED_PRECONDITION, "ROLLOUT_IN_PROGRESS"
     )
-    await fails(
+    await expect_error(
         rollouts.StartRollout(rrpc.StartRolloutRequest(alias=PROD, candidate_version=version(3))),
         grpc.StatusCode.FAILED_PRECONDITION,
         "ROLLOUT_IN_PROGRESS",
     )
-    await fails(
+    await expect_error(
         registry.DeleteModelVersion(rpc.DeleteModelVersionRequest(name=version(2))),
         grpc.StatusCode.FAILED_PRECONDITION,
         "VERSION_IN_ROLLOUT",
@@ -148,7 +134,7 @@ async def test_rollout_steps_complete_and_resolve(
     resolved = await registry.ResolveAlias(rpc.ResolveAliasRequest(name=PROD))
     assert resolved.model_version.name == version(2)
     assert not resolved.HasField("rollout")
-    await fails(
+    await expect_error(
         rollouts.AdvanceRollout(rrpc.AdvanceRolloutRequest(name=r.name)),
         grpc.StatusCode.FAILED_PRECONDITION,
         "ROLLOUT_FINISHED",
@@ -165,7 +151,7 @@ async def test_pause_resume_and_rollback(
     )
     r = await rollouts.PauseRollout(rrpc.PauseRolloutRequest(name=r.name, etag=r.etag))
     assert r.state == pb.Rollout.PAUSED
-    await fails(
+    await expect_error(
         rollouts.AdvanceRollout(rrpc.AdvanceRolloutRequest(name=r.name)),
         grpc.StatusCode.FAILED_PRECONDITION,
         "ROLLOUT_NOT_ACTIVE",
@@ -191,19 +177,19 @@ async def test_bad_rollout_requests(
     await setup_model(registry)
     await set_alias(registry, PROD, 1)
     for steps in ([50, 25, 100], [5, 50], [0, 100], [5, 5, 100]):
-        await fails(
+        await expect_error(
             rollouts.StartRollout(
                 rrpc.StartRolloutRequest(alias=PROD, candidate_version=version(2), steps=steps)
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_STEPS",
         )
-    await fails(
+    await expect_error(
         rollouts.StartRollout(rrpc.StartRolloutRequest(alias=PROD, candidate_version=version(1))),
         grpc.StatusCode.FAILED_PRECONDITION,
         "SAME_VERSION",
     )
-    await fails(
+    await expect_error(
         rollouts.GetRollout(rrpc.GetRolloutRequest(name="models/fraud/rollouts/0123456789ab")),
         grpc.StatusCode.NOT_FOUND,
         "ROLLOUT_NOT_FOUND",
@@ -211,7 +197,7 @@ async def test_bad_rollout_requests(
     r = await rollouts.StartRollout(
         rrpc.StartRolloutRequest(alias=PROD, candidate_version=version(2))
     )
-    await fails(
+    await expect_error(
         rollouts.AdvanceRollout(rrpc.AdvanceRolloutRequest(name=r.name, percent=3)),
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_PERCENT",
@@ -256,7 +242,7 @@ async def test_resolve_alias_at_a_point_in_time(registry: RegistryServiceAsyncSt
     assert then.model_version.name == version(1)
     now = await registry.ResolveAlias(rpc.ResolveAliasRequest(name=PROD))
     assert now.model_version.name == version(2) and now.revision > then.revision
-    await fails(
+    await expect_error(
         registry.ResolveAlias(rpc.ResolveAliasRequest(name=PROD, read_time=before_any)),
         grpc.StatusCode.NOT_FOUND,
         "ALIAS_NOT_FOUND",

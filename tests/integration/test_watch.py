@@ -6,12 +6,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from conftest import start_server
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
@@ -20,27 +18,14 @@ from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
 from modelregistry_server.store.engine import make_engine
 from modelregistry_server.store.event_log import SqlEventLog
+from support.grpc_errors import error_info, expect_error
+from support.in_process import start_server
 
 if TYPE_CHECKING:
     from modelregistry.v1.event_service_pb2_grpc import EventServiceAsyncStub
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
 PROGRESS_S = 0.3
-
-
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return info
-
-
-async def expect_error(call: Any, code: grpc.StatusCode, reason: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert exc.value.code() == code, exc.value.details()
-    assert error_info(exc.value).reason == reason
 
 
 @pytest.fixture

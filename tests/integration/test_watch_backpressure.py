@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from conftest import start_server
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.in_process import start_server
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub

@@ -14,15 +14,15 @@ from typing import Any
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.readiness import HEALTH_SERVICES
 from modelregistry_server.server import Running, start
-from serve_process import free_port
 from sqlalchemy.engine import make_url
+from support.grpc_errors import reason
+from support.ports import free_port
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -69,14 +69,6 @@ class TcpProxy:
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return str(info.reason)
 
 
 @pytest.fixture

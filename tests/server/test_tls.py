@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,101 +9,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running, start
-
-
-@dataclass(frozen=True)
-class Issued:
-    cert: bytes
-    key: bytes
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "modelreg-tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def make_ca(cn: str) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)), cert, key
-
-
-def issue(
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    cn: str,
-    *,
-    server: bool,
-) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+from support.in_process import serving, start_server
+from support.pki import Issued, issue, make_ca
 
 
 @dataclass(frozen=True)
@@ -131,16 +40,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         stranger=issue(other_cert, other_key, "intruder", server=False),
         dir=directory,
     )
-    for label, issued in (("ca", pki.ca), ("server", pki.server)):
-        (directory / f"{label}.pem").write_bytes(issued.cert)
-        (directory / f"{label}.key").write_bytes(issued.key)
+    pki.ca.write(directory / "ca.pem")
+    pki.server.write(directory / "server.pem")
     return pki
-
-
-async def _serve(config: ServerConfig) -> Running:
-    running = await start(config)
-    await asyncio.wait_for(running.ready.wait(), timeout=30)
-    return running
 
 
 def _config(pki: Pki, tmp_path: Path, *, mutual: bool) -> ServerConfig:
@@ -155,20 +57,14 @@ def _config(pki: Pki, tmp_path: Path, *, mutual: bool) -> ServerConfig:
 
 @pytest.fixture
 async def tls_server(pki: Pki, tmp_path: Path) -> AsyncIterator[Running]:
-    running = await _serve(_config(pki, tmp_path, mutual=False))
-    try:
+    async with serving(_config(pki, tmp_path, mutual=False)) as running:
         yield running
-    finally:
-        await running.stop(grace=1)
 
 
 @pytest.fixture
 async def mtls_server(pki: Pki, tmp_path: Path) -> AsyncIterator[Running]:
-    running = await _serve(_config(pki, tmp_path, mutual=True))
-    try:
+    async with serving(_config(pki, tmp_path, mutual=True)) as running:
         yield running
-    finally:
-        await running.stop(grace=1)
 
 
 async def _check(channel: grpc.aio.Channel) -> int:
@@ -232,7 +128,7 @@ async def test_plaintext_server_caller_is_anonymous(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="modelreg.rpc")
-    running = await _serve(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data"))
+    running = await start_server(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data"))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = registry_service_pb2_grpc.RegistryServiceStub(channel)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import s3_env
 from modelregistry_server.blobs import BlobStore, Upload, open_blob_store
 from modelregistry_server.blobs.local_blobs import LocalBlobStore
 from modelregistry_server.blobs.s3_blobs import S3BlobStore, crc32c_b64
 from modelregistry_server.domain.errors import DomainError, ErrorKind
+from support.moto import s3_env
 
 MiB = 1024 * 1024
 

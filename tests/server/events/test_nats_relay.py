@@ -8,9 +8,6 @@ import contextlib
 import json
 import logging
 import shutil
-import signal
-import socket
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,7 +16,6 @@ from typing import Any
 
 import nats
 import pytest
-from conftest import port_open, require, start_server
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.domain.events import verify_chain
 from modelregistry_server.domain.names import ModelName
@@ -30,9 +26,12 @@ from modelregistry_server.store.engine import make_engine
 from modelregistry_server.store.event_log import SqlEventLog
 from modelregistry_server.store.relay_cursors import SqlRelayCursors
 from modelregistry_server.store.sqlalchemy_store import SqlRegistryStore
+from support.in_process import start_server
+from support.ports import free_port, port_open
+from support.processes import ServeProcess
+from support.services import require
 
 SHARED_NATS = "nats://127.0.0.1:4222"
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,6 @@ class Received:
     subject: str
     msg_id: str
     event: dict[str, Any]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -230,27 +223,15 @@ async def test_every_event_reaches_nats_once_in_order(
         await delete_stream(SHARED_NATS, stream.name)
 
 
-class ServeProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, database_url: str, data_dir: Path, nats_url: str, s: Stream) -> Any:
-        proc = await asyncio.create_subprocess_exec(
-            *CLI,
-            "serve",
-            *("--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir)),
-            *("--database-url", database_url, "--events-nats", nats_url),
-            *("--events-nats-stream", s.name, "--events-nats-subject-prefix", s.prefix),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        return cls(proc)
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
+def relay_process(database_url: str, data_dir: Path, nats_url: str, s: Stream) -> ServeProcess:
+    """`modelreg serve` relaying to `nats_url`, launched (not waited for)."""
+    server = ServeProcess(
+        data_dir,
+        *("--database-url", database_url, "--events-nats", nats_url),
+        *("--events-nats-stream", s.name, "--events-nats-subject-prefix", s.prefix),
+    )
+    server.launch()
+    return server
 
 
 @pytest.mark.timeout(300)
@@ -261,22 +242,22 @@ async def test_relay_killed_mid_stream_loses_and_repeats_nothing(
     engine = make_engine(pg_url)
     await migrate.upgrade(engine)
     store = SqlRegistryStore(engine)  # another replica, writing
-    server = await ServeProcess.start(pg_url, tmp_path / "data", private_nats.url, stream)
+    server = relay_process(pg_url, tmp_path / "data", private_nats.url, stream)
     try:
         writer = asyncio.create_task(write_events(store, 200, writers=4))
         await wait_for_count(private_nats.url, stream.name, 40)
-        await server.kill()
+        server.kill()
         at_kill = await stream_count(private_nats.url, stream.name)
         await writer
         assert at_kill < 200, "killed while events were still to be published"
 
-        server = await ServeProcess.start(pg_url, tmp_path / "data", private_nats.url, stream)
+        server = relay_process(pg_url, tmp_path / "data", private_nats.url, stream)
         await wait_for_count(private_nats.url, stream.name, 200)
         await asyncio.sleep(1.5)  # a poll interval: nothing more arrives
-        await server.kill()
+        server.kill()
         await assert_stream_matches_log(private_nats.url, stream, pg_url)
     finally:
-        await server.kill()
+        server.kill()
         await store.close()
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import start_server
 from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.in_process import start_server
 
 CONTENDERS = 50
 

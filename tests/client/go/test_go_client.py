@@ -16,23 +16,20 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import google_crc32c
 import grpc
 import pytest
-from conftest import require
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
-from serve_process import running
+from support.services import require
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 GO_DIR = ROOT / "client" / "go"
 IMPORT_PATH = "github.com/modelreg/modelreg/client/go"
-CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 MANIFEST_TYPE = "application/vnd.modelreg.manifest.v1+json"
 GO_PACKAGES = (
     "golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc "
@@ -110,13 +107,6 @@ def fetch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout
     assert unformatted == "", f"not gofmt-ed: {unformatted}"
     return binary
-
-
-@pytest.fixture(scope="module")
-def address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`modelreg serve` on the embedded default (SQLite + local blobs)."""
-    with running(tmp_path_factory.mktemp("go-serve") / "data") as server:
-        yield server.address
 
 
 class Fetch:

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require
+from support.services import require
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 GO_DIR = ROOT / "client" / "go"
 # module path in go.mod -> Debian package that ships it under /usr/share/gocode
 DEBIAN_PACKAGES = {

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry_server.logging_setup import JsonFormatter
 from modelregistry_server.server import Running
+from support.grpc_errors import error_info
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
@@ -29,14 +29,6 @@ def rpc_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         for r in caplog.records
         if r.name == "modelreg.rpc" and r.msg == "rpc"
     ]
-
-
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return info
 
 
 async def test_each_rpc_logs_one_json_line(

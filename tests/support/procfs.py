@@ -1,0 +1,23 @@
+"""What /proc says about a process: its CPU time and memory, for the
+benchmarks' figures and the tests' memory bounds (Linux only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A kB figure of /proc/<pid>/status: "VmRSS" now, "VmHWM" the peak so far
+    (0 when the line is missing)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name == key:
+            return int(rest.split()[0])
+    return 0
