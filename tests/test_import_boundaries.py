@@ -16,6 +16,8 @@ Importing `a.b.c` counts as importing that module, not its packages'
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -189,3 +191,26 @@ def test_no_import_circles() -> None:
     assert circles == [], "modules importing each other:\n" + "\n".join(
         " <-> ".join(c) for c in circles
     )
+
+
+def test_the_domain_loads_neither_grpc_nor_sqlalchemy() -> None:
+    """The domain shares the contract's generated reasons with the SDK; importing
+    them must not drag in the SDK, grpc or the database layer."""
+    probe = (
+        "import sys, pkgutil, importlib, modelregistry_server.domain as d\n"
+        "for m in pkgutil.iter_modules(d.__path__):\n"
+        "    importlib.import_module(f'modelregistry_server.domain.{m.name}')\n"
+        "print(' '.join(sorted(n for n in ('grpc', 'sqlalchemy', 'modelregistry.client')"
+        " if n in sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
+
+
+def test_the_sdk_exports_resolve() -> None:
+    import modelregistry
+
+    for name in modelregistry.__all__:
+        assert getattr(modelregistry, name) is not None, name
