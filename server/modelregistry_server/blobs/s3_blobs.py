@@ -59,6 +59,7 @@ class S3BlobStore:
             bucket, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts
         )
         self._open = OpenUploads()
+        self._composing: list[str] = []
 
     async def s3(self) -> Any:
         """The aiobotocore client (connected on first use)."""
@@ -76,6 +77,7 @@ class S3BlobStore:
             segment_size=self.segment_size,
             checksums=self.checksums,
             claims=self._open,
+            composing=self._composing,
         )
 
     async def begin_upload(self, upload_id: str) -> StagedUpload:
@@ -143,14 +145,19 @@ class S3BlobStore:
         return stale
 
     async def _abort_stale_composes(self, older_than: float) -> None:
-        """Multipart uploads left by a commit that died half way hold storage too."""
+        """Multipart uploads left by a commit that died half way hold storage too.
+
+        Composes running in this process are left alone whatever S3 reports
+        as their start (some S3-compatible servers report a fixed date).
+        """
         cutoff = time.time() - older_than
         s3 = await self.s3()
         paginator = s3.get_paginator("list_multipart_uploads")
         with s3_errors():
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.layout.blobs):
                 for mpu in page.get("Uploads", []):
-                    if mpu["Initiated"].timestamp() <= cutoff:
+                    stale = mpu["Initiated"].timestamp() <= cutoff
+                    if stale and mpu["Key"] not in self._composing:
                         await s3.abort_multipart_upload(
                             Bucket=self.bucket, Key=mpu["Key"], UploadId=mpu["UploadId"]
                         )

@@ -36,6 +36,7 @@ class S3Staging:
         segment_size: int,
         checksums: bool,
         claims: OpenUploads,
+        composing: list[str],
     ) -> None:
         self._client = client
         self._bucket = client.bucket
@@ -45,6 +46,9 @@ class S3Staging:
         self._segment_size = segment_size
         self._checksums = checksums
         self._claims = claims
+        # Blob keys this process is composing; shared with the store so that
+        # reclaiming never aborts a compose in flight here.
+        self._composing = composing
 
     @property
     def block_size(self) -> int:
@@ -84,7 +88,11 @@ class S3Staging:
                         CopySource={"Bucket": self._bucket, "Key": source},
                     )
                 else:
-                    await self._compose(key)
+                    self._composing.append(key)
+                    try:
+                        await self._compose(key)
+                    finally:
+                        self._composing.remove(key)
         await self.discard()
 
     async def _compose(self, key: str) -> None:
