@@ -68,3 +68,31 @@ async def test_a_cancelled_upload_leaves_nothing(parts: tuple[Artifacts, LocalBl
     assert await blobs.list_uploads() == []
     with pytest.raises(errors.NotFound):
         await artifacts.get_upload(upload_id)
+
+
+async def test_a_fresh_upload_outlives_an_idle_one(parts: tuple[Artifacts, LocalBlobStore]) -> None:
+    artifacts, blobs = parts
+    await begin(artifacts, b"x" * 100)
+    await asyncio.sleep(0.5)
+    fresh = await begin(artifacts, b"z" * 100)
+    assert await artifacts.reclaim() == 1
+    assert [u.upload_id for u in await blobs.list_uploads()] == [fresh]
+    _, committed = await artifacts.get_upload(fresh)
+    assert committed == 100
+
+
+async def test_staging_without_a_row_goes_after_the_same_ttl(
+    parts: tuple[Artifacts, LocalBlobStore],
+) -> None:
+    """Staged bytes nothing refers to (a crash between storage and database) are
+    reclaimed like any idle upload: by the configured TTL, not sooner."""
+    artifacts, blobs = parts
+    orphan = await blobs.begin_upload("orphan")
+    await orphan.write(b"o" * 10)
+    await orphan.flush()
+    await orphan.close()
+    assert await artifacts.reclaim() == 0
+    assert [u.upload_id for u in await blobs.list_uploads()] == ["orphan"]
+    await asyncio.sleep(0.5)
+    assert await artifacts.reclaim() == 1
+    assert await blobs.list_uploads() == []

@@ -5,7 +5,9 @@ reach a blob only through an upload: they are staged under an upload id the
 caller chooses, made durable by `flush()`, verified at `commit()` and only then
 published under their digest. A wrong digest or size publishes nothing. An
 upload survives a process restart: `resume_upload()` rebuilds the durable
-offset and the running sha256 from what was staged.
+offset and the running sha256 from what was staged. Every store's uploads are
+one class, `staged_upload.StagedUpload`, over a small per-backend `Staging`:
+the checks that decide what becomes visible are written once.
 
 The artifact protocol maps onto it directly: the first message of an upload
 stream begins or resumes an upload and reports `offset`; each chunk is checked
@@ -22,6 +24,7 @@ reached raise `Unavailable("BLOB_STORE_UNAVAILABLE")`; other errors are
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
@@ -179,6 +182,27 @@ def upload_busy(upload_id: str) -> Aborted:
         f"upload {upload_id} is in use by another stream",
         {ErrorMetadataKey.UPLOAD_ID: upload_id},
     )
+
+
+class OpenUploads:
+    """Upload ids open in this process: one owner each, and reclaiming leaves them alone."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def claim(self, upload_id: str) -> None:
+        check_upload_id(upload_id)
+        if upload_id in self._ids:
+            raise upload_busy(upload_id)
+        self._ids.add(upload_id)
+
+    def release(self, upload_id: str) -> None:
+        self._ids.discard(upload_id)
+
+    def reclaimable(self, uploads: list[UploadInfo], older_than: float) -> list[UploadInfo]:
+        """The uploads idle for at least `older_than` seconds and not open here."""
+        cutoff = time.time() - older_than
+        return [u for u in uploads if u.updated_at <= cutoff and u.upload_id not in self._ids]
 
 
 def check_range(offset: int, length: int | None, chunk_size: int) -> None:

@@ -5,27 +5,17 @@ Layout under the root directory:
     uploads/<upload id>          staged bytes of one upload, appended in order
     blobs/sha256/<ab>/<hex>      published blobs, read-only, named by digest
 
-Writes are buffered in memory and handed to a worker thread in blocks of
-`buffer_size` bytes (16 MiB by default), so a multi-GB upload costs a few
-hundred thread hops, not one per chunk; while one block is hashed and written
-(in parallel, on two threads) the next one fills. After each block the kernel
-is asked to start writing it back, so the `fdatasync` in `flush()` waits only
-for the tail. `commit()` renames the staged file into place, which is atomic,
-and syncs the directory so the name survives a crash.
-
-A resumed upload trusts the staged file's length. Its bytes were checked
-before they were written; if a crash ever tore the file, the final sha256
-check at commit fails and nothing is published.
+Uploads are `StagedUpload`s over one `LocalStaging` file each, handed over in
+blocks of `buffer_size` bytes (see `local_staging` for how they reach the
+disk and become blobs).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import os
-import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from ..domain.errors import (
@@ -37,19 +27,17 @@ from ..domain.errors import (
 from .base import (
     DEFAULT_READ_CHUNK,
     BlobInfo,
+    OpenUploads,
     UploadInfo,
     check_digest,
     check_range,
-    check_upload_id,
     clamp_range,
-    hex_of,
-    upload_busy,
 )
-from .local_io import fsync_dir, lock_or_busy, storage_errors
-from .local_upload import LocalUpload
+from .local_io import LocalLayout, fsync_dir, lock_or_busy, storage_errors
+from .local_staging import LocalStaging
+from .staged_upload import StagedUpload
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
-_REHASH_BLOCK = 8 * 1024 * 1024
 
 
 class LocalBlobStore:
@@ -57,52 +45,28 @@ class LocalBlobStore:
 
     def __init__(self, root: Path, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
         self.root = root
-        self._uploads = root / "uploads"
-        self._blobs = root / "blobs" / "sha256"
+        self._layout = LocalLayout(root)
         self.buffer_size = buffer_size
-        self._open: set[str] = set()
-        self._uploads.mkdir(parents=True, exist_ok=True)
-        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._open = OpenUploads()
+        self._layout.uploads.mkdir(parents=True, exist_ok=True)
+        self._layout.blobs.mkdir(parents=True, exist_ok=True)
 
-    def blob_path(self, digest: str) -> Path:
-        hex_digest = hex_of(digest)
-        return self._blobs / hex_digest[:2] / hex_digest
+    async def begin_upload(self, upload_id: str) -> StagedUpload:
+        uploads = self._layout.uploads
 
-    def _claim(self, upload_id: str) -> None:
-        check_upload_id(upload_id)
-        if upload_id in self._open:
-            raise upload_busy(upload_id)
-        self._open.add(upload_id)
-
-    def release(self, upload_id: str) -> None:
-        self._open.discard(upload_id)
-
-    async def begin_upload(self, upload_id: str) -> LocalUpload:
-        self._claim(upload_id)
-        path = self._uploads / upload_id
-
-        def create() -> int:
+        def create(path: Path) -> int:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             except FileExistsError:
                 raise upload_exists(upload_id) from None
             lock_or_busy(fd, upload_id)
-            fsync_dir(self._uploads)
+            fsync_dir(uploads)
             return fd
 
-        try:
-            with storage_errors():
-                fd = await asyncio.to_thread(create)
-        except BaseException:
-            self.release(upload_id)
-            raise
-        return LocalUpload(self, upload_id, path, fd, 0, hashlib.sha256())
+        return StagedUpload(upload_id, await self._staging(upload_id, create))
 
-    async def resume_upload(self, upload_id: str) -> LocalUpload:
-        self._claim(upload_id)
-        path = self._uploads / upload_id
-
-        def reopen() -> tuple[int, int, hashlib._Hash]:
+    async def resume_upload(self, upload_id: str) -> StagedUpload:
+        def reopen(path: Path) -> int:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -111,28 +75,28 @@ class LocalBlobStore:
             try:
                 # Whatever is in the file now becomes durable, so it may be acknowledged.
                 os.fdatasync(fd)
-                hasher = hashlib.sha256()
-                size = 0
-                while block := os.pread(fd, _REHASH_BLOCK, size):
-                    hasher.update(block)
-                    size += len(block)
             except BaseException:
                 os.close(fd)
                 raise
-            return fd, size, hasher
+            return fd
 
+        return await StagedUpload.resume(upload_id, await self._staging(upload_id, reopen))
+
+    async def _staging(self, upload_id: str, open_file: Callable[[Path], int]) -> LocalStaging:
+        """Claim the id, then open (and lock) its file on a worker thread."""
+        self._open.claim(upload_id)
         try:
             with storage_errors():
-                fd, size, hasher = await asyncio.to_thread(reopen)
+                fd = await asyncio.to_thread(open_file, self._layout.upload(upload_id))
         except BaseException:
-            self.release(upload_id)
+            self._open.release(upload_id)
             raise
-        return LocalUpload(self, upload_id, path, fd, size, hasher)
+        return LocalStaging(self._layout, upload_id, fd, self.buffer_size, self._open)
 
     async def list_uploads(self) -> list[UploadInfo]:
         def scan() -> list[UploadInfo]:
             found = []
-            with os.scandir(self._uploads) as entries:
+            with os.scandir(self._layout.uploads) as entries:
                 for entry in entries:
                     try:
                         st = entry.stat()
@@ -145,17 +109,12 @@ class LocalBlobStore:
             return await asyncio.to_thread(scan)
 
     async def reclaim_uploads(self, older_than: float) -> list[UploadInfo]:
-        cutoff = time.time() - older_than
-        stale = [
-            u
-            for u in await self.list_uploads()
-            if u.updated_at <= cutoff and u.upload_id not in self._open
-        ]
+        stale = self._open.reclaimable(await self.list_uploads(), older_than)
 
         def remove() -> list[UploadInfo]:
             removed = []
             for upload in stale:
-                path = self._uploads / upload.upload_id
+                path = self._layout.upload(upload.upload_id)
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -171,14 +130,14 @@ class LocalBlobStore:
                 finally:
                     os.close(fd)
             if removed:
-                fsync_dir(self._uploads)
+                fsync_dir(self._layout.uploads)
             return removed
 
         with storage_errors():
             return await asyncio.to_thread(remove)
 
     async def stat(self, digest: str) -> BlobInfo | None:
-        path = self.blob_path(check_digest(digest))
+        path = self._layout.blob(check_digest(digest))
         try:
             with storage_errors():
                 st = await asyncio.to_thread(os.stat, path)
@@ -193,7 +152,7 @@ class LocalBlobStore:
         length: int | None = None,
         chunk_size: int = DEFAULT_READ_CHUNK,
     ) -> AsyncGenerator[bytes, None]:
-        path = self.blob_path(check_digest(digest))
+        path = self._layout.blob(check_digest(digest))
         check_range(offset, length, chunk_size)
 
         def open_ro() -> tuple[int, int]:
@@ -235,7 +194,7 @@ class LocalBlobStore:
             os.close(fd)
 
     async def delete(self, digest: str) -> bool:
-        path = self.blob_path(check_digest(digest))
+        path = self._layout.blob(check_digest(digest))
 
         def remove() -> bool:
             try:
@@ -250,21 +209,3 @@ class LocalBlobStore:
 
     async def close(self) -> None:
         """Nothing to release: file handles belong to uploads and readers."""
-
-    def publish(self, fd: int, staged: Path, digest: str) -> BlobInfo:
-        """Move verified bytes under their digest (runs on a worker thread)."""
-        final = self.blob_path(digest)
-        size = os.fstat(fd).st_size
-        if final.exists():
-            staged.unlink()
-        else:
-            if not final.parent.exists():
-                final.parent.mkdir(exist_ok=True)
-                fsync_dir(self._blobs)
-            os.fchmod(fd, 0o444)
-            # Atomic: readers see no blob or the whole blob. A concurrent commit of
-            # the same content replaces it with identical bytes.
-            os.rename(staged, final)
-            fsync_dir(final.parent)
-        fsync_dir(self._uploads)
-        return BlobInfo(digest, size)

@@ -1,4 +1,4 @@
-"""Local file I/O shared by the local store and its uploads."""
+"""Local file I/O shared by the local store and its staging files."""
 
 from __future__ import annotations
 
@@ -7,13 +7,36 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.errors import blob_store_full, blob_store_unavailable
-from .base import upload_busy
+from .base import hex_of, upload_busy
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _UNREACHABLE = {errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.ETIMEDOUT, errno.EHOSTDOWN}
+
+
+@dataclass(frozen=True)
+class LocalLayout:
+    """Where a local store keeps things under its root (see `local_blobs`)."""
+
+    root: Path
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    def upload(self, upload_id: str) -> Path:
+        return self.uploads / upload_id
+
+    def blob(self, digest: str) -> Path:
+        hex_digest = hex_of(digest)
+        return self.blobs / hex_digest[:2] / hex_digest
 
 
 def translate(exc: BaseException) -> BaseException:

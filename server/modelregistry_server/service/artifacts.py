@@ -304,9 +304,6 @@ class Artifacts:
                 {ErrorMetadataKey.UPLOAD_ID: upload_id},
             )
         await self._uploads.get_upload(upload_id)
-        await self._drop(upload_id)
-
-    async def _drop(self, upload_id: str) -> None:
         try:
             upload = await self._blobs.resume_upload(upload_id)
             await upload.cancel()
@@ -315,19 +312,17 @@ class Artifacts:
         await self._uploads.delete_upload(upload_id)
 
     async def reclaim(self) -> int:
-        """Expire idle uploads and delete staging nothing refers to."""
-        dropped = 0
-        for upload_id in await self._uploads.expired_uploads():
-            if upload_id not in self._active:
-                await self._drop(upload_id)
-                dropped += 1
-        live = await self._uploads.live_upload_ids()
-        for info in await self._blobs.list_uploads():
-            idle = time.time() - info.updated_at
-            if info.upload_id not in live and info.upload_id not in self._active and idle > 60:
-                await self._drop(info.upload_id)
-                dropped += 1
-        return dropped
+        """Expire uploads idle for the TTL: their rows here, their staging in the store.
+
+        A row is touched each time its staging grows, so an expired row's bytes
+        have been idle about as long and go in this round or the next. Staging
+        whose row went some other way (a crash half way through) goes the same way.
+        """
+        expired = [u for u in await self._uploads.expired_uploads() if u not in self._active]
+        for upload_id in expired:
+            await self._uploads.delete_upload(upload_id)
+        staged = await self._blobs.reclaim_uploads(self._settings.upload_ttl_s)
+        return len({*expired, *(u.upload_id for u in staged)})
 
     async def reclaim_forever(self, interval_s: float = 60.0) -> None:
         while True:
