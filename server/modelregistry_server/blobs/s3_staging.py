@@ -56,8 +56,12 @@ class S3Staging:
 
     async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
         if size:
-            body, crc = await asyncio.to_thread(_body, chunks, self._checksums)
-            extra = {} if crc is None else {"ChecksumAlgorithm": "CRC32C", "ChecksumCRC32C": crc}
+            body = b"".join(chunks)
+            del chunks  # the PUT takes a while: hold its bytes once, not twice
+            extra = {}
+            if self._checksums:
+                extra["ChecksumAlgorithm"] = "CRC32C"
+                extra["ChecksumCRC32C"] = await asyncio.to_thread(crc32c_b64, body)
             s3 = await self._client.s3()
             with s3_errors():
                 await s3.put_object(
@@ -149,9 +153,3 @@ class S3Staging:
 
     def release(self) -> None:
         self._claims.release(self._id)
-
-
-def _body(chunks: Sequence[bytes], checksums: bool) -> tuple[bytes, str | None]:
-    """One segment's bytes and their CRC32C (on a worker thread: 16 MiB each)."""
-    body = b"".join(chunks)
-    return body, crc32c_b64(body) if checksums else None

@@ -174,6 +174,7 @@ class StagedUpload:
             self._pending.append(
                 asyncio.ensure_future(asyncio.to_thread(_hash, self._hasher, block))
             )
+        del block  # the backend and the hash let go of it as soon as they can
         if sync:
             await self._settle()
 
