@@ -146,8 +146,6 @@ class UploadStore(Protocol):
 
     async def expired_uploads(self, limit: int = 100) -> list[str]: ...
 
-    async def live_upload_ids(self) -> set[str]: ...
-
 
 class EventLog(Protocol):
     """The log of every change, appended by the writes themselves."""

@@ -155,11 +155,6 @@ class SqlUploadStore(SqlBase):
             rows = await conn.execute(select(U.id).where(U.expire_time_us <= now_us()).limit(limit))
             return [r.id for r in rows]
 
-    async def live_upload_ids(self) -> set[str]:
-        async with self._tx("live_upload_ids") as conn:
-            rows = await conn.execute(select(U.id).where(U.expire_time_us > now_us()))
-            return {r.id for r in rows}
-
 
 def _to_record(row: Row[Any]) -> UploadRecord:
     version = None
