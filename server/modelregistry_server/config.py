@@ -53,6 +53,8 @@ class ServerConfig:
     # Seconds between reads of the event log when nothing signalled a commit
     # (a safety net: commits here and NOTIFY from other replicas wake it at once).
     watch_poll_interval: float = 1.0
+    # Set (HOST:PORT): serve /metrics (Prometheus), /healthz and /readyz over HTTP.
+    metrics_listen: str = ""
 
     def resolved_database_url(self) -> str:
         if self.database_url:

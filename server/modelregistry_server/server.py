@@ -38,6 +38,9 @@ from .events.compactor import compact_forever
 from .events.nats_relay import relay_settings, start_relay
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
+from .observability import exporter as metrics_exporter
+from .observability.live import Sources as MetricSources
+from .observability.rpc import RpcMetricsInterceptor
 from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
 from .service.page_tokens import PageTokens, new_secret
@@ -244,7 +247,8 @@ async def start(config: ServerConfig) -> Running:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
     ]
-    server = grpc.aio.server(interceptors=[RequestInterceptor(ready.is_set)], options=options)
+    interceptors = [RpcMetricsInterceptor(), RequestInterceptor(ready.is_set)]
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(
         RegistryServicer(registry), server
     )
@@ -280,8 +284,11 @@ async def start(config: ServerConfig) -> Running:
         await store.close()
         raise OSError(f"cannot listen on {config.listen}: address in use or unavailable")
     await _set_health(health_servicer, False)
+    sources = MetricSources(health_servicer, hub, cache, engine, blobs)
+    exporter_tasks = metrics_exporter.start(config.metrics_listen, sources)
     await server.start()
     running = Running(server, port, store, blobs, health_servicer, ready=ready, hub=hub)
+    running.tasks.extend(exporter_tasks)
     running.tasks.append(asyncio.create_task(_prepare_and_watch(config, store, tokens, running)))
     running.tasks.append(asyncio.create_task(_reclaim_when_ready(artifacts, ready)))
     if nats_settings is not None:

@@ -96,6 +96,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="SECONDS",
         help="read the event log this often even without a commit signal (default %(default)s)",
     )
+    serve.add_argument(
+        "--metrics-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus), /healthz and /readyz over HTTP here (default: off)",
+    )
     serve.add_argument("--log-format", choices=("json", "text"), default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=run_serve)
@@ -135,6 +141,7 @@ def _config(args: argparse.Namespace) -> object:
         events_nats_subject_prefix=getattr(args, "events_nats_subject_prefix", "modelreg.events"),
         watch_progress_interval=getattr(args, "watch_progress_interval", 5.0),
         watch_poll_interval=getattr(args, "watch_poll_interval", 1.0),
+        metrics_listen=getattr(args, "metrics_listen", ""),
     )
 
 

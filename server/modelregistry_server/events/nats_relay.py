@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ..config import ServerConfig
 from ..domain import errors
 from ..domain.events import Event
+from ..observability import metrics
 from ..store.event_log import SqlEventLog
 from ..store.relay_cursors import SqlRelayCursors
 from ..store.transactions import SqlBase
@@ -186,6 +187,7 @@ class NatsRelay:
 
     async def _wait_for_lock(self, lock_conn: AsyncConnection) -> None:
         name = self.settings.cursor_name
+        metrics.relay_standby()
         while not await self._cursors.try_lead(lock_conn, name):
             if self.status.state != "standby":
                 self.status.state = "standby"
@@ -212,6 +214,7 @@ class NatsRelay:
                 await self._cursors.advance(self.settings.cursor_name, self._cursor)
                 self._saved = self._cursor
             self.status.state, self.status.cursor = "publishing", self._cursor
+            metrics.relay_at(self._cursor)
             log.info("nats relay publishing", extra={**self._extra, "cursor": self._cursor})
             await self._publish_forever(js, lock_conn)
         finally:
@@ -293,6 +296,7 @@ class NatsRelay:
                 )
                 self._cursor = event.revision
                 self.status.cursor = event.revision
+                metrics.relay_at(event.revision)
                 self.status.published += 1
                 self.status.duplicates += int(bool(ack.duplicate))
         finally:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from ..domain import errors
 from ..domain.events import Event
+from ..observability import metrics
 from ..store.event_log import SqlEventLog
 from .watcher import Batch, EventFilter, Watcher, WatchSettings
 
@@ -62,6 +63,11 @@ class WatchHub:
     @property
     def watcher_count(self) -> int:
         return len(self._watchers)
+
+    @property
+    def max_lag(self) -> int:
+        """Events read by the hub that the furthest-behind stream has not been sent."""
+        return max((self.revision - w.position for w in self._watchers), default=0)
 
     def add_listener(self, listener: Callable[[Sequence[Event] | None], None]) -> None:
         """Also hand every batch of new events to `listener` (None: the log
@@ -128,6 +134,7 @@ class WatchHub:
             if not page.items:
                 return
             prev, new = self.revision, page.items[-1].revision
+            metrics.delivered(e.time_us for e in page.items)
             for listener in self._listeners:
                 listener(page.items)
             shared: dict[EventFilter, Batch] = {}

@@ -1,0 +1,126 @@
+"""The interceptor that counts every RPC: how many, how long, with which code.
+
+It sits outside the request interceptor (first in the server's list), so it
+sees the status that one chose for a domain error, and it also counts the
+health and reflection RPCs that the request interceptor leaves alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from . import metrics
+
+Context = grpc.aio.ServicerContext[Any, Any]
+# The data plane's streams, counted as transfers while they are open.
+TRANSFER_METHODS = {
+    "/modelregistry.v1.ArtifactService/Upload": "upload",
+    "/modelregistry.v1.ArtifactService/Download": "download",
+}
+
+
+class _Timer:
+    """One RPC's figures, recorded once when it ends however it ends."""
+
+    def __init__(self, method: str, rpc_type: str) -> None:
+        self.method, self.rpc_type = method, rpc_type
+        self.start = time.perf_counter()
+        self.transfer = TRANSFER_METHODS.get(method)
+        metrics.RPCS_IN_FLIGHT.labels(method, rpc_type).inc()
+        if self.transfer:
+            metrics.TRANSFERS_IN_FLIGHT.labels(self.transfer).inc()
+
+    def done(self, code: grpc.StatusCode) -> None:
+        labels = (self.method, self.rpc_type, code.name)
+        metrics.RPCS_HANDLED.labels(*labels).inc()
+        metrics.RPC_DURATION.labels(*labels).observe(time.perf_counter() - self.start)
+        metrics.RPCS_IN_FLIGHT.labels(self.method, self.rpc_type).dec()
+        if self.transfer:
+            metrics.TRANSFERS_IN_FLIGHT.labels(self.transfer).dec()
+
+
+def _failure_code(exc: BaseException, context: Context) -> grpc.StatusCode:
+    if isinstance(exc, grpc.aio.AbortError):
+        code = context.code()
+        return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    return grpc.StatusCode.UNKNOWN
+
+
+def _unary(
+    method: str, rpc_type: str, behavior: Callable[[Any, Any], Any]
+) -> Callable[[Any, Context], Awaitable[Any]]:
+    async def wrapper(request: Any, context: Context) -> Any:
+        timer = _Timer(method, rpc_type)
+        try:
+            response = await behavior(request, context)
+        except BaseException as exc:
+            timer.done(_failure_code(exc, context))
+            raise
+        timer.done(grpc.StatusCode.OK)
+        return response
+
+    return wrapper
+
+
+def _stream(
+    method: str, rpc_type: str, behavior: Callable[[Any, Any], Any]
+) -> Callable[[Any, Context], Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # A handler that writes with `context.write` (health's Watch) and
+        # returns nothing: time it like a unary one.
+        return _unary(method, rpc_type, behavior)
+
+    async def wrapper(request: Any, context: Context) -> AsyncIterator[Any]:
+        timer = _Timer(method, rpc_type)
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException as exc:
+            timer.done(_failure_code(exc, context))
+            raise
+        timer.done(grpc.StatusCode.OK)
+
+    return wrapper
+
+
+class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(method, "unary", handler.unary_unary), **kwargs
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _unary(method, "client_stream", handler.stream_unary), **kwargs
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _stream(method, "server_stream", handler.unary_stream), **kwargs
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                _stream(method, "bidi_stream", handler.stream_stream), **kwargs
+            )
+        return handler
