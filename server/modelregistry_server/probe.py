@@ -49,9 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         default=env("MODELREG_PROBE_CLIENT_CERT") or None,
         help="client certificate (PEM) for a server that requires mutual TLS",
     )
-    parser.add_argument(
-        "--client-key", type=Path, default=env("MODELREG_PROBE_CLIENT_KEY") or None
-    )
+    parser.add_argument("--client-key", type=Path, default=env("MODELREG_PROBE_CLIENT_KEY") or None)
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     return parser
 

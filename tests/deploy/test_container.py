@@ -30,7 +30,8 @@ from conftest import require
 from modelregistry.sync import SyncRegistryClient
 from serve_process import free_port
 
-pytestmark = pytest.mark.slow
+# Assembling the base image the first time takes minutes (debootstrap).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "localhost/modelreg-test-base:bookworm"
 IMAGE = "localhost/modelreg:test"
