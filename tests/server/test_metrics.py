@@ -22,6 +22,7 @@ from conftest import port_open, require, start_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry import RegistryClient
 from modelregistry.errors import NotFoundError
+from modelregistry_server import probe
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running, start
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,6 +80,7 @@ async def metered(tmp_path: Path) -> AsyncIterator[tuple[Running, int]]:
 
 async def test_metrics_follow_traffic(metered: tuple[Running, int], tmp_path: Path) -> None:
     running, port = metered
+    assert await asyncio.to_thread(probe.main, ["--address", f"127.0.0.1:{running.port}"]) == 0
     before = await scrape(port)
     data = os.urandom(300 * 1024)
     (tmp_path / "model.bin").write_bytes(data)
@@ -159,6 +161,8 @@ async def test_http_health_follows_grpc_health(tmp_path: Path) -> None:
                 health_pb2.HealthCheckRequest(), timeout=5
             )
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        address = ["--address", f"127.0.0.1:{running.port}"]
+        assert await asyncio.to_thread(probe.main, address) == 1
         assert await http_get(port, "/healthz") == (200, "ok\n")
         assert await http_get(port, "/readyz") == (503, "not serving\n")
         assert (await http_get(port, "/nothing"))[0] == 404
