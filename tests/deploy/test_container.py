@@ -35,6 +35,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "localhost/modelreg-test-base:bookworm"
 IMAGE = "localhost/modelreg:test"
+# No runtime namespaces (see above), the host's loopback.
+BUILDAH_RUN = ("buildah", "run", "--isolation", "chroot", "--network", "host")
 DEV_TOOLS = ("pytest", "ruff", "mypy", "locust", "moto", "grpcio-tools", "matplotlib")
 
 
@@ -139,12 +141,7 @@ def container(image: dict[str, Any]) -> Iterator[str]:
 
 def in_container(ctr: str, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return run(
-        "buildah",
-        "run",
-        "--isolation",
-        "chroot",
-        "--network",
-        "host",
+        *BUILDAH_RUN,
         ctr,
         "--",
         *command,
@@ -199,12 +196,7 @@ def test_image_is_slim_non_root_and_serves_health(
     with log.open("w") as out:
         proc = subprocess.Popen(
             [
-                "buildah",
-                "run",
-                "--isolation",
-                "chroot",
-                "--network",
-                "host",
+                *BUILDAH_RUN,
                 container,
                 "--",
                 *command,

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from ..api.handler_wrapping import WrappingInterceptor, rewrap
 from . import metrics
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -91,36 +92,12 @@ def _stream(
     return wrapper
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+class RpcMetricsInterceptor(WrappingInterceptor):
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(method, "unary", handler.unary_unary), **kwargs
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary(method, "client_stream", handler.stream_unary), **kwargs
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream(method, "server_stream", handler.unary_stream), **kwargs
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _stream(method, "bidi_stream", handler.stream_stream), **kwargs
-            )
-        return handler
+        return rewrap(
+            handler,
+            lambda behavior, rpc_type: _unary(method, rpc_type, behavior),
+            lambda behavior, rpc_type: _stream(method, rpc_type, behavior),
+        )
