@@ -3,7 +3,8 @@
 #   scripts/dev.sh setup   create .venv and install modelreg with [server,dev]
 #   scripts/dev.sh serve   install only the [server] extra, then `modelreg serve`
 #                          on the embedded default
-#   scripts/dev.sh test    setup, check services and the Go toolchain, lint,
+#   scripts/dev.sh test    setup, check services, the Go toolchain and the
+#                          deployment tools (Prometheus, buildah...), lint,
 #                          type-check, run all tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -349,6 +349,9 @@ def start_relay(
 
     async def run_when_ready() -> None:
         await ready.wait()
-        await relay.run()
+        try:
+            await relay.run()
+        finally:
+            metrics.relay_standby()
 
     return asyncio.create_task(run_when_ready(), name="nats-relay")

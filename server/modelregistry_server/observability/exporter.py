@@ -35,6 +35,9 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    # server_close() runs on the event loop: it must not wait for a request
+    # thread, which may itself be waiting for the loop.
+    block_on_close = False
 
 
 class _IPv6Server(_ThreadingServer):

@@ -8,12 +8,14 @@ health and reflection RPCs that the request interceptor leaves alone.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Gauge, Histogram
 
 from ..api.handler_wrapping import WrappingInterceptor, rewrap
 from . import metrics
@@ -26,24 +28,45 @@ TRANSFER_METHODS = {
 }
 
 
+@functools.cache
+def _in_flight(method: str, rpc_type: str) -> Gauge:
+    return metrics.RPCS_IN_FLIGHT.labels(method, rpc_type)
+
+
+@functools.cache
+def _transfers(method: str) -> Gauge | None:
+    direction = TRANSFER_METHODS.get(method)
+    return metrics.TRANSFERS_IN_FLIGHT.labels(direction) if direction else None
+
+
+@functools.cache
+def _outcome(method: str, rpc_type: str, code: grpc.StatusCode) -> tuple[Counter, Histogram]:
+    """The labelled children, looked up once per method and code: the
+    lookup (a lock and a dict of label tuples) would otherwise cost more than
+    recording does, on every RPC."""
+    labels = (method, rpc_type, code.name)
+    return metrics.RPCS_HANDLED.labels(*labels), metrics.RPC_DURATION.labels(*labels)
+
+
 class _Timer:
     """One RPC's figures, recorded once when it ends however it ends."""
 
     def __init__(self, method: str, rpc_type: str) -> None:
         self.method, self.rpc_type = method, rpc_type
         self.start = time.perf_counter()
-        self.transfer = TRANSFER_METHODS.get(method)
-        metrics.RPCS_IN_FLIGHT.labels(method, rpc_type).inc()
-        if self.transfer:
-            metrics.TRANSFERS_IN_FLIGHT.labels(self.transfer).inc()
+        self.in_flight = _in_flight(method, rpc_type)
+        self.transfers = _transfers(method)
+        self.in_flight.inc()
+        if self.transfers is not None:
+            self.transfers.inc()
 
     def done(self, code: grpc.StatusCode) -> None:
-        labels = (self.method, self.rpc_type, code.name)
-        metrics.RPCS_HANDLED.labels(*labels).inc()
-        metrics.RPC_DURATION.labels(*labels).observe(time.perf_counter() - self.start)
-        metrics.RPCS_IN_FLIGHT.labels(self.method, self.rpc_type).dec()
-        if self.transfer:
-            metrics.TRANSFERS_IN_FLIGHT.labels(self.transfer).dec()
+        handled, duration = _outcome(self.method, self.rpc_type, code)
+        handled.inc()
+        duration.observe(time.perf_counter() - self.start)
+        self.in_flight.dec()
+        if self.transfers is not None:
+            self.transfers.dec()
 
 
 def _failure_code(exc: BaseException, context: Context) -> grpc.StatusCode:
