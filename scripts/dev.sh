@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine:
 #   scripts/dev.sh setup   create .venv and install modelreg with [server,dev]
-#   scripts/dev.sh serve   setup, then `modelreg serve` on the embedded default
-#   scripts/dev.sh test    setup, check services and the Go toolchain, lint,
+#   scripts/dev.sh serve   install only the [server] extra, then `modelreg serve`
+#                          on the embedded default
+#   scripts/dev.sh test    setup, check services, the Go toolchain and the
+#                          deployment tools (Prometheus, buildah...), lint,
 #                          type-check, run all tests
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,16 +12,23 @@ cd "$ROOT"
 VENV="${MODELREG_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 
+fresh() { [ -f "$1" ] && ! [ pyproject.toml -nt "$1" ] && ! [ constraints.txt -nt "$1" ]; }
+
+# setup [EXTRA]: the venv with modelreg and EXTRA (dev: everything; server:
+# what `modelreg serve` needs). A dev install also counts as a server one.
 setup() {
+  local extra="${1:-dev}"
   if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
   fi
   local stamp="$VENV/.modelreg-installed"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
-    touch "$stamp"
+  [ "$extra" = dev ] || stamp="$VENV/.modelreg-installed-$extra"
+  if fresh "$VENV/.modelreg-installed" || fresh "$stamp"; then
+    return 0
   fi
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[$extra]"
+  touch "$stamp"
 }
 
 # Debian's Go toolchain and stub generators, for the Go stubs and client
@@ -27,10 +36,15 @@ setup() {
 GO_PACKAGES=(golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc
   golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev)
 
-ensure_go() {
+# Debian's Prometheus (prometheus, promtool), buildah with debootstrap (the
+# image is built from a Debian base the test assembles) and systemd-analyze,
+# for tests/deploy and tests/e2e/test_prometheus.py.
+DEPLOY_PACKAGES=(prometheus buildah debootstrap systemd)
+
+ensure_debs() {
   command -v dpkg-query >/dev/null || return 0
   local missing=() p
-  for p in "${GO_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
@@ -38,7 +52,7 @@ ensure_go() {
     apt-get update -qq &&
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "missing packages for the Go client tests: ${missing[*]}" >&2
+    echo "missing packages for the tests: ${missing[*]}" >&2
   fi
 }
 
@@ -60,12 +74,12 @@ case "$cmd" in
     setup
     ;;
   serve)
-    setup
+    setup server
     exec "$VENV/bin/modelreg" serve "$@"
     ;;
   test)
     setup
-    ensure_go
+    ensure_debs "${GO_PACKAGES[@]}" "${DEPLOY_PACKAGES[@]}"
     bash scripts/services.sh
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .

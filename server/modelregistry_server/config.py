@@ -184,6 +184,14 @@ class ServerConfig:
             metavar="SECONDS",
         ),
     )
+    metrics_listen: str = field(
+        default="",
+        metadata=flag(
+            "--metrics-listen",
+            "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (default: off)",
+            metavar="HOST:PORT",
+        ),
+    )
     log_format: str = field(default="json", metadata=flag("--log-format", choices=("json", "text")))
     log_level: str = field(default="INFO", metadata=flag("--log-level"))
     # Seconds between database checks once ready (health follows the result).

@@ -42,6 +42,9 @@ from .events.compactor import compact_forever
 from .events.nats_relay import NatsRelay, relay_settings
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
+from .observability import exporter as metrics_exporter
+from .observability.live import Sources as MetricSources
+from .observability.rpc import RpcMetricsInterceptor
 from .readiness import (
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
@@ -149,6 +152,7 @@ class Parts:
     events: SqlEventLog
     blobs: BlobStore
     tokens: PageTokens
+    cache: ReadCache
     artifacts: Artifacts
     hub: WatchHub
     relay: NatsRelay | None
@@ -212,6 +216,7 @@ async def build(config: ServerConfig) -> Parts:
         events=events,
         blobs=blobs,
         tokens=tokens,
+        cache=cache,
         artifacts=artifacts,
         hub=hub,
         relay=relay,
@@ -232,7 +237,8 @@ def _grpc_server(
     """The gRPC server with every service, health and reflection; RPCs are
     refused until `ready` is set."""
     server = grpc.aio.server(
-        interceptors=[RequestInterceptor(ready.is_set)], options=SERVER_OPTIONS
+        interceptors=[RpcMetricsInterceptor(), RequestInterceptor(ready.is_set)],
+        options=SERVER_OPTIONS,
     )
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(artifacts, server)
@@ -290,6 +296,8 @@ async def start(config: ServerConfig) -> Running:
         await parts.close()
         raise
     await set_health(parts.health, False)
+    sources = MetricSources(parts.health, parts.hub, parts.cache, parts.engine, parts.blobs)
+    exporter_tasks = metrics_exporter.start(config.metrics_listen, sources)
     await parts.server.start()
     running = Running(
         parts.server,
@@ -300,6 +308,7 @@ async def start(config: ServerConfig) -> Running:
         ready=parts.ready,
         hub=parts.hub,
     )
+    running.tasks.extend(exporter_tasks)
     start_background(config, parts, running)
     log.info(
         "listening",

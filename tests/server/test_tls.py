@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -157,3 +158,24 @@ async def test_incomplete_tls_flags_are_refused(
     )
     with pytest.raises(ValueError, match="--tls"):
         await start(config)
+
+
+async def test_health_probe_speaks_tls_and_mutual_tls(
+    tls_server: Running, mtls_server: Running, pki: Pki
+) -> None:
+    """`python -m modelregistry_server.probe`, the image's health check."""
+    from modelregistry_server import probe
+
+    (pki.dir / "client.pem").write_bytes(pki.client.cert)
+    (pki.dir / "client.key").write_bytes(pki.client.key)
+    ca = ["--tls-ca", str(pki.dir / "ca.pem")]
+    client = ["--client-cert", str(pki.dir / "client.pem")]
+    client += ["--client-key", str(pki.dir / "client.key")]
+
+    def run(server: Running, *args: str) -> int:
+        return probe.main(["--address", f"127.0.0.1:{server.port}", "--timeout", "5", *args])
+
+    assert await asyncio.to_thread(run, tls_server, *ca) == 0
+    assert await asyncio.to_thread(run, tls_server) == 1  # plaintext to a TLS port
+    assert await asyncio.to_thread(run, mtls_server, *ca, *client) == 0
+    assert await asyncio.to_thread(run, mtls_server, *ca) == 1  # no client certificate

@@ -11,6 +11,7 @@ from modelregistry.v1 import artifact_service_pb2_grpc as apb_grpc
 from modelregistry.v1.error_reasons import ErrorReason
 
 from ..domain import errors
+from ..observability import metrics
 from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
 from . import convert
 
@@ -75,6 +76,7 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
                     committed = await self._artifacts.write_chunk(
                         session, chunk.offset, chunk.data, chunk.crc32c
                     )
+                    metrics.uploaded(len(chunk.data))
                     if committed is not None:
                         yield _progress(committed)
                 elif kind == "finish":
@@ -123,6 +125,7 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             )
         )
         async for offset, data, crc in download.chunks:
+            metrics.downloaded(len(data))
             yield apb.DownloadResponse(
                 chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc)
             )

@@ -24,6 +24,7 @@ from ..domain import request_context
 from ..domain.errors import DomainError, Unavailable
 from ..domain.request_context import ANONYMOUS, RequestContext
 from . import error_map
+from .handler_wrapping import WrappingInterceptor, rewrap
 
 log = logging.getLogger("modelreg.rpc")
 _tracer = trace.get_tracer("modelreg.server")
@@ -187,43 +188,19 @@ def _wrap_stream(
     return wrapper
 
 
-class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class RequestInterceptor(WrappingInterceptor):
     """`ready` says whether storage is prepared; until then RPCs get UNAVAILABLE."""
 
     def __init__(self, ready: Callable[[], bool]) -> None:
         self._ready = ready
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
         if method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
-        kwargs = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(self._ready, method, handler.unary_unary), **kwargs
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(self._ready, method, handler.stream_unary), **kwargs
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(self._ready, method, handler.unary_stream), **kwargs
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(self._ready, method, handler.stream_stream), **kwargs
-            )
-        return handler
+        return rewrap(
+            handler,
+            lambda behavior, _type: _wrap_unary(self._ready, method, behavior),
+            lambda behavior, _type: _wrap_stream(self._ready, method, behavior),
+        )

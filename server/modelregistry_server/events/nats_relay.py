@@ -53,6 +53,7 @@ from nats.js.client import JetStreamContext
 from ..config import DEFAULTS, ServerConfig
 from ..domain import errors
 from ..domain.events import Event
+from ..observability import metrics
 from ..store.base import EventLog, RelayCursors, RelayLeadership
 
 log = logging.getLogger("modelreg.events.nats")
@@ -158,6 +159,7 @@ class NatsRelay:
                 async with self._cursors.leadership() as leadership:
                     await self._lead(leadership)
             except asyncio.CancelledError:
+                metrics.relay_standby()  # a stopped relay shows no lag
                 raise
             except Exception as exc:
                 if self.status.published > published:
@@ -185,6 +187,7 @@ class NatsRelay:
 
     async def _wait_for_the_lead(self, leadership: RelayLeadership) -> None:
         name = self.settings.cursor_name
+        metrics.relay_standby()
         while not await leadership.try_lead(name):
             if self.status.state != "standby":
                 self.status.state = "standby"
@@ -211,6 +214,7 @@ class NatsRelay:
                 await self._cursors.advance(self.settings.cursor_name, self._cursor)
                 self._saved = self._cursor
             self.status.state, self.status.cursor = "publishing", self._cursor
+            metrics.relay_at(self._cursor)
             log.info("nats relay publishing", extra={**self._extra, "cursor": self._cursor})
             await self._publish_forever(js, leadership)
         finally:
@@ -292,6 +296,7 @@ class NatsRelay:
                 )
                 self._cursor = event.revision
                 self.status.cursor = event.revision
+                metrics.relay_at(event.revision)
                 self.status.published += 1
                 self.status.duplicates += int(bool(ack.duplicate))
         finally:

@@ -26,6 +26,7 @@ from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..domain import errors
 from ..domain.events import Event
+from ..observability import metrics
 from ..store.base import EventLog
 from .watcher import Batch, EventFilter, Watcher, WatchSettings
 
@@ -64,6 +65,11 @@ class WatchHub:
     @property
     def watcher_count(self) -> int:
         return len(self._watchers)
+
+    @property
+    def max_lag(self) -> int:
+        """Events read by the hub that the furthest-behind stream has not been sent."""
+        return max((self.revision - w.position for w in self._watchers), default=0)
 
     def add_listener(self, listener: Callable[[Sequence[Event] | None], None]) -> None:
         """Also hand every batch of new events to `listener` (None: the log
@@ -130,6 +136,7 @@ class WatchHub:
             if not page.items:
                 return
             prev, new = self.revision, page.items[-1].revision
+            metrics.delivered(e.time_us for e in page.items)
             for listener in self._listeners:
                 listener(page.items)
             shared: dict[EventFilter, Batch] = {}

@@ -244,7 +244,14 @@ async def test_relay_killed_mid_stream_loses_and_repeats_nothing(
     store = SqlRegistryStore(engine)  # another replica, writing
     server = relay_process(pg_url, tmp_path / "data", private_nats.url, stream)
     try:
-        writer = asyncio.create_task(write_events(store, 200, writers=4))
+        # In bursts, so that the relay (polling once a second for another
+        # replica's writes) is mid-stream for a while whenever it starts.
+        async def paced() -> None:
+            for burst in range(5):
+                await write_events(store, 40, f"b{burst}", writers=4)
+                await asyncio.sleep(0.4)
+
+        writer = asyncio.create_task(paced())
         await wait_for_count(private_nats.url, stream.name, 40)
         server.kill()
         at_kill = await stream_count(private_nats.url, stream.name)

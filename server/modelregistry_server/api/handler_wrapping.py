@@ -1,0 +1,61 @@
+"""Wrapping a gRPC method handler's behaviour, whatever its streaming shape.
+
+A grpc.aio interceptor cannot wrap a call; it can only hand back a new
+method handler of the same kind around the old behaviour. Both of the
+server's interceptors (requests and metrics) need that, so it lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Behavior = Callable[[Any, Any], Any]
+# (behaviour, RPC type) -> the behaviour to run instead.
+Wrap = Callable[[Behavior, str], Behavior]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler[Any, Any], unary_response: Wrap, stream_response: Wrap
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with its behaviour wrapped: by `unary_response` when the RPC
+    answers once, by `stream_response` when it streams its answer. The RPC
+    type passed along is unary, client_stream, server_stream or bidi_stream."""
+    shapes: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler[Any, Any]], Wrap, str], ...] = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response, "unary"),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response, "client_stream"),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response, "server_stream"),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response, "bidi_stream"),
+    )
+    for attribute, make, wrap, rpc_type in shapes:
+        behavior = getattr(handler, attribute)
+        if behavior:
+            return make(
+                wrap(behavior, rpc_type),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """An interceptor that wraps the behaviour of each method it is asked about."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError
