@@ -1,0 +1,63 @@
+"""Errors of authentication and authorization.
+
+UNAUTHENTICATED says the caller could not be identified (no credentials,
+or credentials that do not verify); PERMISSION_DENIED says who the caller
+is and which permission on which resource it lacks. Per AIP-211 a denial
+never depends on whether the resource exists.
+"""
+
+from __future__ import annotations
+
+from .errors import DomainError, ErrorKind
+from .policies import Decision
+
+
+class Unauthenticated(DomainError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    kind = ErrorKind.PERMISSION_DENIED
+
+
+def credentials_missing() -> Unauthenticated:
+    return Unauthenticated(
+        "CREDENTIALS_MISSING",
+        "this registry requires authentication: send `authorization: Bearer <token>` "
+        "(a JWT from the identity provider or a service-account token) or a client certificate",
+    )
+
+
+def credentials_invalid(why: str) -> Unauthenticated:
+    """`why` must be safe to show: a category, never token content."""
+    return Unauthenticated("CREDENTIALS_INVALID", f"the credentials were rejected: {why}")
+
+
+def credentials_expired() -> Unauthenticated:
+    return Unauthenticated(
+        "CREDENTIALS_EXPIRED", "the token has expired (or is not valid yet); get a new one"
+    )
+
+
+def credentials_revoked() -> Unauthenticated:
+    return Unauthenticated("CREDENTIALS_REVOKED", "the service-account token has been revoked")
+
+
+def permission_denied(decision: Decision) -> PermissionDenied:
+    return PermissionDenied(
+        "IAM_PERMISSION_DENIED",
+        decision.explain(),
+        {
+            "permission": decision.permission.value,
+            "resource": str(decision.resource),
+            "principal": decision.principal,
+        },
+    )
+
+
+def separation_of_duties(version: str, principal: str) -> PermissionDenied:
+    return PermissionDenied(
+        "SEPARATION_OF_DUTIES",
+        f"{principal} created {version} and this model requires another principal to review it",
+        {"resource": version, "principal": principal},
+    )
