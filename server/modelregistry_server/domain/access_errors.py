@@ -8,7 +8,7 @@ never depends on whether the resource exists.
 
 from __future__ import annotations
 
-from .errors import DomainError, ErrorKind
+from .errors import DomainError, ErrorKind, NotFound
 from .policies import Decision
 
 
@@ -61,3 +61,7 @@ def separation_of_duties(version: str, principal: str) -> PermissionDenied:
         f"{principal} created {version} and this model requires another principal to review it",
         {"resource": version, "principal": principal},
     )
+
+
+def token_not_found(name: str) -> NotFound:
+    return NotFound("TOKEN_NOT_FOUND", f"token {name} not found", {"resource": name})
