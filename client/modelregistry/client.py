@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from . import artifacts
+from .access_methods import AccessMethods
 from .core import Core
 from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
@@ -33,7 +34,7 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient(EventMethods, RolloutMethods):
+class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies
