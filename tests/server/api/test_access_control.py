@@ -3,9 +3,8 @@ the right resource in the request (without a server: fakes for storage)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
+from access_fakes import FakeLookups, FakePolicies
 from google.protobuf import field_mask_pb2
 from modelregistry.v1 import (
     access_service_pb2,
@@ -25,49 +24,11 @@ from modelregistry_server.api.access_rules import RULES
 from modelregistry_server.auth.authorizer import Authorizer
 from modelregistry_server.domain.access_errors import PermissionDenied
 from modelregistry_server.domain.errors import InvalidArgument
-from modelregistry_server.domain.names import AliasName, RolloutName, VersionName
 from modelregistry_server.domain.permissions import Role
-from modelregistry_server.domain.policies import REGISTRY, Binding, Policy, PolicyResource
+from modelregistry_server.domain.policies import REGISTRY, PolicyResource
 from modelregistry_server.domain.principals import Principal, user
 
 DIGEST = "sha256:" + "ab" * 32
-
-
-class FakePolicies:
-    def __init__(self) -> None:
-        self.policies: dict[PolicyResource, Policy] = {}
-        self.reads = 0
-
-    def bind(self, resource: PolicyResource, role: Role, member: str) -> None:
-        old = self.policies.get(resource, Policy(resource))
-        self.policies[resource] = Policy(resource, (*old.bindings, Binding(role, (member,))))
-
-    async def get_policies(
-        self, resources: Sequence[PolicyResource]
-    ) -> dict[PolicyResource, Policy]:
-        self.reads += 1
-        return {r: self.policies[r] for r in resources if r in self.policies}
-
-    async def member_grants(self, members: Sequence[str]) -> list[tuple[PolicyResource, Role]]:
-        return [
-            (r, b.role)
-            for r, p in self.policies.items()
-            for b in p.bindings
-            if set(b.members) & set(members)
-        ]
-
-
-class FakeLookups:
-    async def rollout_alias(self, name: RolloutName) -> AliasName | None:
-        return AliasName(name.model, "production") if name.rollout == "0" * 12 else None
-
-    async def upload_version(self, upload_id: str) -> tuple[bool, VersionName | None]:
-        if upload_id == "a" * 32:
-            return True, VersionName("fraud", 1)
-        return upload_id == "b" * 32, None
-
-    async def blob_models(self, digest: str) -> frozenset[str]:
-        return frozenset({"fraud"})
 
 
 @pytest.fixture
