@@ -22,16 +22,17 @@ P = Permission
 
 
 class Target(enum.Enum):
-    """Where the resource a permission is checked on comes from."""
+    """Where the resource a permission is checked on comes from (the value
+    is its description in the README, `{field}` standing for the field)."""
 
-    REGISTRY = "the registry"
-    NAME = "the model or alias the field names (a version's or rollout's model)"
-    ROLLOUT = "the alias of the rollout the field names (looked up)"
-    UPLOAD = "the model of the upload's version (looked up); a blob upload: any model"
-    BLOB = "any model with a version whose artifact is or lists the digest"
-    POLICY = "the resource the field names: registry, model or alias"
-    EVENTS = "the filter's model; without one, each event is shown only if allowed"
-    LISTED = "each model listed is shown only if allowed"
+    REGISTRY = "`registry`"
+    NAME = "the model, or alias, in `{field}`"
+    ROLLOUT = "the alias of the rollout in `{field}` (looked up)"
+    UPLOAD = "the model of the upload's version; a blob upload: any model"
+    BLOB = "any model with a version that references the digest"
+    POLICY = "the `resource`"
+    EVENTS = "the model in `filter`; without one, each event is filtered"
+    LISTED = "each model listed (the others are left out)"
     CALLER = "nothing: any authenticated caller"
 
 
