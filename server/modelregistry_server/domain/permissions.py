@@ -47,8 +47,8 @@ class Permission(enum.StrEnum):
     VERSIONS_UPLOAD = "versions.upload"
     VERSIONS_REVIEW = "versions.review"
     VERSIONS_DELETE = "versions.delete"
-    EVENTS_LIST = "events.list"
     # One alias (also granted by bindings on its model and on the registry).
+    EVENTS_LIST = "events.list"
     ALIASES_GET = "aliases.get"
     ALIASES_SET = "aliases.set"
     ALIASES_DELETE = "aliases.delete"
@@ -86,7 +86,9 @@ PERMISSIONS: dict[Permission, PermissionInfo] = {
     P.VERSIONS_UPLOAD: PermissionInfo(Level.MODEL, "upload artifacts"),
     P.VERSIONS_REVIEW: PermissionInfo(Level.MODEL, "approve and reject versions"),
     P.VERSIONS_DELETE: PermissionInfo(Level.MODEL, "delete versions"),
-    P.EVENTS_LIST: PermissionInfo(Level.MODEL, "list and watch a model's events"),
+    P.EVENTS_LIST: PermissionInfo(
+        Level.ALIAS, "list and watch events (an alias's own, bound on the alias)"
+    ),
     P.ALIASES_GET: PermissionInfo(Level.ALIAS, "read, list and resolve aliases"),
     P.ALIASES_SET: PermissionInfo(Level.ALIAS, "create and move an alias"),
     P.ALIASES_DELETE: PermissionInfo(Level.ALIAS, "delete an alias"),
