@@ -14,9 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.names import AliasName, RolloutName, VersionName
-from .tables import blob_refs, model_versions, models, rollouts, uploads
-
-M, V, R, U, BR = models.c, model_versions.c, rollouts.c, uploads.c, blob_refs.c
+from .tables import BR, M, R, U, V, blob_refs, model_versions, models, rollouts, uploads
 
 
 async def rollout_alias(conn: AsyncConnection, name: RolloutName) -> AliasName | None:

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
@@ -23,7 +22,7 @@ from ..domain.permissions import Role
 from ..domain.policies import Binding, Policy, PolicyResource, parse_policy_resource
 from .event_log import append_event
 from .tables import IB, IP, M, iam_bindings, iam_policies
-from .transactions import now_us
+from .transactions import dialect_insert, now_us
 
 NEVER_SET = Etag(0, 0)
 
@@ -100,9 +99,8 @@ async def get_policy(conn: AsyncConnection, resource: PolicyResource) -> Policy:
 
 
 def _upsert_head(conn: AsyncConnection, resource: PolicyResource) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return (
-        dialect.insert(iam_policies)
+        dialect_insert(conn, iam_policies)
         .values(resource=str(resource), model=resource.model, row_version=0, update_time_us=0)
         .on_conflict_do_nothing(index_elements=["resource"])
     )

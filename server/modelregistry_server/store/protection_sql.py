@@ -10,10 +10,8 @@ from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.names import VersionName
-from .tables import aliases, model_versions, rollouts
-
-A, V, R = aliases.c, model_versions.c, rollouts.c
-RUNNING = ("ACTIVE", "PAUSED")
+from .locks import RUNNING
+from .tables import A, R, V, aliases, model_versions
 
 
 async def alias_targets(

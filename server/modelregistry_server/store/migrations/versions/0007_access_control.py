@@ -24,14 +24,16 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("models") as batch:
-        batch.add_column(
-            sa.Column(
-                "separation_of_duties", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-    with op.batch_alter_table("model_versions") as batch:
-        batch.add_column(sa.Column("creator", sa.String(512), nullable=False, server_default=""))
+    # Plain ADD COLUMN (SQLite has it): a batch operation would copy the
+    # tables and lose their AUTOINCREMENT, and with it never-reused ids.
+    op.add_column(
+        "models",
+        sa.Column("separation_of_duties", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column(
+        "model_versions",
+        sa.Column("creator", sa.String(512), nullable=False, server_default=""),
+    )
     op.create_table(
         "iam_policies",
         sa.Column("id", Id, primary_key=True, autoincrement=True),
