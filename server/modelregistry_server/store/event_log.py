@@ -161,6 +161,7 @@ class SqlEventLog(SqlBase):
         start_time_us: int = 0,
         end_time_us: int = 0,
         upto: int | None = None,
+        models: frozenset[str] | None = None,
     ) -> Page[Event]:
         """Events with revision > `after` (and <= `upto`), in order."""
         async with self._tx("read_events") as conn:
@@ -174,6 +175,8 @@ class SqlEventLog(SqlBase):
                 conditions.append(E.model == model)
             if resource:
                 conditions.append(E.resource == resource)
+            if models is not None:
+                conditions.append(E.model.in_(sorted(f"models/{m}" for m in models)))
             if types:
                 conditions.append(E.type.in_(sorted(types)))
             if start_time_us:
