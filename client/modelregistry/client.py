@@ -136,10 +136,20 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
         display_name: str = "",
         description: str = "",
         labels: Mapping[str, str] | None = None,
+        protected_aliases: Iterable[str] = (),
+        separation_of_duties: bool = False,
         request_id: str | None = None,
     ) -> pb.Model:
-        """Creates `models/{model_id}`; AlreadyExistsError if the name is taken."""
-        model = pb.Model(display_name=display_name, description=description, labels=labels)
+        """Creates `models/{model_id}`; AlreadyExistsError if the name is taken.
+        `protected_aliases` take APPROVED versions only; with
+        `separation_of_duties` a version's creator may not review it."""
+        model = pb.Model(
+            display_name=display_name,
+            description=description,
+            labels=labels,
+            protected_aliases=list(protected_aliases),
+            separation_of_duties=separation_of_duties,
+        )
         request = rpc.CreateModelRequest(model_id=model_id, model=model)
         return await self._core.call(self._registry.CreateModel, request, request_id, read=False)
 
