@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from . import artifacts
 from .access_methods import AccessMethods
 from .core import Core
+from .credentials import find_token, token_interceptors
 from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .rollout_methods import RolloutMethods
@@ -40,8 +41,11 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
     Use it as an async context manager, or call `close()`. `timeout` applies
     to each attempt of each call (None: no deadline). Give `root_ca` (and
     for mutual TLS `client_cert` plus `client_key`), or `tls=True` for the
-    system roots; otherwise the channel is plaintext. Every method accepts
-    `request_id`, sent as `x-request-id` so the server logs can be matched.
+    system roots; otherwise the channel is plaintext. On a registry with
+    authentication on, give `token` (a JWT or a service-account token) or
+    `token_file`, or set `$MODELREG_TOKEN` / `$MODELREG_TOKEN_FILE` (see
+    credentials.py). Every method accepts `request_id`, sent as
+    `x-request-id` so the server logs can be matched.
     """
 
     def __init__(
@@ -55,12 +59,19 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         credentials = channel_credentials(
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key
         )
         self._core = Core(
-            target, credentials=credentials, options=options, timeout=timeout, retry=retry
+            target,
+            credentials=credentials,
+            options=options,
+            timeout=timeout,
+            retry=retry,
+            interceptors=token_interceptors(find_token(token, token_file)),
         )
 
     @property

@@ -84,12 +84,16 @@ class Core:
         options: Sequence[tuple[str, Any]] = (),
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
+        interceptors: Sequence[Any] = (),
     ) -> None:
+        """`interceptors`: channel interceptors, e.g. the one that sends a
+        bearer token (see credentials.py)."""
         self.target = target
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
         self._options = tuple(options)
+        self._interceptors = tuple(interceptors)
         self._open: tuple[grpc.aio.Channel, Stubs] | None = None
         self._owns_channel = True
 
@@ -103,7 +107,9 @@ class Core:
 
     def _opened(self) -> tuple[grpc.aio.Channel, Stubs]:
         if self._open is None:
-            channel = open_channel(self.target, self._credentials, self._options)
+            channel = open_channel(
+                self.target, self._credentials, self._options, self._interceptors
+            )
             self._open = (channel, Stubs.on(channel))
         return self._open
 

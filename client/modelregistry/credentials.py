@@ -55,7 +55,7 @@ class BearerToken:
 
 def find_token(
     token: str | None = None,
-    token_file: str | Path | None = None,
+    token_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> BearerToken | None:
     if token:

@@ -10,6 +10,7 @@ bootstrap admin.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,12 +23,15 @@ from .auth import invalidation
 from .auth.authenticator import Authenticator
 from .auth.authorizer import Authorizer
 from .auth.jwt_verifier import JwtSettings, JwtVerifier
+from .config import ServerConfig
 from .domain.errors import DomainError
 from .domain.events import Event
 from .domain.principals import parse_principal
 from .service.access import Access
 from .service.page_tokens import PageTokens
 from .store.access_store import SqlAccessStore
+
+log = logging.getLogger("modelreg.auth")
 
 
 class RefusedConfiguration(ValueError):
@@ -95,9 +99,37 @@ class AccessParts:
         return invalidation.listener(self.authorizer, self.authenticator)
 
     async def preload(self) -> None:
-        """Load the JWKS at start-up: a wrong path or URL is logged at once."""
-        if self.jwt is not None:
-            await self.jwt.keys.check()
+        """Load the JWKS at start-up: a wrong path or URL is logged at once
+        (and retried on use: the provider may come up after the registry)."""
+        if self.jwt is None:
+            return
+        try:
+            log.info("JWKS loaded", extra={"keys": await self.jwt.keys.check()})
+        except ValueError as exc:
+            log.error(
+                "cannot load the JWKS: JWTs are refused until it loads",
+                extra={"detail": str(exc)},
+            )
+
+
+def settings_from(config: ServerConfig) -> AccessSettings:
+    jwt = None
+    if config.jwt_jwks:
+        jwt = JwtSettings(
+            config.jwt_jwks, config.jwt_issuer, config.jwt_audience, config.jwt_principal_claim
+        )
+    try:
+        auth = AuthMode(config.auth)
+    except ValueError:
+        raise RefusedConfiguration(f"--auth {config.auth!r}: off or required") from None
+    return AccessSettings(
+        auth=auth,
+        listen=config.listen,
+        jwt=jwt,
+        bootstrap_admins=tuple(config.bootstrap_admins),
+        insecure_allow_anonymous=config.insecure_allow_anonymous,
+        client_certificates=config.tls_client_ca is not None,
+    )
 
 
 def build(settings: AccessSettings, engine: AsyncEngine, tokens: PageTokens) -> AccessParts:

@@ -190,6 +190,20 @@ class ServerConfig:
     health_interval: float = 2.0
     db_pool_size: int = 20
 
+    # off: nothing is enforced (allowed on loopback only, unless
+    # insecure_allow_anonymous); required: every RPC but health and
+    # reflection needs a principal and the permission for what it does.
+    auth: str = "off"
+    insecure_allow_anonymous: bool = False
+    # JWT bearer tokens: the identity provider's JWKS (file or URL), the
+    # issuer and audience every token must carry, the claim naming the user.
+    jwt_jwks: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_principal_claim: str = "sub"
+    # Principals that are admin at the root whatever the policies say.
+    bootstrap_admins: tuple[str, ...] = ()
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
