@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..auth.authenticator import Authenticator
-from ..domain.access_errors import Unauthenticated, credentials_missing
+from ..domain.access_errors import credentials_missing
+from ..domain.errors import Unauthenticated
 from ..domain.principals import Principal
 from ..domain.request_context import ANONYMOUS, Visible
 from .access import AccessControl

@@ -8,21 +8,15 @@ never depends on whether the resource exists.
 
 from __future__ import annotations
 
-from .errors import DomainError, ErrorKind, NotFound
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
+from .errors import NotFound, PermissionDenied, Unauthenticated
 from .policies import Decision
-
-
-class Unauthenticated(DomainError):
-    kind = ErrorKind.UNAUTHENTICATED
-
-
-class PermissionDenied(DomainError):
-    kind = ErrorKind.PERMISSION_DENIED
 
 
 def credentials_missing() -> Unauthenticated:
     return Unauthenticated(
-        "CREDENTIALS_MISSING",
+        ErrorReason.CREDENTIALS_MISSING,
         "this registry requires authentication: send `authorization: Bearer <token>` "
         "(a JWT from the identity provider or a service-account token) or a client certificate",
     )
@@ -30,38 +24,43 @@ def credentials_missing() -> Unauthenticated:
 
 def credentials_invalid(why: str) -> Unauthenticated:
     """`why` must be safe to show: a category, never token content."""
-    return Unauthenticated("CREDENTIALS_INVALID", f"the credentials were rejected: {why}")
+    return Unauthenticated(ErrorReason.CREDENTIALS_INVALID, f"the credentials were rejected: {why}")
 
 
 def credentials_expired() -> Unauthenticated:
     return Unauthenticated(
-        "CREDENTIALS_EXPIRED", "the token has expired (or is not valid yet); get a new one"
+        ErrorReason.CREDENTIALS_EXPIRED,
+        "the token has expired (or is not valid yet); get a new one",
     )
 
 
 def credentials_revoked() -> Unauthenticated:
-    return Unauthenticated("CREDENTIALS_REVOKED", "the service-account token has been revoked")
+    return Unauthenticated(
+        ErrorReason.CREDENTIALS_REVOKED, "the service-account token has been revoked"
+    )
 
 
 def permission_denied(decision: Decision) -> PermissionDenied:
     return PermissionDenied(
-        "IAM_PERMISSION_DENIED",
+        ErrorReason.IAM_PERMISSION_DENIED,
         decision.explain(),
         {
-            "permission": decision.permission.value,
-            "resource": str(decision.resource),
-            "principal": decision.principal,
+            ErrorMetadataKey.PERMISSION: decision.permission.value,
+            ErrorMetadataKey.RESOURCE: str(decision.resource),
+            ErrorMetadataKey.PRINCIPAL: decision.principal,
         },
     )
 
 
 def separation_of_duties(version: str, principal: str) -> PermissionDenied:
     return PermissionDenied(
-        "SEPARATION_OF_DUTIES",
+        ErrorReason.SEPARATION_OF_DUTIES,
         f"{principal} created {version} and this model requires another principal to review it",
-        {"resource": version, "principal": principal},
+        {ErrorMetadataKey.RESOURCE: version, ErrorMetadataKey.PRINCIPAL: principal},
     )
 
 
 def token_not_found(name: str) -> NotFound:
-    return NotFound("TOKEN_NOT_FOUND", f"token {name} not found", {"resource": name})
+    return NotFound(
+        ErrorReason.TOKEN_NOT_FOUND, f"token {name} not found", {ErrorMetadataKey.RESOURCE: name}
+    )

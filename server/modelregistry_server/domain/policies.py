@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 from .names import AliasName, ModelName, parse_alias_name, parse_model_name
 from .permissions import (
@@ -119,16 +121,18 @@ def check_bindings(
         except ValueError:
             known = ", ".join(r.value for r in Role)
             raise InvalidArgument(
-                "INVALID_POLICY", f"{field}.role: unknown role; known: {known}", f"{field}.role"
+                ErrorReason.INVALID_POLICY,
+                f"{field}.role: unknown role; known: {known}",
+                f"{field}.role",
             ) from None
         if role in seen:
             raise InvalidArgument(
-                "INVALID_POLICY", f"{field}.role: {role} appears twice", f"{field}.role"
+                ErrorReason.INVALID_POLICY, f"{field}.role: {role} appears twice", f"{field}.role"
             )
         seen.add(role)
         if not bindable(role, resource.level):
             raise InvalidArgument(
-                "INVALID_POLICY",
+                ErrorReason.INVALID_POLICY,
                 f"{field}.role: {role} grants nothing on {resource.level.name.lower()} "
                 f"resources such as {resource}; bind it on the model or the registry",
                 f"{field}.role",
@@ -136,7 +140,7 @@ def check_bindings(
         checked = sorted({check_member(m, f"{field}.members") for m in members})
         if len(checked) > MAX_MEMBERS_PER_BINDING:
             raise InvalidArgument(
-                "INVALID_POLICY",
+                ErrorReason.INVALID_POLICY,
                 f"{field}.members: at most {MAX_MEMBERS_PER_BINDING}",
                 f"{field}.members",
             )
@@ -145,7 +149,9 @@ def check_bindings(
             out.append(Binding(role, tuple(checked)))
     if total > MAX_MEMBERS:
         raise InvalidArgument(
-            "INVALID_POLICY", f"policy: at most {MAX_MEMBERS} members in all", "policy.bindings"
+            ErrorReason.INVALID_POLICY,
+            f"policy: at most {MAX_MEMBERS} members in all",
+            "policy.bindings",
         )
     return tuple(sorted(out, key=lambda b: b.role.value))
 

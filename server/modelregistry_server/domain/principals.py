@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from .errors import InvalidArgument
 from .names import ID_PATTERN
 
@@ -58,10 +60,10 @@ def parse_principal(value: str, field: str = "principal") -> Principal:
         if sep and kind == SERVICE_ACCOUNT:
             return service_account(rest)
     except ValueError as exc:
-        raise InvalidArgument("INVALID_PRINCIPAL", f"{field}: {exc}", field) from None
+        raise InvalidArgument(ErrorReason.INVALID_PRINCIPAL, f"{field}: {exc}", field) from None
     shown = value if len(value) <= 80 else value[:77] + "..."
     raise InvalidArgument(
-        "INVALID_PRINCIPAL",
+        ErrorReason.INVALID_PRINCIPAL,
         f"{field}: {shown!r} is not a principal (user:ID or serviceAccount:NAME)",
         field,
     )

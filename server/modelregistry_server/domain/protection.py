@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from .errors import FailedPrecondition
 from .resources import ApprovalState
 
@@ -26,10 +28,10 @@ def check_protecting(
         version, state = found
         if state != ApprovalState.APPROVED.value:
             raise FailedPrecondition(
-                "VERSION_NOT_APPROVED",
+                ErrorReason.VERSION_NOT_APPROVED,
                 f"cannot protect alias {alias!r}: it points at {version}, which is {state}; "
                 "approve that version or move the alias first",
-                {"resource": version, "alias": alias},
+                {ErrorMetadataKey.RESOURCE: version, ErrorMetadataKey.ALIAS: alias},
             )
 
 
@@ -40,8 +42,8 @@ def check_not_protected_target(version: str, aliases: Iterable[str], action: str
     if found:
         shown = ", ".join(found[:5])
         raise FailedPrecondition(
-            "PROTECTED_ALIAS_TARGET",
+            ErrorReason.PROTECTED_ALIAS_TARGET,
             f"cannot {action} {version}: protected aliases point at it ({shown}); "
             "move them to another approved version first",
-            {"resource": version, "aliases": ",".join(found)[:512]},
+            {ErrorMetadataKey.RESOURCE: version, ErrorMetadataKey.ALIASES: ",".join(found)[:512]},
         )

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..auth import service_tokens
 from ..auth.authorizer import Authorizer, PolicyReader
 from ..domain import validation as check
@@ -73,7 +75,7 @@ def parse_token_name(value: str, field: str = "name") -> tuple[str, str]:
     if not m:
         shown = value if len(value) <= 80 else value[:77] + "..."
         raise InvalidArgument(
-            "INVALID_NAME",
+            ErrorReason.INVALID_NAME,
             f"{field}: {shown!r} is not a token name "
             "(serviceAccounts/{service_account}/tokens/{token_id})",
             field,
@@ -84,7 +86,7 @@ def parse_token_name(value: str, field: str = "name") -> tuple[str, str]:
 def parse_permissions(values: Sequence[str]) -> list[Permission]:
     if not 0 < len(values) <= MAX_PERMISSIONS:
         raise InvalidArgument(
-            "INVALID_FIELD", f"permissions: 1 to {MAX_PERMISSIONS} of them", "permissions"
+            ErrorReason.INVALID_FIELD, f"permissions: 1 to {MAX_PERMISSIONS} of them", "permissions"
         )
     out = []
     for value in values:
@@ -93,7 +95,9 @@ def parse_permissions(values: Sequence[str]) -> list[Permission]:
         except ValueError:
             shown = value[:80]
             raise InvalidArgument(
-                "INVALID_FIELD", f"permissions: unknown permission {shown!r}", "permissions"
+                ErrorReason.INVALID_FIELD,
+                f"permissions: unknown permission {shown!r}",
+                "permissions",
             ) from None
     return out
 
@@ -129,7 +133,7 @@ class Access:
             who = caller
         else:
             raise InvalidArgument(
-                "INVALID_PRINCIPAL",
+                ErrorReason.INVALID_PRINCIPAL,
                 "principal: the caller is anonymous; name the principal to test",
                 "principal",
             )
@@ -144,18 +148,20 @@ class Access:
             service_account(account)
         except ValueError as exc:
             raise InvalidArgument(
-                "INVALID_NAME", f"service_account: {exc}", "service_account"
+                ErrorReason.INVALID_NAME, f"service_account: {exc}", "service_account"
             ) from None
         if len(description) > MAX_DESCRIPTION:
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 f"description: at most {MAX_DESCRIPTION} characters",
                 "description",
             )
         check.check_description(description, "description")
         if ttl_s and not MIN_TTL_S <= ttl_s <= MAX_TTL_S:
             raise InvalidArgument(
-                "INVALID_FIELD", "ttl: 1 minute to 3650 days, or unset for no expiry", "ttl"
+                ErrorReason.INVALID_FIELD,
+                "ttl: 1 minute to 3650 days, or unset for no expiry",
+                "ttl",
             )
         issued = service_tokens.issue()
         now_us = int(time.time() * 1_000_000)
@@ -179,13 +185,15 @@ class Access:
                 service_account(account)
             except ValueError as exc:
                 raise InvalidArgument(
-                    "INVALID_NAME", f"service_account: {exc}", "service_account"
+                    ErrorReason.INVALID_NAME, f"service_account: {exc}", "service_account"
                 ) from None
         limit = coerce_page_size(page_size)
         scope = f"ListServiceAccountTokens|{account}|{show_inactive}"
         cursor = self._tokens.decode(scope, page_token)
         if cursor is not None and not isinstance(cursor, int):
-            raise InvalidArgument("INVALID_PAGE_TOKEN", "page_token is malformed", "page_token")
+            raise InvalidArgument(
+                ErrorReason.INVALID_PAGE_TOKEN, "page_token is malformed", "page_token"
+            )
         active_at = None if show_inactive else int(time.time() * 1_000_000)
         page, last_id = await self._store.list_tokens(account, active_at, cursor, limit)
         token = self._tokens.encode(scope, last_id) if last_id is not None else ""

@@ -58,7 +58,7 @@ def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
     protected = tuple(sorted(set(fields.protected_aliases)))
     if len(protected) > MAX_PROTECTED_ALIASES:
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"{prefix}.protected_aliases: at most {MAX_PROTECTED_ALIASES}",
             f"{prefix}.protected_aliases",
         )

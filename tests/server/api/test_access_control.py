@@ -22,8 +22,7 @@ from modelregistry.v1 import rollout_service_pb2 as ro
 from modelregistry_server.api.access import AccessControl, field_values, name_resource
 from modelregistry_server.api.access_rules import RULES
 from modelregistry_server.auth.authorizer import Authorizer
-from modelregistry_server.domain.access_errors import PermissionDenied
-from modelregistry_server.domain.errors import InvalidArgument
+from modelregistry_server.domain.errors import InvalidArgument, PermissionDenied
 from modelregistry_server.domain.permissions import Role
 from modelregistry_server.domain.policies import REGISTRY, PolicyResource
 from modelregistry_server.domain.principals import Principal, user

@@ -13,7 +13,7 @@ from modelregistry_server.api.access import AccessControl
 from modelregistry_server.api.gate import AuthMode, Gate, peek
 from modelregistry_server.auth.authenticator import Authenticator
 from modelregistry_server.auth.authorizer import Authorizer
-from modelregistry_server.domain.access_errors import PermissionDenied, Unauthenticated
+from modelregistry_server.domain.errors import PermissionDenied, Unauthenticated
 from modelregistry_server.domain.principals import user
 
 GET_MODEL = "/modelregistry.v1.RegistryService/GetModel"

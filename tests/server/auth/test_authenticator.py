@@ -11,7 +11,7 @@ from modelregistry_server.auth import service_tokens
 from modelregistry_server.auth.authenticator import Authenticator, bearer_token
 from modelregistry_server.auth.jwt_verifier import JwtSettings, JwtVerifier
 from modelregistry_server.auth.mtls import certificate_principal
-from modelregistry_server.domain.access_errors import Unauthenticated
+from modelregistry_server.domain.errors import Unauthenticated
 from modelregistry_server.domain.principals import service_account, user
 from modelregistry_server.domain.tokens import ServiceAccountToken
 
