@@ -11,10 +11,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from access_pki import serving
-from jwt_issuer import AUDIENCE, ISSUER, Issuer
 from modelregistry_server.api.access_docs import render
 from modelregistry_server.config import ServerConfig
+from support.in_process import serving
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]

@@ -19,9 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from access_pki import issue, make_ca, serving
 from google.protobuf import field_mask_pb2
-from jwt_issuer import AUDIENCE, ISSUER, Issuer
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import access_service_pb2 as acc
 from modelregistry.v1 import artifact_service_pb2 as art
@@ -38,6 +36,9 @@ from modelregistry_server.domain.policies import (
     PolicyResource,
     check_level,
 )
+from support.in_process import serving
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
+from support.pki import issue, make_ca
 
 P = Permission
 STALE = "1-ffff"

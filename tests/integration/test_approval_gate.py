@@ -3,36 +3,22 @@ PostgreSQL: a protected alias only ever points at an APPROVED version."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2, status_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc
+from support.grpc_errors import expect_error, reason
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
 
 PROD = "models/fraud/aliases/production"
-
-
-def reason(err: grpc.aio.AioRpcError) -> str:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return str(info.reason)
-
-
-async def refused(call: Any, why: str) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await call
-    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.value.details()
-    assert reason(exc.value) == why
+FAILED = grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def model_with_versions(registry: RegistryServiceAsyncStub, n: int = 2) -> None:
@@ -74,10 +60,11 @@ async def test_create_model_keeps_protected_aliases(registry: RegistryServiceAsy
             parent="models/fraud", model_version=pb.ModelVersion(source_uri="s3://b/m")
         )
     )
-    await refused(
+    await expect_error(
         registry.SetAlias(
             rpc.SetAliasRequest(alias=pb.Alias(name=PROD, version="models/fraud/versions/1"))
         ),
+        FAILED,
         "VERSION_NOT_APPROVED",
     )
 
@@ -87,7 +74,7 @@ async def test_protecting_an_alias_on_an_unapproved_version_is_refused(
 ) -> None:
     await model_with_versions(registry)
     await point(registry, 1)
-    await refused(protect(registry, "production"), "VERSION_NOT_APPROVED")
+    await expect_error(protect(registry, "production"), FAILED, "VERSION_NOT_APPROVED")
     model = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
     assert list(model.protected_aliases) == []
     await registry.ApproveModelVersion(
@@ -107,11 +94,12 @@ async def test_rejecting_or_archiving_a_protected_target_is_refused(
     )
     await point(registry, 1)
     await protect(registry, "production")
-    await refused(
+    await expect_error(
         registry.RejectModelVersion(rpc.RejectModelVersionRequest(name="models/fraud/versions/1")),
+        FAILED,
         "PROTECTED_ALIAS_TARGET",
     )
-    await refused(
+    await expect_error(
         registry.UpdateModelVersion(
             rpc.UpdateModelVersionRequest(
                 model_version=pb.ModelVersion(
@@ -120,6 +108,7 @@ async def test_rejecting_or_archiving_a_protected_target_is_refused(
                 update_mask=field_mask_pb2.FieldMask(paths=["state"]),
             )
         ),
+        FAILED,
         "VERSION_HAS_ALIASES",
     )
     resolved = await registry.ResolveAlias(rpc.ResolveAliasRequest(name=PROD))
@@ -143,8 +132,9 @@ async def test_rejecting_the_candidate_of_a_protected_rollout_is_refused(
     await rollouts.StartRollout(
         rrpc.StartRolloutRequest(alias=PROD, candidate_version="models/fraud/versions/2")
     )
-    await refused(
+    await expect_error(
         registry.RejectModelVersion(rpc.RejectModelVersionRequest(name="models/fraud/versions/2")),
+        FAILED,
         "PROTECTED_ALIAS_TARGET",
     )
 

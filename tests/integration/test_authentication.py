@@ -14,9 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from access_pki import issue, make_ca, serving
-from google.rpc import error_details_pb2, status_pb2
-from jwt_issuer import AUDIENCE, ISSUER, Issuer
 from modelregistry.client import RegistryClient
 from modelregistry.errors import RegistryError
 from modelregistry.v1 import registry_service_pb2 as rpc
@@ -24,16 +21,12 @@ from modelregistry.v1 import registry_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.grpc_errors import error_info
+from support.in_process import serving
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
+from support.pki import issue, make_ca
 
 ROOT = "user:root"
-
-
-def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    trailers: Any = err.trailing_metadata() or ()
-    raw = next(v for k, v in trailers if k == "grpc-status-details-bin")
-    info = error_details_pb2.ErrorInfo()
-    status_pb2.Status.FromString(raw).details[0].Unpack(info)
-    return info
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the right resource in the request (without a server: fakes for storage)."""
 from __future__ import annotations
 
 import pytest
-from access_fakes import FakeLookups, FakePolicies
 from google.protobuf import field_mask_pb2
 from modelregistry.v1 import (
     access_service_pb2,
@@ -26,6 +25,7 @@ from modelregistry_server.domain.errors import InvalidArgument, PermissionDenied
 from modelregistry_server.domain.permissions import Role
 from modelregistry_server.domain.policies import REGISTRY, PolicyResource
 from modelregistry_server.domain.principals import Principal, user
+from support.access_fakes import FakeLookups, FakePolicies
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from access_fakes import FakeLookups, FakePolicies
 from modelregistry.v1 import artifact_service_pb2 as art
 from modelregistry.v1 import registry_service_pb2 as reg
 from modelregistry_server.api.access import AccessControl
@@ -15,6 +14,7 @@ from modelregistry_server.auth.authenticator import Authenticator
 from modelregistry_server.auth.authorizer import Authorizer
 from modelregistry_server.domain.errors import PermissionDenied, Unauthenticated
 from modelregistry_server.domain.principals import user
+from support.access_fakes import FakeLookups, FakePolicies
 
 GET_MODEL = "/modelregistry.v1.RegistryService/GetModel"
 CERT = {"x509_common_name": [b"alice"], "x509_subject": [b"CN=alice,O=ml"]}

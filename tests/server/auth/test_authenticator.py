@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-from jwt_issuer import AUDIENCE, ISSUER, Issuer
 from modelregistry_server.auth import service_tokens
 from modelregistry_server.auth.authenticator import Authenticator, bearer_token
 from modelregistry_server.auth.jwt_verifier import JwtSettings, JwtVerifier
@@ -14,6 +13,7 @@ from modelregistry_server.auth.mtls import certificate_principal
 from modelregistry_server.domain.errors import Unauthenticated
 from modelregistry_server.domain.principals import service_account, user
 from modelregistry_server.domain.tokens import ServiceAccountToken
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
 
 
 class Tokens:

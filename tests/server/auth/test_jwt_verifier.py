@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from jwt_issuer import AUDIENCE, ISSUER, Issuer
 from modelregistry_server.auth.jwt_verifier import JwksSource, JwtSettings, JwtVerifier, parse_jwks
 from modelregistry_server.domain.errors import Unauthenticated
 from modelregistry_server.domain.principals import user
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
 
 
 @pytest.fixture(scope="module")
