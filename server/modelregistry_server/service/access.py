@@ -83,6 +83,15 @@ def parse_token_name(value: str, field: str = "name") -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def _check_account(account: str) -> None:
+    try:
+        service_account(account)
+    except ValueError as exc:
+        raise InvalidArgument(
+            ErrorReason.INVALID_NAME, f"service_account: {exc}", "service_account"
+        ) from None
+
+
 def parse_permissions(values: Sequence[str]) -> list[Permission]:
     if not 0 < len(values) <= MAX_PERMISSIONS:
         raise InvalidArgument(
@@ -144,12 +153,7 @@ class Access:
     async def create_token(
         self, account: str, description: str, ttl_s: float, creator: str
     ) -> IssuedToken:
-        try:
-            service_account(account)
-        except ValueError as exc:
-            raise InvalidArgument(
-                ErrorReason.INVALID_NAME, f"service_account: {exc}", "service_account"
-            ) from None
+        _check_account(account)
         if len(description) > MAX_DESCRIPTION:
             raise InvalidArgument(
                 ErrorReason.INVALID_FIELD,
@@ -181,12 +185,7 @@ class Access:
         self, account: str, show_inactive: bool, page_size: int, page_token: str
     ) -> tuple[list[ServiceAccountToken], str]:
         if account:
-            try:
-                service_account(account)
-            except ValueError as exc:
-                raise InvalidArgument(
-                    ErrorReason.INVALID_NAME, f"service_account: {exc}", "service_account"
-                ) from None
+            _check_account(account)
         limit = coerce_page_size(page_size)
         scope = f"ListServiceAccountTokens|{account}|{show_inactive}"
         cursor = self._tokens.decode(scope, page_token)
