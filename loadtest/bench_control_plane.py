@@ -5,8 +5,9 @@ client-side latency of GetModel, ListModelVersions, ResolveAlias,
 CreateModelVersion and SetAlias (conditional, on the etag read just before),
 first with one sequential client, then with many concurrent clients (one
 channel, and so one connection, each) spread over client processes. By
-default twice, with authentication off and then on (JWTs), and the read
-p95s compared.
+default on two servers at once, one with authentication off and one with
+it on (JWTs), each measurement run on one right after the other so that the
+machine's load drifts for both alike, and the read p95s compared.
 
     .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--auth both|off|jwt]
 """
@@ -27,6 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from bench_auth import ADMIN, CALLER, Metadata, bench_auth
+from bench_auth import ADMIN, CALLER, Metadata, bench_auth, compare
 from common import run_async
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
@@ -51,8 +53,6 @@ READS = ("GetModel", "ListModelVersions", "ResolveAlias")
 WRITES = ("CreateModelVersion", "SetAlias")
 TARGET_P95_MS = {**dict.fromkeys(READS, 2.0), **dict.fromkeys(WRITES, 10.0)}
 ALIAS = "production"
-# Read p95 with authentication on may be at most this many times that without.
-AUTH_RATIO = 1.2
 # One connection per channel: channels to one target otherwise share a subchannel.
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 # latencies (ns), non-OK codes, start and end (ns), client and server CPU (s)
@@ -293,74 +293,59 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    runs: dict[str, list[dict[str, Any]]] = {}
     try:
-        for auth in ("off", "jwt") if ns.auth == "both" else (ns.auth,):
-            runs[auth] = bench_one(auth, ns)
+        with contextlib.ExitStack() as stack:
+            auths = ("off", "jwt") if ns.auth == "both" else (ns.auth,)
+            benches = [set_up(stack, auth, ns) for auth in auths]
+            # Last in, first out: a second Ctrl-C cannot cut the clean-up short.
+            stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
+            measure(benches, ns)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaned up", file=sys.stderr)
-    if len(runs) == 2:
-        compare(runs["off"], runs["jwt"])
 
 
-def bench_one(auth: str, ns: Any) -> list[dict[str, Any]]:
-    """One server (with authentication `off` or on, by `jwt`), seeded and measured."""
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
-        if ns.sqlite:
-            url = f"sqlite:///{tmp / 'registry.db'}"
-        elif ns.database_url:
-            url = ns.database_url
-        else:
-            url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
-        keys = bench_auth(tmp) if auth == "jwt" else None
-        flags = keys.flags() if keys else []
-        server = stack.enter_context(
-            running(tmp / "data", *flags, database_url=url, own_session=True)
-        )
-        print(
-            f"\n== auth {auth}: server pid {server.pid} on {server.address}, "
-            f"database {url.split('@')[-1]}"
-        )
-        md: Metadata = ()
-        if keys is not None:
-            run_async(keys.grant_caller(server.address))
-            md = keys.metadata(CALLER)
-        t0 = time.perf_counter()
-        run_async(seed_data(server.port, ns, keys.metadata(ADMIN) if keys else ()))
-        seed_s = time.perf_counter() - t0
-        print(
-            f"seeded {ns.models} models, {ns.models * ns.versions} versions, "
-            f"{ns.models} aliases in {seed_s:.1f} s"
-        )
-        clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
-        stack.callback(clients.close)
-        # Last in, first out: a second Ctrl-C cannot cut the clean-up short.
-        stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
-        return measure(server, clients, seed_s, ns, auth)
+@dataclass
+class Bench:
+    """One server (authentication off, or on with JWTs), seeded, and its clients."""
+
+    auth: str
+    server: ServeProcess
+    clients: Clients
+    seed_s: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def compare(off: list[dict[str, Any]], jwt: list[dict[str, Any]]) -> None:
-    """Read p95 with authentication on next to off, per operation and mode."""
-    print(f"\nread p95, auth on (JWT) / off; target: within {AUTH_RATIO:g}x")
-    on = {(r["op"], r["mode"]): r for r in jwt}
-    for r in off:
-        if r["op"] not in READS:
-            continue
-        other = on[(r["op"], r["mode"])]
-        ratio = other["p95"] / r["p95"]
-        verdict = "PASS" if ratio <= AUTH_RATIO else "MISS"
-        print(
-            f"  {r['op']:<19} {r['mode']:<14} off {r['p95']:6.2f} ms  "
-            f"on {other['p95']:6.2f} ms  x{ratio:4.2f}  {verdict}"
-        )
+def set_up(stack: contextlib.ExitStack, auth: str, ns: Any) -> Bench:
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
+    if ns.sqlite:
+        url = f"sqlite:///{tmp / 'registry.db'}"
+    elif ns.database_url:
+        url = ns.database_url
+    else:
+        url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
+    keys = bench_auth(tmp) if auth == "jwt" else None
+    flags = keys.flags() if keys else []
+    server = stack.enter_context(running(tmp / "data", *flags, database_url=url, own_session=True))
+    print(f"auth {auth}: server pid {server.pid} on {server.address}, db {url.split('@')[-1]}")
+    md: Metadata = ()
+    if keys is not None:
+        run_async(keys.grant_caller(server.address))
+        md = keys.metadata(CALLER)
+    t0 = time.perf_counter()
+    run_async(seed_data(server.port, ns, keys.metadata(ADMIN) if keys else ()))
+    seed_s = time.perf_counter() - t0
+    print(
+        f"  seeded {ns.models} models, {ns.models * ns.versions} versions, "
+        f"{ns.models} aliases in {seed_s:.1f} s"
+    )
+    clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
+    stack.callback(clients.close)
+    return Bench(auth, server, clients, seed_s)
 
 
-def measure(
-    server: ServeProcess, clients: Clients, seed_s: float, ns: Any, auth: str
-) -> list[dict[str, Any]]:
-    """Every operation in every mode; prints the table (and profiles)."""
-    rows: list[dict[str, Any]] = []
+def measure(benches: list[Bench], ns: Any) -> None:
+    """Every operation in every mode on every server; prints the tables, the
+    comparison (and profiles)."""
     # Reads twice in a row: the first pass meets a cold read cache (every
     # model's first read goes to the database), the second shows a
     # serving fleet's steady state, where the same aliases are read again
@@ -374,30 +359,37 @@ def measure(
     for mode, n, ops in plan:
         for op in ops:
             calls = ns.reads if op in READS else ns.writes
-            rows.append(summary(op, mode, clients.run(op, calls, n)))
-    rss = status_kb(server.pid, "VmHWM") / 1024
+            for bench in benches:  # back to back: the machine's load drifts for all alike
+                bench.rows.append(summary(op, mode, bench.clients.run(op, calls, n)))
+    for bench in benches:
+        report(bench, ns)
+    if len(benches) == 2:
+        compare(benches[0].rows, benches[1].rows, READS)
+
+
+def report(bench: Bench, ns: Any) -> None:
+    rss = status_kb(bench.server.pid, "VmHWM") / 1024
     print(
-        f"\n{ns.clients} concurrent clients = {ns.clients} channels "
+        f"\n== auth {bench.auth}: {ns.clients} concurrent clients = {ns.clients} channels "
         f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
     )
-    print_table(rows)
+    print_table(bench.rows)
     print(f"server peak RSS (VmHWM): {rss:.0f} MB")
     if ns.json:
         doc = {
             "database": "sqlite" if ns.sqlite else "postgresql",
-            "auth": auth,
-            "seed_s": seed_s,
+            "auth": bench.auth,
+            "seed_s": bench.seed_s,
             "server_peak_rss_mb": rss,
             "args": vars(ns),
-            "results": rows,
+            "results": bench.rows,
         }
         out = Path(ns.json)
         if ns.auth == "both":
-            out = out.with_name(f"{out.stem}-auth-{auth}{out.suffix}")
+            out = out.with_name(f"{out.stem}-auth-{bench.auth}{out.suffix}")
         out.write_text(json.dumps(doc, indent=2) + "\n")
     if ns.profile:
-        profile(clients, server.pid, ns)
-    return rows
+        profile(bench.clients, bench.server.pid, ns)
 
 
 if __name__ == "__main__":
