@@ -11,7 +11,6 @@ that find which alias a rollout moves or which version an upload fills.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from ..auth.authorizer import Authorizer, audit_denial
@@ -225,8 +224,3 @@ class AccessControl:
             if decision.allowed:
                 return decision
         return root
-
-
-def methods_without_rules(methods: Iterable[str]) -> list[str]:
-    """For the test that keeps the table complete."""
-    return sorted(m for m in methods if m not in RULES)

@@ -18,7 +18,6 @@ from modelregistry.v1.error_reasons import ErrorReason
 from .errors import InvalidArgument
 from .names import AliasName, ModelName, parse_alias_name, parse_model_name
 from .permissions import (
-    ROLES,
     Level,
     Permission,
     Role,
@@ -219,7 +218,3 @@ def check_level(permission: Permission, resource: PolicyResource) -> PolicyResou
     """Where to evaluate `permission` for a request naming `resource`: a
     MODEL permission on an alias is checked on its model."""
     return resource.at(min(level_of(permission), resource.level))
-
-
-def role_summary(role: Role) -> str:
-    return ROLES[role].description
