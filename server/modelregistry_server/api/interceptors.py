@@ -152,6 +152,8 @@ async def _admitted(entry: _Entry, call: _Call, request: Any, streaming: bool) -
     """Check readiness and access; returns the request as the servicer must
     see it (a client stream whose first message was read to authorize it)."""
     _check_ready(entry.ready)
+    if entry.gate.mode == AuthMode.OFF:
+        return request  # the caller is already recorded; nothing to enforce
     if not streaming:
         await call.admit(entry.gate, request)
         return request
