@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -90,11 +90,9 @@ class _Call:
             self.context.auth_context(),
             self.ctx.request_id,
         )
-        self.ctx = replace(
-            self.ctx,
-            caller=admitted.caller,
-            principal=admitted.principal,
-            visibility=admitted.visibility,
+        ctx = self.ctx
+        self.ctx = RequestContext(
+            ctx.request_id, ctx.method, admitted.caller, admitted.principal, admitted.visibility
         )
         request_context.bind(self.ctx)
 

@@ -1,8 +1,8 @@
 """Keeping access caches honest across replicas.
 
 Every replica follows the event log (the watch hub reads it). A policy
-change, a model created or deleted (policies go with the model), or a token
-revoked anywhere reaches each replica's hub within its poll interval (at
+change, a model deleted (its policies go with it), or a token revoked
+anywhere reaches each replica's hub within its poll interval (at
 once on PostgreSQL through NOTIFY); this listener then drops what the
 authorizer and the authenticator cached.
 """
@@ -15,9 +15,9 @@ from ..domain.events import Event, EventType
 from .authenticator import Authenticator
 from .authorizer import Authorizer
 
-POLICY_EVENTS = frozenset(
-    {EventType.POLICY_SET.value, EventType.MODEL_CREATED.value, EventType.MODEL_DELETED.value}
-)
+# A deleted model takes its policies along (a model created later under the
+# same name starts with none, so creating one changes no decision).
+POLICY_EVENTS = frozenset({EventType.POLICY_SET.value, EventType.MODEL_DELETED.value})
 REVOKED = EventType.SERVICE_ACCOUNT_TOKEN_REVOKED.value
 
 
