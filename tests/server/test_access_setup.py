@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from modelregistry_server.access_setup import (
     AccessSettings,
@@ -13,6 +17,7 @@ from modelregistry_server.api.gate import AuthMode
 from modelregistry_server.auth.jwt_verifier import JwtSettings
 
 JWT = JwtSettings("/jwks.json", "https://idp", "modelreg")
+CLI = [sys.executable, "-m", "modelregistry.cli.main"]
 
 
 def test_loopback_addresses() -> None:
@@ -38,3 +43,15 @@ def test_auth_required_needs_a_way_in() -> None:
         check(AccessSettings(AuthMode.REQUIRED, "0.0.0.0:1", jwt=JwtSettings("/j", "", "")))
     with pytest.raises(RefusedConfiguration, match="bootstrap-admin"):
         check(AccessSettings(AuthMode.REQUIRED, "0.0.0.0:1", jwt=JWT, bootstrap_admins=("root",)))
+
+
+def test_serve_refuses_an_open_registry_off_loopback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*CLI, "serve", "--listen", "0.0.0.0:0", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "refusing to serve 0.0.0.0:0 without authentication" in done.stderr
+    assert "--insecure-allow-anonymous" in done.stderr
