@@ -25,6 +25,9 @@ class FakePolicies:
         self.reads += 1
         return {r: self.policies[r] for r in resources if r in self.policies}
 
+    async def policy_resources(self) -> frozenset[PolicyResource]:
+        return frozenset(self.policies)
+
     async def member_grants(self, members: Sequence[str]) -> list[tuple[PolicyResource, Role]]:
         return [
             (r, b.role)

@@ -42,6 +42,9 @@ class PolicyReader(Protocol):
     async def member_grants(self, members: Sequence[str]) -> list[tuple[PolicyResource, Role]]:
         """Every (resource, role) bound to one of `members`."""
 
+    async def policy_resources(self) -> frozenset[PolicyResource]:
+        """The resources that have a policy at all."""
+
 
 def audit_denial(decision: Decision, method: str, request_id: str) -> None:
     audit.warning(
@@ -63,7 +66,7 @@ class Authorizer:
         reader: PolicyReader,
         admins: frozenset[str] = frozenset(),
         *,
-        ttl_s: float = 60.0,
+        ttl_s: float = 300.0,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -75,6 +78,9 @@ class Authorizer:
         self._generation = 0
         self._expires = clock() + ttl_s
         self._policies: dict[PolicyResource, Policy] = {}
+        # Resources with a policy; the others need no read (most models,
+        # when roles are granted on the registry). None: not loaded yet.
+        self._with_policy: frozenset[PolicyResource] | None = None
         self._decisions: OrderedDict[tuple[str, Permission, PolicyResource], Decision] = (
             OrderedDict()
         )
@@ -90,6 +96,7 @@ class Authorizer:
     def invalidate(self) -> None:
         self._generation += 1
         self._policies.clear()
+        self._with_policy = None
         self._decisions.clear()
         self._grants.clear()
         self._expires = self._clock() + self._ttl_s
@@ -103,7 +110,13 @@ class Authorizer:
         if all(r in self._policies for r in chain):
             return {r: self._policies[r] for r in chain}
         generation = self._generation
-        found = await self._reader.get_policies(chain)
+        with_policy = self._with_policy
+        if with_policy is None:
+            with_policy = await self._reader.policy_resources()
+            if generation == self._generation:
+                self._with_policy = with_policy
+        wanted = [r for r in chain if r in with_policy]
+        found = await self._reader.get_policies(wanted) if wanted else {}
         policies = {r: found.get(r, Policy(r)) for r in chain}
         if generation == self._generation:  # no change raced the read: keep it
             self._policies.update(policies)

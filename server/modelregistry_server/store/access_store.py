@@ -34,6 +34,10 @@ class SqlAccessStore(SqlBase):
         async with self._tx("member_grants") as conn:
             return await policies_sql.member_grants(conn, members)
 
+    async def policy_resources(self) -> frozenset[PolicyResource]:
+        async with self._tx("policy_resources") as conn:
+            return await policies_sql.policy_resources(conn)
+
     async def get_policy(self, resource: PolicyResource) -> Policy:
         async with self._tx("get_policy") as conn:
             return await policies_sql.get_policy(conn, resource)

@@ -83,6 +83,13 @@ async def member_grants(
     return [(parse_policy_resource(r.resource), Role(r.role)) for r in rows]
 
 
+async def policy_resources(conn: AsyncConnection) -> frozenset[PolicyResource]:
+    """Every resource that has a policy row (one short read, cached by the
+    authorizer until a policy changes)."""
+    rows = await conn.execute(select(IP.resource))
+    return frozenset(parse_policy_resource(r) for r in rows.scalars())
+
+
 async def _model_must_exist(conn: AsyncConnection, model: str, lock: bool) -> None:
     stmt = select(M.id).where(M.name == model)
     if lock:

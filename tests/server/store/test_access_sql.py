@@ -60,6 +60,7 @@ async def test_policies_round_trip_conditionally(engine: AsyncEngine) -> None:
         await policies_sql.write_policy(conn, REGISTRY, viewers, None)
         found = await policies_sql.read_policies(conn, [REGISTRY, FRAUD, PolicyResource("x")])
         grants = await policies_sql.member_grants(conn, ["user:a", "user:c"])
+        assert await policies_sql.policy_resources(conn) == {REGISTRY, FRAUD}
         logged = (await conn.execute(select(events.c.type, events.c.model))).all()
     assert found[FRAUD] == second and set(found) == {REGISTRY, FRAUD}
     assert sorted(grants) == sorted([(REGISTRY, Role.VIEWER), (FRAUD, Role.OWNER)])
