@@ -4,9 +4,12 @@ Seeds models, versions and a `production` alias per model, then measures
 client-side latency of GetModel, ListModelVersions, ResolveAlias,
 CreateModelVersion and SetAlias (conditional, on the etag read just before),
 first with one sequential client, then with many concurrent clients (one
-channel, and so one connection, each) spread over client processes.
+channel, and so one connection, each) spread over client processes. By
+default on two servers at once, one with authentication off and one with
+it on (JWTs), each measurement run on one right after the other so that the
+machine's load drifts for both alike, and the read p95s compared.
 
-    .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--json out.json]
+    .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--auth both|off|jwt]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from bench_auth import ADMIN, CALLER, Metadata, bench_auth, compare
 from common import run_async
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
@@ -59,7 +64,7 @@ def model(i: int) -> str:
 
 
 async def timed_call(
-    stub: RegistryServiceAsyncStub, op: str, rng: random.Random, ns: Any
+    stub: RegistryServiceAsyncStub, op: str, rng: random.Random, ns: Any, md: Metadata = ()
 ) -> tuple[int, str]:
     """One RPC on a random model: (latency in ns, status code name)."""
     name = model(rng.randrange(ns.models))
@@ -79,7 +84,7 @@ async def timed_call(
             rpc.CreateModelVersionRequest(parent=name, model_version=mv),
         )
     else:  # SetAlias, conditional on the etag read just before (not timed)
-        etag = (await stub.GetAlias(rpc.GetAliasRequest(name=alias))).etag
+        etag = (await stub.GetAlias(rpc.GetAliasRequest(name=alias), metadata=md)).etag
         target = f"{name}/versions/{rng.randint(1, ns.versions)}"
         call, req = (
             stub.SetAlias,
@@ -87,7 +92,7 @@ async def timed_call(
         )
     start = time.perf_counter_ns()
     try:
-        await call(req)
+        await call(req, metadata=md)
         code = "OK"
     except grpc.aio.AioRpcError as exc:
         code = exc.code().name
@@ -95,14 +100,14 @@ async def timed_call(
 
 
 async def client(
-    stub: RegistryServiceAsyncStub, op: str, calls: int, seed: int, ns: Any
+    stub: RegistryServiceAsyncStub, op: str, calls: int, seed: int, ns: Any, md: Metadata
 ) -> list[tuple[int, str]]:
     rng = random.Random(seed)
-    return [await timed_call(stub, op, rng, ns) for _ in range(calls)]
+    return [await timed_call(stub, op, rng, ns, md) for _ in range(calls)]
 
 
 async def worker_main(
-    conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any
+    conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any, md: Metadata
 ) -> None:
     chans = [
         grpc.aio.insecure_channel(f"127.0.0.1:{port}", CHANNEL_OPTIONS) for _ in range(channels)
@@ -110,14 +115,14 @@ async def worker_main(
     stubs = [rpc_grpc.RegistryServiceStub(ch) for ch in chans]
     warm = random.Random()
     for stub in stubs:  # connect and warm every channel before any timing
-        await timed_call(stub, "GetModel", warm, ns)
+        await timed_call(stub, "GetModel", warm, ns, md)
     while (msg := conn.recv()) is not None:
         op, counts, seed = msg
         barrier.wait()
         cpu = time.process_time()
         start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
         runs = [
-            client(s, op, n, seed + i, ns)
+            client(s, op, n, seed + i, ns, md)
             for i, (s, n) in enumerate(zip(stubs, counts, strict=True))
             if n
         ]
@@ -130,15 +135,19 @@ async def worker_main(
         await ch.close(None)
 
 
-def worker(conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any) -> None:
+def worker(
+    conn: Connection, barrier: Barrier, port: int, channels: int, ns: Any, md: Metadata
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent cleans up
-    run_async(worker_main(conn, barrier, port, channels, ns))
+    run_async(worker_main(conn, barrier, port, channels, ns, md))
 
 
 class Clients:
     """`procs` client processes with `clients` channels between them."""
 
-    def __init__(self, port: int, server_pid: int, procs: int, clients: int, ns: Any) -> None:
+    def __init__(
+        self, port: int, server_pid: int, procs: int, clients: int, ns: Any, md: Metadata = ()
+    ) -> None:
         self.server_pid = server_pid
         ctx = mp.get_context("spawn")
         self.barrier = ctx.Barrier(procs)
@@ -147,7 +156,7 @@ class Clients:
         self.procs: list[BaseProcess] = []
         for channels in self.per_proc:
             parent, child = ctx.Pipe()
-            args = (child, self.barrier, port, channels, ns)
+            args = (child, self.barrier, port, channels, ns, md)
             proc = ctx.Process(target=worker, args=args, daemon=True)
             proc.start()
             self.conns.append(parent)
@@ -181,21 +190,22 @@ class Clients:
                 proc.terminate()
 
 
-async def seed_data(port: int, ns: Any) -> None:
+async def seed_data(port: int, ns: Any, md: Metadata = ()) -> None:
     chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", CHANNEL_OPTIONS) for _ in range(8)]
     sem = asyncio.Semaphore(ns.clients)
 
     async def one(i: int) -> None:
         stub = rpc_grpc.RegistryServiceStub(chans[i % len(chans)])
         async with sem:
-            await stub.CreateModel(rpc.CreateModelRequest(model_id=model(i).split("/")[1]))
+            model_id = model(i).split("/")[1]
+            await stub.CreateModel(rpc.CreateModelRequest(model_id=model_id), metadata=md)
             for v in range(ns.versions):
                 mv = pb.ModelVersion(source_uri=f"s3://bench/{model(i)}/{v + 1}")
                 await stub.CreateModelVersion(
-                    rpc.CreateModelVersionRequest(parent=model(i), model_version=mv)
+                    rpc.CreateModelVersionRequest(parent=model(i), model_version=mv), metadata=md
                 )
             alias = pb.Alias(name=f"{model(i)}/aliases/{ALIAS}", version=f"{model(i)}/versions/1")
-            await stub.SetAlias(rpc.SetAliasRequest(alias=alias))
+            await stub.SetAlias(rpc.SetAliasRequest(alias=alias), metadata=md)
 
     await asyncio.gather(*(one(i) for i in range(ns.models)))
     for ch in chans:
@@ -271,6 +281,12 @@ def main() -> None:
     ap.add_argument(
         "--profile", help="after measuring, profile a read pass with py-spy into this file"
     )
+    ap.add_argument(
+        "--auth",
+        choices=("both", "off", "jwt"),
+        default="both",
+        help="authentication off, on with JWTs, or both in turn, compared (default %(default)s)",
+    )
     ns = ap.parse_args()
 
     def on_term(*_: object) -> None:
@@ -279,34 +295,57 @@ def main() -> None:
     signal.signal(signal.SIGTERM, on_term)
     try:
         with contextlib.ExitStack() as stack:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
-            if ns.sqlite:
-                url = f"sqlite:///{tmp / 'registry.db'}"
-            elif ns.database_url:
-                url = ns.database_url
-            else:
-                url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
-            server = stack.enter_context(running(tmp / "data", database_url=url, own_session=True))
-            print(f"server pid {server.pid} on {server.address}, database {url.split('@')[-1]}")
-            t0 = time.perf_counter()
-            run_async(seed_data(server.port, ns))
-            seed_s = time.perf_counter() - t0
-            print(
-                f"seeded {ns.models} models, {ns.models * ns.versions} versions, "
-                f"{ns.models} aliases in {seed_s:.1f} s"
-            )
-            clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns)
-            stack.callback(clients.close)
+            auths = ("off", "jwt") if ns.auth == "both" else (ns.auth,)
+            benches = [set_up(stack, auth, ns) for auth in auths]
             # Last in, first out: a second Ctrl-C cannot cut the clean-up short.
             stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
-            measure(server, clients, seed_s, ns)
+            measure(benches, ns)
     except KeyboardInterrupt:
         print("\ninterrupted; cleaned up", file=sys.stderr)
 
 
-def measure(server: ServeProcess, clients: Clients, seed_s: float, ns: Any) -> None:
-    """Every operation in every mode; prints the table (and profiles)."""
-    rows: list[dict[str, Any]] = []
+@dataclass
+class Bench:
+    """One server (authentication off, or on with JWTs), seeded, and its clients."""
+
+    auth: str
+    server: ServeProcess
+    clients: Clients
+    seed_s: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def set_up(stack: contextlib.ExitStack, auth: str, ns: Any) -> Bench:
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
+    if ns.sqlite:
+        url = f"sqlite:///{tmp / 'registry.db'}"
+    elif ns.database_url:
+        url = ns.database_url
+    else:
+        url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
+    keys = bench_auth(tmp) if auth == "jwt" else None
+    flags = keys.flags() if keys else []
+    server = stack.enter_context(running(tmp / "data", *flags, database_url=url, own_session=True))
+    print(f"auth {auth}: server pid {server.pid} on {server.address}, db {url.split('@')[-1]}")
+    md: Metadata = ()
+    if keys is not None:
+        run_async(keys.grant_caller(server.address))
+        md = keys.metadata(CALLER)
+    t0 = time.perf_counter()
+    run_async(seed_data(server.port, ns, keys.metadata(ADMIN) if keys else ()))
+    seed_s = time.perf_counter() - t0
+    print(
+        f"  seeded {ns.models} models, {ns.models * ns.versions} versions, "
+        f"{ns.models} aliases in {seed_s:.1f} s"
+    )
+    clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
+    stack.callback(clients.close)
+    return Bench(auth, server, clients, seed_s)
+
+
+def measure(benches: list[Bench], ns: Any) -> None:
+    """Every operation in every mode on every server; prints the tables, the
+    comparison (and profiles)."""
     # Reads twice in a row: the first pass meets a cold read cache (every
     # model's first read goes to the database), the second shows a
     # serving fleet's steady state, where the same aliases are read again
@@ -320,25 +359,37 @@ def measure(server: ServeProcess, clients: Clients, seed_s: float, ns: Any) -> N
     for mode, n, ops in plan:
         for op in ops:
             calls = ns.reads if op in READS else ns.writes
-            rows.append(summary(op, mode, clients.run(op, calls, n)))
-    rss = status_kb(server.pid, "VmHWM") / 1024
+            for bench in benches:  # back to back: the machine's load drifts for all alike
+                bench.rows.append(summary(op, mode, bench.clients.run(op, calls, n)))
+    for bench in benches:
+        report(bench, ns)
+    if len(benches) == 2:
+        compare(benches[0].rows, benches[1].rows, READS)
+
+
+def report(bench: Bench, ns: Any) -> None:
+    rss = status_kb(bench.server.pid, "VmHWM") / 1024
     print(
-        f"\n{ns.clients} concurrent clients = {ns.clients} channels "
+        f"\n== auth {bench.auth}: {ns.clients} concurrent clients = {ns.clients} channels "
         f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
     )
-    print_table(rows)
+    print_table(bench.rows)
     print(f"server peak RSS (VmHWM): {rss:.0f} MB")
     if ns.json:
         doc = {
             "database": "sqlite" if ns.sqlite else "postgresql",
-            "seed_s": seed_s,
+            "auth": bench.auth,
+            "seed_s": bench.seed_s,
             "server_peak_rss_mb": rss,
             "args": vars(ns),
-            "results": rows,
+            "results": bench.rows,
         }
-        Path(ns.json).write_text(json.dumps(doc, indent=2) + "\n")
+        out = Path(ns.json)
+        if ns.auth == "both":
+            out = out.with_name(f"{out.stem}-auth-{bench.auth}{out.suffix}")
+        out.write_text(json.dumps(doc, indent=2) + "\n")
     if ns.profile:
-        profile(clients, server.pid, ns)
+        profile(bench.clients, bench.server.pid, ns)
 
 
 if __name__ == "__main__":

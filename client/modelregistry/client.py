@@ -18,7 +18,9 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from . import artifacts
+from .access_methods import AccessMethods
 from .core import Core
+from .credentials import find_token, token_interceptors
 from .event_methods import EventMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .rollout_methods import RolloutMethods
@@ -33,14 +35,17 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient(EventMethods, RolloutMethods):
+class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies
     to each attempt of each call (None: no deadline). Give `root_ca` (and
     for mutual TLS `client_cert` plus `client_key`), or `tls=True` for the
-    system roots; otherwise the channel is plaintext. Every method accepts
-    `request_id`, sent as `x-request-id` so the server logs can be matched.
+    system roots; otherwise the channel is plaintext. On a registry with
+    authentication on, give `token` (a JWT or a service-account token) or
+    `token_file`, or set `$MODELREG_TOKEN` / `$MODELREG_TOKEN_FILE` (see
+    credentials.py). Every method accepts `request_id`, sent as
+    `x-request-id` so the server logs can be matched.
     """
 
     def __init__(
@@ -54,12 +59,19 @@ class RegistryClient(EventMethods, RolloutMethods):
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         credentials = channel_credentials(
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key
         )
         self._core = Core(
-            target, credentials=credentials, options=options, timeout=timeout, retry=retry
+            target,
+            credentials=credentials,
+            options=options,
+            timeout=timeout,
+            retry=retry,
+            interceptors=token_interceptors(find_token(token, token_file)),
         )
 
     @property
@@ -135,10 +147,20 @@ class RegistryClient(EventMethods, RolloutMethods):
         display_name: str = "",
         description: str = "",
         labels: Mapping[str, str] | None = None,
+        protected_aliases: Iterable[str] = (),
+        separation_of_duties: bool = False,
         request_id: str | None = None,
     ) -> pb.Model:
-        """Creates `models/{model_id}`; AlreadyExistsError if the name is taken."""
-        model = pb.Model(display_name=display_name, description=description, labels=labels)
+        """Creates `models/{model_id}`; AlreadyExistsError if the name is taken.
+        `protected_aliases` take APPROVED versions only; with
+        `separation_of_duties` a version's creator may not review it."""
+        model = pb.Model(
+            display_name=display_name,
+            description=description,
+            labels=labels,
+            protected_aliases=list(protected_aliases),
+            separation_of_duties=separation_of_duties,
+        )
         request = rpc.CreateModelRequest(model_id=model_id, model=model)
         return await self._core.call(self._registry.CreateModel, request, request_id, read=False)
 

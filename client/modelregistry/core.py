@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from .errors import REQUEST_ID_KEY, from_rpc_error
 from .transport import RetryPolicy, open_channel
 from .v1 import (
+    access_service_pb2_grpc,
     artifact_service_pb2_grpc,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
@@ -27,6 +28,7 @@ from .v1 import (
 )
 
 if TYPE_CHECKING:
+    from .v1.access_service_pb2_grpc import AccessServiceAsyncStub
     from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
     from .v1.event_service_pb2_grpc import EventServiceAsyncStub
     from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
@@ -53,6 +55,7 @@ class Stubs:
     artifacts: ArtifactServiceAsyncStub
     events: EventServiceAsyncStub
     rollouts: RolloutServiceAsyncStub
+    access: AccessServiceAsyncStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -61,6 +64,7 @@ class Stubs:
             artifact_service_pb2_grpc.ArtifactServiceStub(channel),
             event_service_pb2_grpc.EventServiceStub(channel),
             rollout_service_pb2_grpc.RolloutServiceStub(channel),
+            access_service_pb2_grpc.AccessServiceStub(channel),
         )
 
 
@@ -80,12 +84,16 @@ class Core:
         options: Sequence[tuple[str, Any]] = (),
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
+        interceptors: Sequence[Any] = (),
     ) -> None:
+        """`interceptors`: channel interceptors, e.g. the one that sends a
+        bearer token (see credentials.py)."""
         self.target = target
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
         self._options = tuple(options)
+        self._interceptors = tuple(interceptors)
         self._open: tuple[grpc.aio.Channel, Stubs] | None = None
         self._owns_channel = True
 
@@ -99,7 +107,9 @@ class Core:
 
     def _opened(self) -> tuple[grpc.aio.Channel, Stubs]:
         if self._open is None:
-            channel = open_channel(self.target, self._credentials, self._options)
+            channel = open_channel(
+                self.target, self._credentials, self._options, self._interceptors
+            )
             self._open = (channel, Stubs.on(channel))
         return self._open
 

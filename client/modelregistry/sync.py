@@ -8,6 +8,7 @@ whether or not the calling thread already runs an event loop of its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
@@ -64,6 +65,8 @@ class SyncRegistryClient:
         timeout: float | None = 10.0,
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -80,6 +83,8 @@ class SyncRegistryClient:
                 timeout=timeout,
                 retry=retry,
                 options=options,
+                token=token,
+                token_file=token_file,
             )
         except BaseException:
             self._stop_loop()
@@ -149,3 +154,12 @@ class SyncRegistryClient:
 
     push = _blocking(RegistryClient.push)
     pull = _blocking(RegistryClient.pull)
+
+    get_iam_policy = _blocking(RegistryClient.get_iam_policy)
+    set_iam_policy = _blocking(RegistryClient.set_iam_policy)
+    grant = _blocking(RegistryClient.grant)
+    revoke_role = _blocking(RegistryClient.revoke_role)
+    test_iam_permissions = _blocking(RegistryClient.test_iam_permissions)
+    create_service_account_token = _blocking(RegistryClient.create_service_account_token)
+    list_service_account_tokens = _iterating(RegistryClient.list_service_account_tokens)
+    revoke_service_account_token = _blocking(RegistryClient.revoke_service_account_token)

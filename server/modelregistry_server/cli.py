@@ -40,8 +40,13 @@ def add_config_flags(parser: argparse.ArgumentParser, names: Iterable[str] | Non
     with the config's defaults in the flags' units."""
     for name, flag in _flags(names):
         default = getattr(DEFAULTS, name)
-        if flag.negate:
+        if flag.negate or flag.switch:
             parser.add_argument(flag.name, action="store_true", help=flag.help)
+            continue
+        if flag.repeat:
+            parser.add_argument(
+                flag.name, action="append", type=flag.type, metavar=flag.metavar, help=flag.help
+            )
             continue
         if isinstance(default, float) and flag.unit != 1.0:
             default = default / flag.unit
@@ -66,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         value = given[flag.dest]
         if flag.negate:
             value = not value
+        elif flag.repeat:
+            value = tuple(value or ())
         elif flag.unit != 1.0:
             value = value * flag.unit
         values[name] = value

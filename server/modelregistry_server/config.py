@@ -25,7 +25,9 @@ class Flag:
     """How a field is set on the command line.
 
     `unit` converts the flag's value to the field's (`--upload-ttl-hours`
-    sets seconds); a `negate` flag takes no value and turns a true field off.
+    sets seconds); a `negate` flag takes no value and turns a true field off,
+    a `switch` takes no value and turns a false field on; a `repeat` flag
+    may be given several times and fills a tuple.
     """
 
     name: str
@@ -35,6 +37,8 @@ class Flag:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     negate: bool = False
+    switch: bool = False
+    repeat: bool = False
 
     @property
     def dest(self) -> str:
@@ -51,9 +55,11 @@ def flag(
     choices: tuple[str, ...] | None = None,
     metavar: str | None = None,
     negate: bool = False,
+    switch: bool = False,
+    repeat: bool = False,
 ) -> dict[str, Flag]:
     """Field metadata: the field is set by this command-line flag."""
-    return {FLAG: Flag(name, help, type, unit, choices, metavar, negate)}
+    return {FLAG: Flag(name, help, type, unit, choices, metavar, negate, switch, repeat)}
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,62 @@ class ServerConfig:
     # Seconds between database checks once ready (health follows the result).
     health_interval: float = 2.0
     db_pool_size: int = 20
+
+    # off: nothing is enforced (allowed on loopback only, unless
+    # insecure_allow_anonymous); required: every RPC but health and
+    # reflection needs a principal and the permission for what it does.
+    auth: str = field(
+        default="off",
+        metadata=flag(
+            "--auth",
+            "required: every call needs a principal (JWT, service-account token or client "
+            "certificate) and a role that allows it; off (the default) enforces nothing and "
+            "is refused off loopback",
+            choices=("off", "required"),
+        ),
+    )
+    insecure_allow_anonymous: bool = field(
+        default=False,
+        metadata=flag(
+            "--insecure-allow-anonymous",
+            "serve a non-loopback address with --auth off: anyone who reaches it may do anything",
+            switch=True,
+        ),
+    )
+    # JWT bearer tokens: the identity provider's JWKS (file or URL), the
+    # issuer and audience every token must carry, the claim naming the user.
+    jwt_jwks: str = field(
+        default="",
+        metadata=flag(
+            "--jwt-jwks",
+            "the identity provider's key set (JWKS), a file or an https URL",
+            metavar="PATH_OR_URL",
+        ),
+    )
+    jwt_issuer: str = field(
+        default="", metadata=flag("--jwt-issuer", "the `iss` every JWT must carry")
+    )
+    jwt_audience: str = field(
+        default="", metadata=flag("--jwt-audience", "the `aud` every JWT must include")
+    )
+    jwt_principal_claim: str = field(
+        default="sub",
+        metadata=flag(
+            "--jwt-principal-claim",
+            "the claim naming the user: the principal is user:<value> (default %(default)s)",
+        ),
+    )
+    # Principals that are admin at the root whatever the policies say.
+    bootstrap_admins: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "--bootstrap-admin",
+            "a principal (user:ID or serviceAccount:NAME) that is admin of the whole "
+            "registry whatever the policies say; repeat for several",
+            metavar="PRINCIPAL",
+            repeat=True,
+        ),
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

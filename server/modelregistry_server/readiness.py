@@ -14,6 +14,7 @@ import logging
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from modelregistry.v1 import (
+    access_service_pb2,
     artifact_service_pb2,
     event_service_pb2,
     registry_service_pb2,
@@ -31,8 +32,16 @@ REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistrySer
 ARTIFACT_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 EVENT_SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
 ROLLOUT_SERVICE = rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name
+ACCESS_SERVICE = access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name
 # Health reports these names: "" (the whole server) and each API service.
-HEALTH_SERVICES = ("", REGISTRY_SERVICE, ARTIFACT_SERVICE, EVENT_SERVICE, ROLLOUT_SERVICE)
+HEALTH_SERVICES = (
+    "",
+    REGISTRY_SERVICE,
+    ARTIFACT_SERVICE,
+    EVENT_SERVICE,
+    ROLLOUT_SERVICE,
+    ACCESS_SERVICE,
+)
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.
 PING_TIMEOUT_S = 5.0

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
 from modelregistry.v1 import (
+    access_service_pb2_grpc,
     artifact_service_pb2_grpc,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
@@ -28,6 +29,8 @@ from modelregistry.v1 import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import access_setup
+from .access_setup import AccessParts
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.event_servicer import EventServicer
@@ -46,6 +49,7 @@ from .observability import exporter as metrics_exporter
 from .observability.live import Sources as MetricSources
 from .observability.rpc import RpcMetricsInterceptor
 from .readiness import (
+    ACCESS_SERVICE,
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
     REGISTRY_SERVICE,
@@ -69,6 +73,7 @@ log = logging.getLogger("modelreg.server")
 
 REFLECTED_SERVICES = (
     REGISTRY_SERVICE,
+    ACCESS_SERVICE,
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
     ROLLOUT_SERVICE,
@@ -83,6 +88,9 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
+    # Room for a bearer token: an oversized one gets UNAUTHENTICATED from the
+    # gate rather than a transport error.
+    ("grpc.max_metadata_size", 64 * 1024),
 ]
 
 
@@ -156,6 +164,7 @@ class Parts:
     artifacts: Artifacts
     hub: WatchHub
     relay: NatsRelay | None
+    access: AccessParts
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
@@ -168,6 +177,8 @@ class Parts:
 async def build(config: ServerConfig) -> Parts:
     """Storage, services and the gRPC server with every servicer, wired
     together; nothing is bound or started yet."""
+    access_settings = access_setup.settings_from(config)
+    access_setup.check(access_settings)
     relay_config = relay_settings(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
@@ -199,10 +210,17 @@ async def build(config: ServerConfig) -> Parts:
     hub.add_listener(
         lambda batch: cache.clear() if batch is None else cache.invalidate({e.model for e in batch})
     )
+    access = access_setup.build(access_settings, engine, tokens)
+    access.store.on_commit(hub.notify)
+    if relay is not None:
+        access.store.on_commit(relay.wake)
+    # Policy changes and revoked tokens, from any replica, drop access caches.
+    hub.add_listener(access.listener())
     ready = asyncio.Event()
     health_servicer = HealthServicer()
     server = _grpc_server(
         ready,
+        access,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
         ArtifactServicer(artifacts),
@@ -220,6 +238,7 @@ async def build(config: ServerConfig) -> Parts:
         artifacts=artifacts,
         hub=hub,
         relay=relay,
+        access=access,
         health=health_servicer,
         ready=ready,
         server=server,
@@ -228,6 +247,7 @@ async def build(config: ServerConfig) -> Parts:
 
 def _grpc_server(
     ready: asyncio.Event,
+    access: AccessParts,
     health_servicer: HealthServicer,
     registry: RegistryServicer,
     artifacts: ArtifactServicer,
@@ -235,11 +255,12 @@ def _grpc_server(
     events: EventServicer,
 ) -> grpc.aio.Server:
     """The gRPC server with every service, health and reflection; RPCs are
-    refused until `ready` is set."""
+    refused until `ready` is set, and pass the access gate."""
     server = grpc.aio.server(
-        interceptors=[RpcMetricsInterceptor(), RequestInterceptor(ready.is_set)],
+        interceptors=[RpcMetricsInterceptor(), RequestInterceptor(ready.is_set, access.gate)],
         options=SERVER_OPTIONS,
     )
+    access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(artifacts, server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(rollouts, server)
@@ -273,6 +294,7 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     )
     tasks.append(asyncio.create_task(readiness))
     tasks.append(asyncio.create_task(_when_ready(ready, parts.artifacts.reclaim_forever)))
+    tasks.append(asyncio.create_task(parts.access.preload()))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
     if config.event_retention_s > 0:
@@ -312,7 +334,12 @@ async def start(config: ServerConfig) -> Running:
     start_background(config, parts, running)
     log.info(
         "listening",
-        extra={"listen": config.listen, "port": port, "tls": creds is not None},
+        extra={
+            "listen": config.listen,
+            "port": port,
+            "tls": creds is not None,
+            "auth": config.auth,
+        },
     )
     return running
 

@@ -29,6 +29,8 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.ABORTED: 5,
     grpc.StatusCode.FAILED_PRECONDITION: 6,
     grpc.StatusCode.UNAVAILABLE: 7,
+    grpc.StatusCode.UNAUTHENTICATED: 8,
+    grpc.StatusCode.PERMISSION_DENIED: 9,
 }
 
 EXIT_STATUS_HELP = """\
@@ -41,6 +43,8 @@ exit status:
   5  ABORTED (ETAG_MISMATCH: re-read and retry)
   6  FAILED_PRECONDITION
   7  UNAVAILABLE (retry later)
+  8  UNAUTHENTICATED (no token or certificate, or one that does not verify)
+  9  PERMISSION_DENIED (the message names the permission and the roles that grant it)
 
 errors are printed to stderr as `error: <CODE> <REASON>: <message>`.
 """
@@ -79,6 +83,18 @@ def add_client_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     )
     group.add_argument(
         "--tls", action="store_true", default=default(False), help="TLS with the system CAs"
+    )
+    group.add_argument(
+        "--token",
+        default=default(None),
+        help="bearer token (a JWT or a service-account token); default: $MODELREG_TOKEN. "
+        "Visible to other local users in the process list: prefer the variable or --token-file",
+    )
+    group.add_argument(
+        "--token-file",
+        type=Path,
+        default=default(None),
+        help="read the bearer token from this file (default: $MODELREG_TOKEN_FILE)",
     )
     group.add_argument(
         "-o",
@@ -123,16 +139,22 @@ def command(handler: Handler) -> Callable[[argparse.Namespace], int]:
     return run
 
 
-async def _run(handler: Handler, args: argparse.Namespace) -> int:
-    client = RegistryClient(
+def client_from_args(args: argparse.Namespace) -> RegistryClient:
+    """A client as the connection options say (token from them or the environment)."""
+    return RegistryClient(
         args.server,
         tls=args.tls,
         root_ca=args.ca,
         client_cert=args.cert,
         client_key=args.key,
         timeout=args.timeout,
+        token=args.token,
+        token_file=args.token_file,
     )
-    async with client:
+
+
+async def _run(handler: Handler, args: argparse.Namespace) -> int:
+    async with client_from_args(args) as client:
         result = await handler(client, args)
     render(result, args.output, sys.stdout)
     return 0

@@ -20,7 +20,14 @@ from ..errors import RegistryError
 from ..event_chain import verify_events
 from ..v1 import resources_pb2 as pb
 from .args import model_name
-from .connection import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, command
+from .connection import (
+    EXIT_CODES,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    client_from_args,
+    command,
+)
 from .output import Listing, Result, format_time
 
 
@@ -48,14 +55,7 @@ def event_line(event: pb.Event, fmt: str) -> str:
 
 
 async def _watch(args: argparse.Namespace, out: TextIO) -> None:
-    client = RegistryClient(
-        args.server,
-        tls=args.tls,
-        root_ca=args.ca,
-        client_cert=args.cert,
-        client_key=args.key,
-        timeout=args.timeout,
-    )
+    client = client_from_args(args)
     printed = 0
     async with client:
         events = client.watch(
@@ -89,14 +89,7 @@ def watch(args: argparse.Namespace) -> int:
 
 
 async def _verify(args: argparse.Namespace) -> int:
-    client = RegistryClient(
-        args.server,
-        tls=args.tls,
-        root_ca=args.ca,
-        client_cert=args.cert,
-        client_key=args.key,
-        timeout=args.timeout,
-    )
+    client = client_from_args(args)
     async with client:
         report = await verify_events(client.list_events(page_size=1000))
     if args.output == "json":

@@ -17,6 +17,8 @@ async def create(client: RegistryClient, args: argparse.Namespace) -> Result:
         display_name=args.display_name,
         description=args.description,
         labels=labels_of(args),
+        protected_aliases=args.protected_alias,
+        separation_of_duties=args.separation_of_duties,
         request_id=args.request_id,
     )
 
@@ -48,9 +50,13 @@ async def update(client: RegistryClient, args: argparse.Namespace) -> Result:
     if args.protected_alias or args.clear_protected_aliases:
         model.protected_aliases.extend(args.protected_alias)
         mask.append("protected_aliases")
+    if args.separation_of_duties is not None:
+        model.separation_of_duties = args.separation_of_duties
+        mask.append("separation_of_duties")
     if not mask:
         raise UsageError(
-            "nothing to update: give --display-name, --description, --label or --protected-alias"
+            "nothing to update: give --display-name, --description, --label, "
+            "--protected-alias or --[no-]separation-of-duties"
         )
     return await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
 
@@ -59,6 +65,16 @@ async def delete(client: RegistryClient, args: argparse.Namespace) -> Result:
     name = model_name(args.name)
     await client.delete_model(name, etag=args.etag, force=args.force, request_id=args.request_id)
     return Deleted(name)
+
+
+def add_protection(parser: argparse.ArgumentParser, more: str) -> None:
+    parser.add_argument(
+        "--protected-alias",
+        action="append",
+        default=[],
+        metavar="ALIAS",
+        help=f"alias that only APPROVED versions may reach; repeat{more}",
+    )
 
 
 def add_parsers(
@@ -72,6 +88,12 @@ def add_parsers(
     p.add_argument("--display-name", default="")
     p.add_argument("--description", default="")
     add_labels(p, "label")
+    add_protection(p, "")
+    p.add_argument(
+        "--separation-of-duties",
+        action="store_true",
+        help="a version's creator may not approve or reject it",
+    )
     p.set_defaults(func=command(create))
 
     p = cmds.add_parser("get", parents=[parent], help="show a model")
@@ -89,15 +111,15 @@ def add_parsers(
     p.add_argument("--description")
     add_labels(p, "label; replaces all labels")
     p.add_argument("--clear-labels", action="store_true", help="remove all labels")
-    p.add_argument(
-        "--protected-alias",
-        action="append",
-        default=[],
-        metavar="ALIAS",
-        help="alias that only APPROVED versions may reach; repeat; replaces the list",
-    )
+    add_protection(p, "; replaces the list")
     p.add_argument(
         "--clear-protected-aliases", action="store_true", help="protect no alias any more"
+    )
+    p.add_argument(
+        "--separation-of-duties",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether a version's creator is barred from reviewing it",
     )
     p.add_argument("--etag", default="", help="only if the model still has this etag")
     p.set_defaults(func=command(update))

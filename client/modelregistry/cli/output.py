@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from ..v1 import access_service_pb2 as acc
 from ..v1 import resources_pb2 as pb
 
 Column = tuple[str, Callable[[Message], str]]
@@ -119,6 +120,11 @@ def _event(m: Message) -> pb.Event:
     return m
 
 
+def _token(m: Message) -> acc.ServiceAccountToken:
+    assert isinstance(m, acc.ServiceAccountToken)
+    return m
+
+
 COLUMNS: dict[type[Message], list[Column]] = {
     pb.Model: [
         ("NAME", lambda m: _model(m).name),
@@ -157,6 +163,14 @@ COLUMNS: dict[type[Message], list[Column]] = {
         ("RESOURCE", lambda m: _event(m).resource),
         ("ACTOR", lambda m: _event(m).actor),
     ],
+    acc.ServiceAccountToken: [
+        ("NAME", lambda m: _token(m).name),
+        ("DESCRIPTION", lambda m: _token(m).description),
+        ("CREATED", lambda m: format_time(_token(m).create_time)),
+        ("EXPIRES", lambda m: format_time(_token(m).expire_time)),
+        ("REVOKED", lambda m: format_time(_token(m).revoke_time)),
+        ("CREATOR", lambda m: _token(m).creator),
+    ],
 }
 
 
@@ -181,6 +195,11 @@ def fields(message: Message, prefix: str = "") -> list[tuple[str, str]]:
         sub = fd.message_type
         if sub is not None and sub.GetOptions().map_entry:
             rows.append((key, format_labels(value)))
+        elif fd.is_repeated and sub is not None:
+            for i, item in enumerate(value):
+                rows.extend(fields(item, f"{key}[{i}]."))
+        elif fd.is_repeated:
+            rows.append((key, ",".join(str(v) for v in value)))
         elif fd.enum_type is not None:
             rows.append((key, fd.enum_type.values_by_number[value].name))
         elif sub is None:

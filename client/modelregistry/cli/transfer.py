@@ -23,7 +23,7 @@ from ..client import RegistryClient
 from ..errors import RegistryError
 from ..manifest import is_digest
 from .args import model_name
-from .connection import EXIT_CODES, EXIT_ERROR, EXIT_USAGE, UsageError
+from .connection import EXIT_CODES, EXIT_ERROR, EXIT_USAGE, UsageError, client_from_args
 from .output import align
 from .progress import ProgressBar
 
@@ -140,14 +140,7 @@ def _end(bar: ProgressBar | None) -> None:
 
 
 async def _run(handler: Handler, args: argparse.Namespace, bar: ProgressBar | None) -> Any:
-    client = RegistryClient(
-        args.server,
-        tls=args.tls,
-        root_ca=args.ca,
-        client_cert=args.cert,
-        client_key=args.key,
-        timeout=args.timeout,
-    )
+    client = client_from_args(args)
     async with client:
         return await handler(client, args, bar)
 

@@ -108,9 +108,18 @@ class ServingAgent(Generic[T]):
         ttl: timedelta = timedelta(seconds=60),
         cache_max_bytes: int | None = None,
         on_transition: Callable[[str, dict[str, Any]], None] | None = None,
+        token: str | None = None,
+        token_file: str | Path | None = None,
     ) -> None:
+        """`token`/`token_file` (or `$MODELREG_TOKEN`/`$MODELREG_TOKEN_FILE`)
+        authenticate the agent's own client; a file is re-read when rotated.
+        A fleet needs roles/viewer on the model (files are fetched by digest)."""
         self._own_client = isinstance(server, str)
-        self.client = RegistryClient(server) if isinstance(server, str) else server
+        self.client = (
+            RegistryClient(server, token=token, token_file=token_file)
+            if isinstance(server, str)
+            else server
+        )
         self.alias = alias
         self.model_name = alias.split("/aliases/")[0]
         self.instance_id = instance_id

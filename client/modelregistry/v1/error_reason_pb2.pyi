@@ -40,6 +40,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """NOT_FOUND: the upload id is unknown, expired, cancelled or already
     finished; begin a new upload. Metadata: `upload_id`.
     """
+    TOKEN_NOT_FOUND: _ErrorReason.ValueType  # 59
+    """NOT_FOUND: the service account has no such token. Metadata: `resource`."""
     MODEL_ALREADY_EXISTS: _ErrorReason.ValueType  # 7
     """ALREADY_EXISTS: a model of that name exists. Metadata: `resource`."""
     UPLOAD_EXISTS: _ErrorReason.ValueType  # 8
@@ -145,6 +147,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: stream messages came in the wrong order (e.g. a chunk
     before the start). Metadata: `field`.
     """
+    INVALID_POLICY: _ErrorReason.ValueType  # 60
+    """INVALID_ARGUMENT: a policy names an unknown role, a role twice, a role
+    that grants nothing where it is bound (e.g. roles/admin below the
+    registry), or too many members. Metadata: `field`.
+    """
+    INVALID_PRINCIPAL: _ErrorReason.ValueType  # 61
+    """INVALID_ARGUMENT: a principal or member is not `user:<id>`,
+    `serviceAccount:<name>` (or, as a member, `allAuthenticatedUsers`).
+    Metadata: `field`.
+    """
     MODEL_HAS_VERSIONS: _ErrorReason.ValueType  # 34
     """FAILED_PRECONDITION: the model still has versions; delete them first or
     use `force`. Metadata: `resource`.
@@ -161,6 +173,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     VERSION_NOT_APPROVED: _ErrorReason.ValueType  # 37
     """FAILED_PRECONDITION: a protected alias needs an APPROVED version.
     Metadata: `resource`, `alias`.
+    """
+    PROTECTED_ALIAS_TARGET: _ErrorReason.ValueType  # 62
+    """FAILED_PRECONDITION: protected aliases point at the version, or are being
+    rolled out to it, so it cannot be rejected; move them first. Metadata:
+    `resource`, `aliases` (comma-separated).
     """
     VERSION_NOT_PENDING: _ErrorReason.ValueType  # 38
     """FAILED_PRECONDITION: the version already has its artifact. Metadata:
@@ -224,6 +241,30 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     BLOB_STORE_FULL: _ErrorReason.ValueType  # 53
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
+    IAM_PERMISSION_DENIED: _ErrorReason.ValueType  # 63
+    """PERMISSION_DENIED: the caller lacks the permission on the resource (the
+    same answer whether or not the resource exists); the message names the
+    roles that would grant it. Metadata: `permission`, `resource`,
+    `principal`.
+    """
+    SEPARATION_OF_DUTIES: _ErrorReason.ValueType  # 64
+    """PERMISSION_DENIED: the model asks for separation of duties and the
+    caller created the version it tries to review. Metadata: `resource`,
+    `principal`.
+    """
+    CREDENTIALS_MISSING: _ErrorReason.ValueType  # 65
+    """UNAUTHENTICATED: the call carries no credentials (no bearer token, no
+    client certificate) and the registry requires them.
+    """
+    CREDENTIALS_INVALID: _ErrorReason.ValueType  # 66
+    """UNAUTHENTICATED: the credentials do not verify: a malformed header or
+    token, a bad signature, an unknown key, a disallowed algorithm, another
+    issuer or audience, a token too large, an unknown service-account token.
+    """
+    CREDENTIALS_EXPIRED: _ErrorReason.ValueType  # 67
+    """UNAUTHENTICATED: the token has expired or is not valid yet."""
+    CREDENTIALS_REVOKED: _ErrorReason.ValueType  # 68
+    """UNAUTHENTICATED: the service-account token was revoked."""
     STORAGE_UNAVAILABLE: _ErrorReason.ValueType  # 54
     """UNAVAILABLE: the database cannot be reached; retry with backoff."""
     BLOB_STORE_UNAVAILABLE: _ErrorReason.ValueType  # 55
@@ -275,6 +316,8 @@ UPLOAD_NOT_FOUND: ErrorReason.ValueType  # 6
 """NOT_FOUND: the upload id is unknown, expired, cancelled or already
 finished; begin a new upload. Metadata: `upload_id`.
 """
+TOKEN_NOT_FOUND: ErrorReason.ValueType  # 59
+"""NOT_FOUND: the service account has no such token. Metadata: `resource`."""
 MODEL_ALREADY_EXISTS: ErrorReason.ValueType  # 7
 """ALREADY_EXISTS: a model of that name exists. Metadata: `resource`."""
 UPLOAD_EXISTS: ErrorReason.ValueType  # 8
@@ -380,6 +423,16 @@ PROTOCOL_VIOLATION: ErrorReason.ValueType  # 33
 """INVALID_ARGUMENT: stream messages came in the wrong order (e.g. a chunk
 before the start). Metadata: `field`.
 """
+INVALID_POLICY: ErrorReason.ValueType  # 60
+"""INVALID_ARGUMENT: a policy names an unknown role, a role twice, a role
+that grants nothing where it is bound (e.g. roles/admin below the
+registry), or too many members. Metadata: `field`.
+"""
+INVALID_PRINCIPAL: ErrorReason.ValueType  # 61
+"""INVALID_ARGUMENT: a principal or member is not `user:<id>`,
+`serviceAccount:<name>` (or, as a member, `allAuthenticatedUsers`).
+Metadata: `field`.
+"""
 MODEL_HAS_VERSIONS: ErrorReason.ValueType  # 34
 """FAILED_PRECONDITION: the model still has versions; delete them first or
 use `force`. Metadata: `resource`.
@@ -396,6 +449,11 @@ rollout candidate or a download needs one). Metadata: `resource`,
 VERSION_NOT_APPROVED: ErrorReason.ValueType  # 37
 """FAILED_PRECONDITION: a protected alias needs an APPROVED version.
 Metadata: `resource`, `alias`.
+"""
+PROTECTED_ALIAS_TARGET: ErrorReason.ValueType  # 62
+"""FAILED_PRECONDITION: protected aliases point at the version, or are being
+rolled out to it, so it cannot be rejected; move them first. Metadata:
+`resource`, `aliases` (comma-separated).
 """
 VERSION_NOT_PENDING: ErrorReason.ValueType  # 38
 """FAILED_PRECONDITION: the version already has its artifact. Metadata:
@@ -459,6 +517,30 @@ WATCH_TOO_SLOW: ErrorReason.ValueType  # 52
 """
 BLOB_STORE_FULL: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED: the blob store is out of space."""
+IAM_PERMISSION_DENIED: ErrorReason.ValueType  # 63
+"""PERMISSION_DENIED: the caller lacks the permission on the resource (the
+same answer whether or not the resource exists); the message names the
+roles that would grant it. Metadata: `permission`, `resource`,
+`principal`.
+"""
+SEPARATION_OF_DUTIES: ErrorReason.ValueType  # 64
+"""PERMISSION_DENIED: the model asks for separation of duties and the
+caller created the version it tries to review. Metadata: `resource`,
+`principal`.
+"""
+CREDENTIALS_MISSING: ErrorReason.ValueType  # 65
+"""UNAUTHENTICATED: the call carries no credentials (no bearer token, no
+client certificate) and the registry requires them.
+"""
+CREDENTIALS_INVALID: ErrorReason.ValueType  # 66
+"""UNAUTHENTICATED: the credentials do not verify: a malformed header or
+token, a bad signature, an unknown key, a disallowed algorithm, another
+issuer or audience, a token too large, an unknown service-account token.
+"""
+CREDENTIALS_EXPIRED: ErrorReason.ValueType  # 67
+"""UNAUTHENTICATED: the token has expired or is not valid yet."""
+CREDENTIALS_REVOKED: ErrorReason.ValueType  # 68
+"""UNAUTHENTICATED: the service-account token was revoked."""
 STORAGE_UNAVAILABLE: ErrorReason.ValueType  # 54
 """UNAVAILABLE: the database cannot be reached; retry with backoff."""
 BLOB_STORE_UNAVAILABLE: ErrorReason.ValueType  # 55
@@ -517,6 +599,12 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """The oldest revision the event log still keeps."""
     RESUME_REVISION: _ErrorMetadataKey.ValueType  # 16
     """The revision to watch again from."""
+    PERMISSION: _ErrorMetadataKey.ValueType  # 17
+    """The permission a denied call lacks, e.g. "aliases.set"."""
+    PRINCIPAL: _ErrorMetadataKey.ValueType  # 18
+    """The principal a decision concerns, e.g. "user:alice"."""
+    ALIASES: _ErrorMetadataKey.ValueType  # 19
+    """Alias ids concerned, comma-separated."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -557,4 +645,10 @@ OLDEST_REVISION: ErrorMetadataKey.ValueType  # 15
 """The oldest revision the event log still keeps."""
 RESUME_REVISION: ErrorMetadataKey.ValueType  # 16
 """The revision to watch again from."""
+PERMISSION: ErrorMetadataKey.ValueType  # 17
+"""The permission a denied call lacks, e.g. "aliases.set"."""
+PRINCIPAL: ErrorMetadataKey.ValueType  # 18
+"""The principal a decision concerns, e.g. "user:alice"."""
+ALIASES: ErrorMetadataKey.ValueType  # 19
+"""Alias ids concerned, comma-separated."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -56,6 +56,9 @@ class ErrorReason(enum.StrEnum):
     finished; begin a new upload. Metadata: `upload_id`.
     """
 
+    TOKEN_NOT_FOUND = "TOKEN_NOT_FOUND"
+    """NOT_FOUND: the service account has no such token. Metadata: `resource`."""
+
     MODEL_ALREADY_EXISTS = "MODEL_ALREADY_EXISTS"
     """ALREADY_EXISTS: a model of that name exists. Metadata: `resource`."""
 
@@ -188,6 +191,18 @@ class ErrorReason(enum.StrEnum):
     before the start). Metadata: `field`.
     """
 
+    INVALID_POLICY = "INVALID_POLICY"
+    """INVALID_ARGUMENT: a policy names an unknown role, a role twice, a role
+    that grants nothing where it is bound (e.g. roles/admin below the
+    registry), or too many members. Metadata: `field`.
+    """
+
+    INVALID_PRINCIPAL = "INVALID_PRINCIPAL"
+    """INVALID_ARGUMENT: a principal or member is not `user:<id>`,
+    `serviceAccount:<name>` (or, as a member, `allAuthenticatedUsers`).
+    Metadata: `field`.
+    """
+
     MODEL_HAS_VERSIONS = "MODEL_HAS_VERSIONS"
     """FAILED_PRECONDITION: the model still has versions; delete them first or
     use `force`. Metadata: `resource`.
@@ -207,6 +222,12 @@ class ErrorReason(enum.StrEnum):
     VERSION_NOT_APPROVED = "VERSION_NOT_APPROVED"
     """FAILED_PRECONDITION: a protected alias needs an APPROVED version.
     Metadata: `resource`, `alias`.
+    """
+
+    PROTECTED_ALIAS_TARGET = "PROTECTED_ALIAS_TARGET"
+    """FAILED_PRECONDITION: protected aliases point at the version, or are being
+    rolled out to it, so it cannot be rejected; move them first. Metadata:
+    `resource`, `aliases` (comma-separated).
     """
 
     VERSION_NOT_PENDING = "VERSION_NOT_PENDING"
@@ -287,6 +308,36 @@ class ErrorReason(enum.StrEnum):
     BLOB_STORE_FULL = "BLOB_STORE_FULL"
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
 
+    IAM_PERMISSION_DENIED = "IAM_PERMISSION_DENIED"
+    """PERMISSION_DENIED: the caller lacks the permission on the resource (the
+    same answer whether or not the resource exists); the message names the
+    roles that would grant it. Metadata: `permission`, `resource`,
+    `principal`.
+    """
+
+    SEPARATION_OF_DUTIES = "SEPARATION_OF_DUTIES"
+    """PERMISSION_DENIED: the model asks for separation of duties and the
+    caller created the version it tries to review. Metadata: `resource`,
+    `principal`.
+    """
+
+    CREDENTIALS_MISSING = "CREDENTIALS_MISSING"
+    """UNAUTHENTICATED: the call carries no credentials (no bearer token, no
+    client certificate) and the registry requires them.
+    """
+
+    CREDENTIALS_INVALID = "CREDENTIALS_INVALID"
+    """UNAUTHENTICATED: the credentials do not verify: a malformed header or
+    token, a bad signature, an unknown key, a disallowed algorithm, another
+    issuer or audience, a token too large, an unknown service-account token.
+    """
+
+    CREDENTIALS_EXPIRED = "CREDENTIALS_EXPIRED"
+    """UNAUTHENTICATED: the token has expired or is not valid yet."""
+
+    CREDENTIALS_REVOKED = "CREDENTIALS_REVOKED"
+    """UNAUTHENTICATED: the service-account token was revoked."""
+
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     """UNAVAILABLE: the database cannot be reached; retry with backoff."""
 
@@ -362,6 +413,15 @@ class ErrorMetadataKey(enum.StrEnum):
     RESUME_REVISION = "resume_revision"
     """The revision to watch again from."""
 
+    PERMISSION = "permission"
+    """The permission a denied call lacks, e.g. "aliases.set"."""
+
+    PRINCIPAL = "principal"
+    """The principal a decision concerns, e.g. "user:alice"."""
+
+    ALIASES = "aliases"
+    """Alias ids concerned, comma-separated."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -371,6 +431,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.ROLLOUT_NOT_FOUND: "NOT_FOUND",
         ErrorReason.BLOB_NOT_FOUND: "NOT_FOUND",
         ErrorReason.UPLOAD_NOT_FOUND: "NOT_FOUND",
+        ErrorReason.TOKEN_NOT_FOUND: "NOT_FOUND",
         ErrorReason.MODEL_ALREADY_EXISTS: "ALREADY_EXISTS",
         ErrorReason.UPLOAD_EXISTS: "ALREADY_EXISTS",
         ErrorReason.ETAG_MISMATCH: "ABORTED",
@@ -398,10 +459,13 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.DIGEST_MISMATCH: "INVALID_ARGUMENT",
         ErrorReason.SIZE_MISMATCH: "INVALID_ARGUMENT",
         ErrorReason.PROTOCOL_VIOLATION: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_POLICY: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_PRINCIPAL: "INVALID_ARGUMENT",
         ErrorReason.MODEL_HAS_VERSIONS: "FAILED_PRECONDITION",
         ErrorReason.VERSION_HAS_ALIASES: "FAILED_PRECONDITION",
         ErrorReason.VERSION_NOT_READY: "FAILED_PRECONDITION",
         ErrorReason.VERSION_NOT_APPROVED: "FAILED_PRECONDITION",
+        ErrorReason.PROTECTED_ALIAS_TARGET: "FAILED_PRECONDITION",
         ErrorReason.VERSION_NOT_PENDING: "FAILED_PRECONDITION",
         ErrorReason.VERSION_IN_ROLLOUT: "FAILED_PRECONDITION",
         ErrorReason.INVALID_STATE_TRANSITION: "FAILED_PRECONDITION",
@@ -418,6 +482,12 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.OFFSET_OUT_OF_RANGE: "OUT_OF_RANGE",
         ErrorReason.WATCH_TOO_SLOW: "RESOURCE_EXHAUSTED",
         ErrorReason.BLOB_STORE_FULL: "RESOURCE_EXHAUSTED",
+        ErrorReason.IAM_PERMISSION_DENIED: "PERMISSION_DENIED",
+        ErrorReason.SEPARATION_OF_DUTIES: "PERMISSION_DENIED",
+        ErrorReason.CREDENTIALS_MISSING: "UNAUTHENTICATED",
+        ErrorReason.CREDENTIALS_INVALID: "UNAUTHENTICATED",
+        ErrorReason.CREDENTIALS_EXPIRED: "UNAUTHENTICATED",
+        ErrorReason.CREDENTIALS_REVOKED: "UNAUTHENTICATED",
         ErrorReason.STORAGE_UNAVAILABLE: "UNAVAILABLE",
         ErrorReason.BLOB_STORE_UNAVAILABLE: "UNAVAILABLE",
         ErrorReason.NOT_READY: "UNAVAILABLE",

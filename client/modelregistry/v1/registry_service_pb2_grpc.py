@@ -46,11 +46,18 @@ class RegistryServiceStub:
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
     alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
-    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    NO_HISTORY (ResolveAlias at a past time on a server without history),
+    PROTECTED_ALIAS_TARGET (rejecting a version a protected alias points at).
     * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
     server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
+    * With authentication on, every RPC of every service may also fail with
+    UNAUTHENTICATED (CREDENTIALS_MISSING, CREDENTIALS_INVALID,
+    CREDENTIALS_EXPIRED, CREDENTIALS_REVOKED) or PERMISSION_DENIED
+    (IAM_PERMISSION_DENIED; SEPARATION_OF_DUTIES on a review): see
+    AccessService for principals, roles and which permission each RPC needs.
+    Lists and watch streams show only the models the caller may see.
 
     Every response carries the request id in the `x-request-id` trailing
     metadata; a client may choose it by sending `x-request-id` itself.
@@ -183,11 +190,18 @@ class RegistryServiceServicer:
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
     alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
-    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    NO_HISTORY (ResolveAlias at a past time on a server without history),
+    PROTECTED_ALIAS_TARGET (rejecting a version a protected alias points at).
     * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
     server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
+    * With authentication on, every RPC of every service may also fail with
+    UNAUTHENTICATED (CREDENTIALS_MISSING, CREDENTIALS_INVALID,
+    CREDENTIALS_EXPIRED, CREDENTIALS_REVOKED) or PERMISSION_DENIED
+    (IAM_PERMISSION_DENIED; SEPARATION_OF_DUTIES on a review): see
+    AccessService for principals, roles and which permission each RPC needs.
+    Lists and watch streams show only the models the caller may see.
 
     Every response carries the request id in the `x-request-id` trailing
     metadata; a client may choose it by sending `x-request-id` itself.
@@ -462,11 +476,18 @@ class RegistryService:
     VERSION_NOT_READY, INVALID_STATE_TRANSITION, VERSION_NOT_APPROVED (a
     protected alias needs an APPROVED version), ROLLOUT_IN_PROGRESS (the
     alias is being rolled out: use the rollout), VERSION_IN_ROLLOUT,
-    NO_HISTORY (ResolveAlias at a past time on a server without history).
+    NO_HISTORY (ResolveAlias at a past time on a server without history),
+    PROTECTED_ALIAS_TARGET (rejecting a version a protected alias points at).
     * OUT_OF_RANGE: REVISION_COMPACTED (ResolveAlias at a past time).
     * UNAVAILABLE: STORAGE_UNAVAILABLE (retry with backoff), NOT_READY (the
     server is starting).
     * INTERNAL: INTERNAL, with `metadata["request_id"]` to quote to operators.
+    * With authentication on, every RPC of every service may also fail with
+    UNAUTHENTICATED (CREDENTIALS_MISSING, CREDENTIALS_INVALID,
+    CREDENTIALS_EXPIRED, CREDENTIALS_REVOKED) or PERMISSION_DENIED
+    (IAM_PERMISSION_DENIED; SEPARATION_OF_DUTIES on a review): see
+    AccessService for principals, roles and which permission each RPC needs.
+    Lists and watch streams show only the models the caller may see.
 
     Every response carries the request id in the `x-request-id` trailing
     metadata; a client may choose it by sending `x-request-id` itself.

@@ -61,6 +61,7 @@ class Model(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     LATEST_VERSION_FIELD_NUMBER: _builtins.int
     PROTECTED_ALIASES_FIELD_NUMBER: _builtins.int
+    SEPARATION_OF_DUTIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}`. Output only on create (the server
     builds it from `model_id`); identifies the model on update.
@@ -80,6 +81,11 @@ class Model(_message.Message):
     """
     latest_version: _builtins.int
     """Number of the most recently created version, 0 if none yet. Output only."""
+    separation_of_duties: _builtins.bool
+    """Separation of duties: a version's creator may not approve or reject it
+    (PERMISSION_DENIED, SEPARATION_OF_DUTIES). Changing it needs
+    `models.setProtection`.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels for filtering. At most 64 entries; keys match
@@ -98,7 +104,10 @@ class Model(_message.Message):
     @_builtins.property
     def protected_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aliases (ids, e.g. `production`) that may only point at APPROVED
-        versions, directly or through a rollout's candidate.
+        versions, directly or through a rollout's candidate. At most 64.
+        Changing it needs `models.setProtection` (roles/owner); protecting an
+        alias that points at a version that is not APPROVED is
+        FAILED_PRECONDITION (VERSION_NOT_APPROVED).
         """
 
     def __init__(
@@ -114,10 +123,11 @@ class Model(_message.Message):
         etag: _builtins.str = ...,
         latest_version: _builtins.int = ...,
         protected_aliases: _abc.Iterable[_builtins.str] | None = ...,
+        separation_of_duties: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "protected_aliases", b"protected_aliases", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "protected_aliases", b"protected_aliases", "separation_of_duties", b"separation_of_duties", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -296,6 +306,7 @@ class ModelVersion(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     APPROVAL_FIELD_NUMBER: _builtins.int
+    CREATOR_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}/versions/{version}`. Output only."""
     uid: _builtins.str
@@ -315,6 +326,10 @@ class ModelVersion(_message.Message):
     """Free text, at most 16 KiB of UTF-8."""
     etag: _builtins.str
     """Opaque token for the row's current version; see Model.etag."""
+    creator: _builtins.str
+    """Who created the version (the caller identity, see Event.actor). Output
+    only; empty for versions created before it was recorded.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels for filtering; same limits as Model.labels."""
@@ -357,10 +372,11 @@ class ModelVersion(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         approval: Global___Approval | None = ...,
+        creator: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "artifact", b"artifact", "create_time", b"create_time", "metadata", b"metadata", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "artifact", b"artifact", "create_time", b"create_time", "description", b"description", "etag", b"etag", "labels", b"labels", "metadata", b"metadata", "name", b"name", "source_uri", b"source_uri", "state", b"state", "uid", b"uid", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approval", b"approval", "artifact", b"artifact", "create_time", b"create_time", "creator", b"creator", "description", b"description", "etag", b"etag", "labels", b"labels", "metadata", b"metadata", "name", b"name", "source_uri", b"source_uri", "state", b"state", "uid", b"uid", "update_time", b"update_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,15 +462,20 @@ class Event(_message.Message):
     VERSION_CREATED, VERSION_UPDATED, VERSION_READY, VERSION_DELETED,
     VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
     ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
-    ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK.
+    ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK, POLICY_SET,
+    SERVICE_ACCOUNT_TOKEN_CREATED, SERVICE_ACCOUNT_TOKEN_REVOKED.
     """
     resource: _builtins.str
     """Name of the resource that changed, e.g. `models/fraud/aliases/production`."""
     model: _builtins.str
-    """The model it belongs to. Format: `models/{model}`."""
+    """The model it belongs to. Format: `models/{model}`; empty for changes to
+    the registry itself (its policy, service-account tokens).
+    """
     actor: _builtins.str
-    """Who made the change: the client certificate subject under mutual TLS,
-    `anonymous` otherwise, `system` for the server's own changes.
+    """Who made the change: the authenticated principal (`user:<id>`,
+    `serviceAccount:<name>`); without `--auth required`, the client
+    certificate subject under mutual TLS or `anonymous`; `system` for the
+    server's own changes.
     """
     before_json: _builtins.str
     """The resource before the change as canonical JSON (sorted keys, no

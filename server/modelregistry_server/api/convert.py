@@ -45,6 +45,7 @@ def model_to_pb(m: Model) -> pb.Model:
         etag=m.etag,
         latest_version=m.latest_version,
         protected_aliases=list(m.protected_aliases),
+        separation_of_duties=m.separation_of_duties,
     )
 
 
@@ -54,6 +55,7 @@ def model_fields(m: pb.Model) -> ModelFields:
         description=m.description,
         labels=dict(m.labels),
         protected_aliases=tuple(m.protected_aliases),
+        separation_of_duties=m.separation_of_duties,
     )
 
 
@@ -85,6 +87,7 @@ def version_to_pb(v: ModelVersion) -> pb.ModelVersion:
         update_time=timestamp(v.update_time_us),
         etag=v.etag,
         approval=approval_to_pb(v.approval),
+        creator=v.creator,
     )
 
 

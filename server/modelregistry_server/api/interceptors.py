@@ -1,4 +1,5 @@
-"""The server's interceptor: request id, caller identity, errors, logs, telemetry.
+"""The server's interceptor: request id, caller identity and access, errors,
+logs, telemetry.
 
 Servicers raise domain errors; this is the only place that turns them (and
 unexpected exceptions) into gRPC statuses. Unexpected exceptions are logged
@@ -13,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,11 +24,15 @@ from opentelemetry.context import Context
 
 from ..domain import request_context
 from ..domain.errors import DomainError, Unavailable
-from ..domain.request_context import ANONYMOUS, RequestContext
+from ..domain.request_context import RequestContext
 from . import error_map
+from .access_rules import OPEN_PREFIXES
+from .gate import AuthMode, Gate, certificate_subject, peek
 from .handler_wrapping import WrappingInterceptor, rewrap
 
 log = logging.getLogger("modelreg.rpc")
+# RPC types (see handler_wrapping.rewrap) whose requests arrive as a stream.
+_STREAMING_REQUESTS = ("client_stream", "bidi_stream")
 _tracer = trace.get_tracer("modelreg.server")
 _meter = metrics.get_meter("modelreg.server")
 _duration = _meter.create_histogram(
@@ -51,21 +57,13 @@ def _trace_parent(context: grpc.aio.ServicerContext[Any, Any]) -> Context:
     return propagate.extract(carrier)
 
 
-def _caller(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    auth = context.auth_context()
-    for key in ("x509_subject", "x509_common_name"):
-        values = list(auth.get(key) or ())
-        if values:
-            return bytes(values[0]).decode(errors="replace")
-    return ANONYMOUS
-
-
 class _Call:
     """Bookkeeping for one RPC: binds the context, maps errors, logs the outcome."""
 
     def __init__(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.context = context
-        self.ctx = RequestContext(_request_id(context), method, _caller(context))
+        caller = certificate_subject(context.auth_context())
+        self.ctx = RequestContext(_request_id(context), method, caller)
         self.start = time.perf_counter()
         self.code = grpc.StatusCode.OK
         self.reason = ""
@@ -85,6 +83,21 @@ class _Call:
             self.reason = ErrorReason.INTERNAL
         self.code = code
         await self.context.abort(code, message, (*trailers, (REQUEST_ID_KEY, rid)))
+
+    async def admit(self, gate: Gate, request: Any) -> None:
+        """Authenticate and authorize (see api.gate); bind who the caller is."""
+        admitted = await gate.admit(
+            self.ctx.method,
+            request,
+            tuple(self.context.invocation_metadata() or ()),
+            self.context.auth_context(),
+            self.ctx.request_id,
+        )
+        ctx = self.ctx
+        self.ctx = RequestContext(
+            ctx.request_id, ctx.method, admitted.caller, admitted.principal, admitted.visibility
+        )
+        request_context.bind(self.ctx)
 
     def aborted(self) -> None:
         """The servicer aborted by itself: record the code it chose."""
@@ -126,8 +139,34 @@ def _check_ready(ready: Ready) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """What every wrapped RPC needs: readiness, the gate, and how to make an
+    empty request (to authorize a client stream that sends nothing)."""
+
+    ready: Ready
+    gate: Gate
+    empty: Callable[[bytes], Any] | None
+
+
+async def _admitted(entry: _Entry, call: _Call, request: Any, streaming: bool) -> Any:
+    """Check readiness and access; returns the request as the servicer must
+    see it (a client stream whose first message was read to authorize it)."""
+    _check_ready(entry.ready)
+    if entry.gate.mode == AuthMode.OFF:
+        return request  # the caller is already recorded; nothing to enforce
+    if not streaming:
+        await call.admit(entry.gate, request)
+        return request
+    first, replay = await peek(request)
+    if first is None and entry.empty is not None:
+        first = entry.empty(b"")
+    await call.admit(entry.gate, first)
+    return replay
+
+
 def _wrap_unary(
-    ready: Ready, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
+    entry: _Entry, method: str, behavior: Callable[[Any, Any], Awaitable[Any]], streaming: bool
 ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
@@ -137,7 +176,7 @@ def _wrap_unary(
         ) as span:
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
-                _check_ready(ready)
+                request = await _admitted(entry, call, request, streaming)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 call.aborted()
@@ -155,7 +194,7 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    ready: Ready, method: str, behavior: Callable[[Any, Any], Any]
+    entry: _Entry, method: str, behavior: Callable[[Any, Any], Any], streaming: bool
 ) -> Callable[[Any, Any], Any]:
     """Like the unary wrapper, but nothing is attached to the context across a
     `yield`: a stream may be finalized (client gone) in another context, where
@@ -170,7 +209,7 @@ def _wrap_stream(
         )
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
-            _check_ready(ready)
+            request = await _admitted(entry, call, request, streaming)
             async for response in behavior(request, context):
                 yield response
         except grpc.aio.AbortError:
@@ -189,18 +228,26 @@ def _wrap_stream(
 
 
 class RequestInterceptor(WrappingInterceptor):
-    """`ready` says whether storage is prepared; until then RPCs get UNAVAILABLE."""
+    """`ready` says whether storage is prepared; until then RPCs get UNAVAILABLE.
+    `gate` authenticates and authorizes every RPC but health and reflection
+    (default: authentication off, nothing enforced)."""
 
-    def __init__(self, ready: Callable[[], bool]) -> None:
+    def __init__(self, ready: Callable[[], bool], gate: Gate | None = None) -> None:
         self._ready = ready
+        self._gate = gate or Gate(AuthMode.OFF)
 
     def wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        if method.startswith(("/grpc.health.", "/grpc.reflection.")):
+        if method.startswith(OPEN_PREFIXES):
             return handler
+        entry = _Entry(self._ready, self._gate, handler.request_deserializer)
         return rewrap(
             handler,
-            lambda behavior, _type: _wrap_unary(self._ready, method, behavior),
-            lambda behavior, _type: _wrap_stream(self._ready, method, behavior),
+            lambda behavior, rpc_type: _wrap_unary(
+                entry, method, behavior, rpc_type in _STREAMING_REQUESTS
+            ),
+            lambda behavior, rpc_type: _wrap_stream(
+                entry, method, behavior, rpc_type in _STREAMING_REQUESTS
+            ),
         )

@@ -80,6 +80,14 @@ class ResourceExhausted(DomainError):
     kind = ErrorKind.RESOURCE_EXHAUSTED
 
 
+class Unauthenticated(DomainError):
+    kind = ErrorKind.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    kind = ErrorKind.PERMISSION_DENIED
+
+
 class InvalidArgument(DomainError):
     kind = ErrorKind.INVALID_ARGUMENT
 

@@ -60,6 +60,7 @@ class Model:
     etag: str
     latest_version: int
     protected_aliases: tuple[str, ...] = ()
+    separation_of_duties: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class ModelVersion:
     update_time_us: int
     etag: str
     approval: Approval = Approval()
+    # The principal that created it ("" before creators were recorded).
+    creator: str = ""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class ModelFields:
     description: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     protected_aliases: tuple[str, ...] = ()
+    separation_of_duties: bool = False
 
 
 @dataclass(frozen=True)

@@ -256,15 +256,18 @@ class Artifacts:
             await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
             return Published(blob, None)
         try:
-            await self._check_manifest(blob)
+            files = await self._check_manifest(blob)
         except errors.DomainError:
             await self._uploads.delete_upload(record.upload_id)
             raise
-        version = await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
+        version = await self._uploads.finish_upload(
+            record.upload_id, _artifact(blob, record), files
+        )
         return Published(blob, version)
 
-    async def _check_manifest(self, blob: BlobInfo) -> None:
-        """Every file a manifest lists must already be stored, at its size."""
+    async def _check_manifest(self, blob: BlobInfo) -> tuple[str, ...]:
+        """Every file a manifest lists must already be stored, at its size;
+        returns their digests (the version will reference them)."""
         data = bytearray()
         async with aclosing(self._blobs.open_reader(blob.digest)) as reader:
             async for chunk in reader:
@@ -281,6 +284,7 @@ class Artifacts:
                         ErrorMetadataKey.DIGEST: entry.digest,
                     },
                 )
+        return tuple(entry.digest for entry in manifest.files)
 
     async def release(self, session: UploadSession) -> None:
         """Detach the stream, keeping the staging unless the upload finished."""

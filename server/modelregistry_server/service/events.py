@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from modelregistry.v1.error_reasons import ErrorReason
 
+from ..domain import request_context
 from ..domain.errors import InvalidArgument
 from ..domain.events import Event, EventType
 from ..domain.names import ID_PATTERN, parse_model_name
+from ..domain.request_context import Visible
 from ..events.watch_hub import WatchHub
 from ..events.watcher import Batch, EventFilter
 from ..store.base import EventLog
@@ -122,10 +125,29 @@ class Events:
             start_time_us=start_time_us,
             end_time_us=end_time_us,
             upto=head,
+            models=await request_context.visible_models(),
         )
         token = self._tokens.encode(scope, page.items[-1].revision) if page.more else ""
         return EventPage(page.items, token, head)
 
     def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
         _check_revision(start_revision)
-        return self._hub.watch(flt, start_revision)
+        ctx = request_context.current()
+        visibility = ctx.visibility if ctx is not None else None
+        stream = self._hub.watch(flt, start_revision)
+        return stream if visibility is None else _visible(stream, visibility)
+
+
+async def _visible(stream: AsyncIterator[Batch], visibility: Visible) -> AsyncIterator[Batch]:
+    """Only the events of models the caller may see, decided per batch: a
+    grant or a revocation takes effect on a running stream. Progress
+    messages still flow, so the caller always knows where to resume."""
+    async with aclosing(stream):  # type: ignore[type-var]
+        async for batch in stream:
+            models = await visibility.models()
+            if models is None:
+                yield batch
+                continue
+            allowed = {f"models/{m}" for m in models}
+            kept = tuple(e for e in batch.events if e.model in allowed)
+            yield batch if len(kept) == len(batch.events) else Batch(kept, batch.revision)

@@ -14,6 +14,7 @@ from typing import TypeVar, cast
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
+from ..domain import request_context
 from ..domain import validation as check
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.etags import Etag, parse_etag
@@ -41,7 +42,10 @@ from .page_tokens import PageTokens, coerce_page_size
 from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
-MODEL_PATHS = frozenset({"display_name", "description", "labels", "protected_aliases"})
+MODEL_PATHS = frozenset(
+    {"display_name", "description", "labels", "protected_aliases", "separation_of_duties"}
+)
+MAX_PROTECTED_ALIASES = 64
 MAX_COMMENT = 4096
 T = TypeVar("T")
 MAX_BATCH = 100
@@ -52,6 +56,12 @@ VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "s
 
 def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
     protected = tuple(sorted(set(fields.protected_aliases)))
+    if len(protected) > MAX_PROTECTED_ALIASES:
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD,
+            f"{prefix}.protected_aliases: at most {MAX_PROTECTED_ALIASES}",
+            f"{prefix}.protected_aliases",
+        )
     for alias in protected:
         validate_id(alias, f"{prefix}.protected_aliases")
     return ModelFields(
@@ -59,6 +69,7 @@ def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
         description=check.check_description(fields.description, f"{prefix}.description"),
         labels=check.check_labels(fields.labels, f"{prefix}.labels"),
         protected_aliases=protected,
+        separation_of_duties=fields.separation_of_duties,
     )
 
 
@@ -134,7 +145,8 @@ class Registry:
         flt = parse_filter(filter_text, allow_state=False)
         scope = f"ListModels|{flt.text}"
         after = _cursor_str(self._tokens.decode(scope, page_token))
-        page = await self._store.list_models(flt, after, limit)
+        only = await request_context.visible_models()
+        page = await self._store.list_models(flt, after, limit, only)
         token = self._tokens.encode(scope, page.items[-1].name.model) if page.more else ""
         return page.items, token
 
@@ -146,6 +158,7 @@ class Registry:
             "description": bool(fields.description),
             "labels": bool(fields.labels),
             "protected_aliases": bool(fields.protected_aliases),
+            "separation_of_duties": fields.separation_of_duties,
         }
         paths = resolve_mask(mask, MODEL_PATHS, populated, MODEL_PATHS)
         checked = _checked_model_fields(fields, "model")

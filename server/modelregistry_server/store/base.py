@@ -44,8 +44,11 @@ class RegistryStore(Protocol):
 
     async def get_model(self, name: ModelName) -> Model: ...
 
-    async def list_models(self, flt: Filter, after: str | None, limit: int) -> Page[Model]:
-        """Models in name order, strictly after `after`."""
+    async def list_models(
+        self, flt: Filter, after: str | None, limit: int, only: frozenset[str] | None = None
+    ) -> Page[Model]:
+        """Models in name order, strictly after `after`; only those in `only`
+        (the ones the caller may see) unless it is None."""
 
     async def update_model(
         self, name: ModelName, fields: ModelFields, paths: frozenset[str], etag: Etag | None
@@ -137,9 +140,12 @@ class UploadStore(Protocol):
     async def touch_upload(self, upload_id: str, ttl_us: int) -> None:
         """Progress extends the deadline: only idle uploads expire."""
 
-    async def finish_upload(self, upload_id: str, artifact: Artifact) -> ModelVersion | None:
+    async def finish_upload(
+        self, upload_id: str, artifact: Artifact, files: tuple[str, ...] = ()
+    ) -> ModelVersion | None:
         """End the session and, in the same transaction, make its version READY
-        with `artifact` (None: the upload targets no version)."""
+        with `artifact` (None: the upload targets no version), recording that
+        it references the artifact and `files` (the digests its manifest lists)."""
 
     async def delete_upload(self, upload_id: str) -> bool:
         """Whether there was a session to delete."""
@@ -163,9 +169,11 @@ class EventLog(Protocol):
         start_time_us: int = 0,
         end_time_us: int = 0,
         upto: int | None = None,
+        models: frozenset[str] | None = None,
     ) -> Page[Event]:
         """Events with revision > `after` (and <= `upto`), in order;
-        OUT_OF_RANGE if `after` is before what compaction kept."""
+        OUT_OF_RANGE if `after` is before what compaction kept. `models`:
+        only events of these models (ids; None: every event)."""
 
     async def last_event_before(self, resource: str, time_us: int) -> Event | None:
         """The latest event of `resource` committed at or before `time_us`."""

@@ -28,20 +28,23 @@ NOTIFY_CHANNEL = "modelreg_events"
 async def append_event(
     conn: AsyncConnection,
     type_: EventType,
-    model: ModelName,
+    model: ModelName | None,
     resource: str,
     before: Any,
     after: Any,
 ) -> int:
-    """Write one event in the caller's transaction; returns its revision."""
-    touch(str(model))
+    """Write one event in the caller's transaction; returns its revision.
+    `model` is None for changes to the registry itself (its policy, tokens)."""
+    model_text = str(model) if model is not None else ""
+    if model_text:
+        touch(model_text)
     now = now_us()
     actor = current_actor()[:512]
     before_json, after_json = canonical_json(before), canonical_json(after)
     values = {
         "type": type_.value,
         "resource": resource,
-        "model": str(model),
+        "model": model_text,
         "actor": actor,
         "time_us": now,
         "before_json": before_json,
@@ -60,7 +63,7 @@ async def append_event(
     head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
     revision = head.revision + 1
     digest = chain_hash(
-        revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
+        revision, type_.value, resource, model_text, actor, now, before_json, after_json, head.hash
     )
     await conn.execute(
         insert(events).values(revision=revision, prev_hash=head.hash, hash=digest, **values)
@@ -158,6 +161,7 @@ class SqlEventLog(SqlBase):
         start_time_us: int = 0,
         end_time_us: int = 0,
         upto: int | None = None,
+        models: frozenset[str] | None = None,
     ) -> Page[Event]:
         """Events with revision > `after` (and <= `upto`), in order."""
         async with self._tx("read_events") as conn:
@@ -171,6 +175,8 @@ class SqlEventLog(SqlBase):
                 conditions.append(E.model == model)
             if resource:
                 conditions.append(E.resource == resource)
+            if models is not None:
+                conditions.append(E.model.in_(sorted(f"models/{m}" for m in models)))
             if types:
                 conditions.append(E.type.in_(sorted(types)))
             if start_time_us:

@@ -17,9 +17,12 @@ from ..domain.etags import Etag
 from ..domain.events import EventType
 from ..domain.filters import Filter
 from ..domain.names import AliasName, ModelName, VersionName
+from ..domain.protection import check_protecting
 from ..domain.resources import Model, ModelFields, Page
 from .event_log import append_event
 from .locks import lock_model
+from .policies_sql import delete_model_policies
+from .protection_sql import alias_targets
 from .rows import filter_condition, to_alias, to_model, to_version
 from .tables import A, M, V, aliases, model_versions, models, settings
 from .transactions import dialect_insert, now_us
@@ -46,6 +49,8 @@ async def create_model(conn: AsyncConnection, name: ModelName, fields: ModelFiel
             display_name=fields.display_name,
             description=fields.description,
             labels=fields.labels,
+            protected_aliases=list(fields.protected_aliases),
+            separation_of_duties=fields.separation_of_duties,
             latest_version=0,
             row_version=1,
             create_time_us=now,
@@ -73,9 +78,18 @@ async def get_model(conn: AsyncConnection, name: ModelName) -> Model:
 
 
 async def list_models(
-    conn: AsyncConnection, flt: Filter, after: str | None, limit: int
+    conn: AsyncConnection,
+    flt: Filter,
+    after: str | None,
+    limit: int,
+    only: frozenset[str] | None = None,
 ) -> Page[Model]:
+    """`only`: the models the caller may see (None: all of them)."""
+    if only is not None and not only:
+        return Page([], more=False)
     stmt = select(models).where(filter_condition(models, flt))
+    if only is not None:
+        stmt = stmt.where(M.name.in_(sorted(only)))
     if after is not None:
         stmt = stmt.where(M.name > after)
     stmt = stmt.order_by(M.name).limit(limit + 1)
@@ -91,7 +105,12 @@ async def update_model(
     etag: Etag | None,
 ) -> Model:
     values: dict[str, Any] = {p: getattr(fields, p) for p in paths}
+    if "protected_aliases" in values:
+        values["protected_aliases"] = list(fields.protected_aliases)
     current = await lock_model(conn, name, etag)
+    if "protected_aliases" in paths:
+        added = set(fields.protected_aliases) - set(current.protected_aliases or ())
+        check_protecting(added, await alias_targets(conn, current.id, name.model, added))
     # Still conditional on the row version: the lock above makes the
     # check and the write one step, the WHERE keeps it honest.
     row = (
@@ -142,4 +161,5 @@ async def delete_model(
         resource = str(VersionName(name.model, v.version))
         await append_event(conn, EventType.VERSION_DELETED, name, resource, version, None)
     await conn.execute(delete(models).where(M.id == row.id))
+    await delete_model_policies(conn, name.model)
     await append_event(conn, EventType.MODEL_DELETED, name, str(name), to_model(row), None)

@@ -40,6 +40,7 @@ def to_model(row: Row[Any]) -> Model:
         etag=etag_of(row),
         latest_version=row.latest_version,
         protected_aliases=tuple(row.protected_aliases or ()),
+        separation_of_duties=bool(row.separation_of_duties),
     )
 
 
@@ -70,6 +71,7 @@ def to_version(row: Row[Any], model: str) -> ModelVersion:
             comment=row.approval_comment,
             time_us=row.approval_time_us,
         ),
+        creator=row.creator,
     )
 
 

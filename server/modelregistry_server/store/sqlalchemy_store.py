@@ -59,9 +59,11 @@ class SqlRegistryStore(SqlBase):
         async with self._tx("get_model") as conn:
             return await models_sql.get_model(conn, name)
 
-    async def list_models(self, flt: Filter, after: str | None, limit: int) -> Page[Model]:
+    async def list_models(
+        self, flt: Filter, after: str | None, limit: int, only: frozenset[str] | None = None
+    ) -> Page[Model]:
         async with self._tx("list_models") as conn:
-            return await models_sql.list_models(conn, flt, after, limit)
+            return await models_sql.list_models(conn, flt, after, limit, only)
 
     async def update_model(
         self, name: ModelName, fields: ModelFields, paths: frozenset[str], etag: Etag | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -51,6 +53,8 @@ models = Table(
     Column("latest_version", BigInteger, nullable=False, default=0),
     # Alias ids that only APPROVED versions may reach.
     Column("protected_aliases", Json, nullable=False, server_default="[]"),
+    # Separation of duties: a version's creator may not review it.
+    Column("separation_of_duties", Boolean, nullable=False, server_default=false()),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -77,6 +81,8 @@ model_versions = Table(
     Column("approval_actor", String(512), nullable=False, server_default=""),
     Column("approval_comment", Text, nullable=False, server_default=""),
     Column("approval_time_us", BigInteger, nullable=False, server_default="0"),
+    # The principal that created the version (for separation of duties).
+    Column("creator", String(512), nullable=False, server_default=""),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -208,6 +214,69 @@ rollouts = Table(
 )
 
 
+# IAM policies: one row per resource that has (or had) a policy, `registry`,
+# `models/{model}` or `models/{model}/aliases/{alias}`; `model` is empty for
+# the registry and lets a model's deletion take its policies along. The row
+# version is the policy's etag; its bindings are rows of `iam_bindings`.
+iam_policies = Table(
+    "iam_policies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("resource", String(160), nullable=False, unique=True),
+    Column("model", String(63), nullable=False),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("update_time_us", BigInteger, nullable=False),
+    Index(None, "model"),
+    sqlite_autoincrement=True,
+)
+
+# One row per (role, member) of a policy; indexed by member so that the
+# models a caller may see are one query.
+iam_bindings = Table(
+    "iam_bindings",
+    metadata,
+    Column("policy_id", Id, ForeignKey("iam_policies.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("member", String(320), nullable=False),
+    UniqueConstraint("policy_id", "role", "member"),
+    Index(None, "member"),
+)
+
+# Service-account tokens: only a hash of each secret is kept.
+service_account_tokens = Table(
+    "service_account_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("token_id", String(16), nullable=False, unique=True),
+    Column("service_account", String(63), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("description", String(256), nullable=False),
+    Column("creator", String(512), nullable=False),
+    Column("create_time_us", BigInteger, nullable=False),
+    # 0: never expires / not revoked.
+    Column("expire_time_us", BigInteger, nullable=False),
+    Column("revoke_time_us", BigInteger, nullable=False),
+    Index(None, "service_account"),
+    sqlite_autoincrement=True,
+)
+
+# Which versions reference which blobs: the manifest and every file it
+# lists. A download by digest is allowed to whoever may download one of them.
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    Column("digest", String(71), nullable=False),
+    Column(
+        "model_version_id",
+        Id,
+        ForeignKey("model_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    UniqueConstraint("digest", "model_version_id"),
+    Index(None, "model_version_id"),
+)
+
+
 # Short names for the column collections, for queries that join several
 # tables (`M.id == V.model_id`). Defined here once so that every module
 # spells them the same way.
@@ -219,3 +288,7 @@ R = rollouts.c
 E = events.c
 H = event_log_head.c
 C = relay_cursors.c
+IP = iam_policies.c
+IB = iam_bindings.c
+SAT = service_account_tokens.c
+BR = blob_refs.c

@@ -19,6 +19,7 @@ from ..domain import errors
 from ..domain.events import EventType
 from ..domain.names import VersionName
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
+from .access_lookups_sql import add_blob_refs
 from .event_log import append_event
 from .rows import to_version
 from .tables import M, U, V, model_versions, models, uploads
@@ -104,7 +105,9 @@ class SqlUploadStore(SqlBase):
                 .values(update_time_us=now, expire_time_us=now + ttl_us)
             )
 
-    async def finish_upload(self, upload_id: str, artifact: Artifact) -> ModelVersion | None:
+    async def finish_upload(
+        self, upload_id: str, artifact: Artifact, files: tuple[str, ...] = ()
+    ) -> ModelVersion | None:
         async with self._tx("finish_upload", write=True) as conn:
             record = (
                 await conn.execute(select(uploads).where(U.id == upload_id).with_for_update())
@@ -142,6 +145,7 @@ class SqlUploadStore(SqlBase):
                 )
             ).one()
             version = to_version(row, name.model)
+            await add_blob_refs(conn, target.id, (artifact.digest, *files))
             await append_event(conn, EventType.VERSION_READY, name.parent, str(name), None, version)
         return version
 

@@ -11,10 +11,12 @@ from sqlalchemy import delete, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
+from ..domain.access_errors import separation_of_duties
 from ..domain.etags import Etag
 from ..domain.events import EventType
 from ..domain.filters import Filter
 from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.protection import check_not_protected_target
 from ..domain.request_context import current_actor
 from ..domain.resources import (
     ApprovalState,
@@ -26,6 +28,7 @@ from ..domain.resources import (
 from ..domain.rules import check_state_transition, version_has_aliases
 from .event_log import append_event
 from .locks import RUNNING, bump_version_counter, next_version_number, rows_under
+from .protection_sql import protected_aliases_at
 from .rows import filter_condition, to_alias, to_version
 from .tables import A, M, R, V, aliases, model_versions, models
 from .transactions import now_us
@@ -43,6 +46,7 @@ async def create_version(
         "description": fields.description,
         "labels": fields.labels,
         "metadata": fields.metadata,
+        "creator": current_actor()[:512],
         "row_version": 1,
         "create_time_us": now,
         "update_time_us": now,
@@ -146,13 +150,25 @@ async def review_version(
 ) -> ModelVersion:
     state = ApprovalState.APPROVED if approve else ApprovalState.REJECTED
     current = await _lock_version(conn, name, etag)
+    model = (
+        await conn.execute(
+            select(M.protected_aliases, M.separation_of_duties).where(M.id == current.model_id)
+        )
+    ).one()
+    actor = current_actor()
+    if model.separation_of_duties and current.creator and current.creator == actor:
+        raise separation_of_duties(str(name), actor)
+    if not approve:
+        protected = model.protected_aliases or ()
+        pointing = await protected_aliases_at(conn, current.model_id, protected, current.id)
+        check_not_protected_target(str(name), pointing, "reject")
     row = (
         await conn.execute(
             update(model_versions)
             .where(V.id == current.id)
             .values(
                 approval_state=state.value,
-                approval_actor=current_actor()[:512],
+                approval_actor=actor[:512],
                 approval_comment=comment,
                 approval_time_us=now_us(),
                 row_version=V.row_version + 1,

@@ -25,6 +25,9 @@ import grpc
 import pytest
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
+from modelregistry_server.config import ServerConfig
+from support.in_process import serving
+from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
 from support.services import require
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -363,3 +366,40 @@ async def test_fetch_refuses_corrupted_data(
     assert "model.bin" in err and message in err
     assert [line.split()[0] for line in fetch.lines] == ["resolved"]
     assert list(out.iterdir()) == [], "nothing written, no partial file left"
+
+
+async def test_fetch_sends_its_token(run_fetch: Launcher, sqlite_url: str, tmp_path: Path) -> None:
+    """On a registry with authentication on, modelreg-fetch gets in with
+    -token (or -token-file) and is turned away without one."""
+    issuer = Issuer()
+    config = ServerConfig(
+        listen="127.0.0.1:0",
+        data_dir=tmp_path / "data",
+        database_url=sqlite_url,
+        auth="required",
+        jwt_jwks=str(issuer.write_jwks(tmp_path / "jwks.json")),
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        bootstrap_admins=("user:root",),
+    )
+    (tmp_path / "model.bin").write_bytes(b"weights")
+    alias = "models/fraud/aliases/production"
+    async with serving(config) as running:
+        address = f"127.0.0.1:{running.port}"
+        async with RegistryClient(address, token=issuer.token("root")) as root:
+            await root.create_model("fraud")
+            version = await root.create_model_version("models/fraud")
+            await root.push(version.name, tmp_path / "model.bin", state_dir=tmp_path / "state")
+            await root.set_alias(alias, version.name)
+            await root.grant("models/fraud", "roles/viewer", "serviceAccount:fleet")
+            created = await root.create_service_account_token("fleet")
+        token_file = tmp_path / "token"
+        token_file.write_text(created.secret + "\n")
+        args = ("-server", address, "-alias", alias, "-out", str(tmp_path / "out"))
+        fetch = await run_fetch.start(*args, "-token-file", str(token_file))
+        code, err = await fetch.finish()
+        assert code == 0, err
+        assert (tmp_path / "out" / "model.bin").read_bytes() == b"weights"
+        denied = await run_fetch.start(*args)
+        code, err = await denied.finish()
+        assert code == 1 and "CREDENTIALS_MISSING" in err
