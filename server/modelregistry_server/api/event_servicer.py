@@ -14,7 +14,7 @@ from modelregistry.v1 import resources_pb2 as pb
 from ..domain.events import Event
 from ..events.watcher import Batch, EventFilter
 from ..service.events import Events, parse_event_filter
-from .convert import timestamp
+from .convert import timestamp, timestamp_us
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -43,8 +43,8 @@ def _shared_response(batch: Batch) -> rpc.WatchResponse:
     return rpc.WatchResponse(events=[event_to_pb(e) for e in batch.events], revision=batch.revision)
 
 
-def _us(ts: timestamp_pb2.Timestamp, present: bool) -> int:
-    return ts.seconds * 1_000_000 + ts.nanos // 1000 if present else 0
+def _us(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> int:
+    return timestamp_us(ts, field) if present else 0
 
 
 def _filter(request: rpc.ListEventsRequest | rpc.WatchRequest) -> EventFilter:
@@ -62,8 +62,8 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         page = await self._events.list_events(
             _filter(request),
             request.start_revision,
-            _us(request.start_time, request.HasField("start_time")),
-            _us(request.end_time, request.HasField("end_time")),
+            _us(request.start_time, request.HasField("start_time"), "start_time"),
+            _us(request.end_time, request.HasField("end_time"), "end_time"),
             request.page_size,
             request.page_token,
         )

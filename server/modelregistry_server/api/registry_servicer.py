@@ -129,7 +129,7 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
     ) -> rpc.ResolveAliasResponse:
         read_time_us = 0
         if request.HasField("read_time"):
-            read_time_us = request.read_time.ToMicroseconds()
+            read_time_us = convert.timestamp_us(request.read_time, "read_time")
         resolution = await self._registry.resolve_alias(
             parse_alias_name(request.name), read_time_us
         )

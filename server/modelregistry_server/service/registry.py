@@ -42,7 +42,6 @@ from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
 MODEL_PATHS = frozenset({"display_name", "description", "labels", "protected_aliases"})
-MAX_COMMENT = 4096
 T = TypeVar("T")
 MAX_BATCH = 100
 
@@ -51,9 +50,9 @@ VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "s
 
 
 def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
-    protected = tuple(sorted(set(fields.protected_aliases)))
-    for alias in protected:
-        validate_id(alias, f"{prefix}.protected_aliases")
+    protected = check.check_protected_aliases(
+        fields.protected_aliases, f"{prefix}.protected_aliases"
+    )
     return ModelFields(
         display_name=check.check_display_name(fields.display_name, f"{prefix}.display_name"),
         description=check.check_description(fields.description, f"{prefix}.description"),
@@ -259,11 +258,7 @@ class Registry:
     async def review_version(
         self, name: VersionName, approve: bool, comment: str, etag: str
     ) -> ModelVersion:
-        if len(comment) > MAX_COMMENT:
-            raise InvalidArgument(
-                ErrorReason.INVALID_FIELD, f"comment: at most {MAX_COMMENT} characters", "comment"
-            )
-        check.check_description(comment, "comment")
+        check.check_comment(comment, "comment")
         return await self._store.review_version(name, approve, comment, parse_etag(etag))
 
     async def resolve_alias(self, name: AliasName, read_time_us: int = 0) -> Resolution:
