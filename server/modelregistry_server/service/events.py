@@ -18,7 +18,7 @@ from ..domain.names import ID_PATTERN, parse_model_name
 from ..events.watch_hub import WatchHub
 from ..events.watcher import Batch, EventFilter
 from ..store.base import EventLog
-from .page_tokens import PageTokens, coerce_page_size
+from .page_tokens import Listing, PageTokens, coerce_page_size
 
 # Any resource of a model: models/m, models/m/aliases/a, models/m/versions/3...
 _RESOURCE = re.compile(rf"models/{ID_PATTERN}(?:/[a-z]+/[a-z0-9-]+)*")
@@ -61,8 +61,8 @@ def _check_revision(revision: int) -> int:
 
 @dataclass(frozen=True)
 class EventPage:
-    events: list[Event]
-    next_page_token: str
+    events: Listing[Event]
+    # The log's head when the page was read.
     revision: int
 
 
@@ -123,8 +123,8 @@ class Events:
             end_time_us=end_time_us,
             upto=head,
         )
-        token = self._tokens.encode(scope, page.items[-1].revision) if page.more else ""
-        return EventPage(page.items, token, head)
+        listing = Listing(page.items, page.more, lambda e: self._tokens.encode(scope, e.revision))
+        return EventPage(listing, head)
 
     def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
         _check_revision(start_revision)

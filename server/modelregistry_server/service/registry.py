@@ -37,7 +37,7 @@ from ..domain.resources import (
 )
 from ..domain.rules import initial_state
 from ..store.base import EventLog, RegistryStore
-from .page_tokens import PageTokens, coerce_page_size
+from .page_tokens import Listing, PageTokens, coerce_page_size
 from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
@@ -128,14 +128,13 @@ class Registry:
 
     async def list_models(
         self, page_size: int, page_token: str, filter_text: str
-    ) -> tuple[list[Model], str]:
+    ) -> Listing[Model]:
         limit = coerce_page_size(page_size)
         flt = parse_filter(filter_text, allow_state=False)
         scope = f"ListModels|{flt.text}"
         after = _cursor_str(self._tokens.decode(scope, page_token))
         page = await self._store.list_models(flt, after, limit)
-        token = self._tokens.encode(scope, page.items[-1].name.model) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda m: self._tokens.encode(scope, m.name.model))
 
     async def update_model(
         self, name: ModelName, fields: ModelFields, mask: list[str], etag: str
@@ -167,14 +166,13 @@ class Registry:
 
     async def list_versions(
         self, parent: ModelName, page_size: int, page_token: str, filter_text: str
-    ) -> tuple[list[ModelVersion], str]:
+    ) -> Listing[ModelVersion]:
         limit = coerce_page_size(page_size)
         flt = parse_filter(filter_text, allow_state=True)
         scope = f"ListModelVersions|{parent}|{flt.text}"
         before = _cursor_int(self._tokens.decode(scope, page_token))
         page = await self._store.list_versions(parent, flt, before, limit)
-        token = self._tokens.encode(scope, page.items[-1].name.version) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda v: self._tokens.encode(scope, v.name.version))
 
     async def update_version(
         self, name: VersionName, fields: VersionFields, mask: list[str], etag: str
@@ -219,13 +217,12 @@ class Registry:
 
     async def list_aliases(
         self, parent: ModelName, page_size: int, page_token: str
-    ) -> tuple[list[Alias], str]:
+    ) -> Listing[Alias]:
         limit = coerce_page_size(page_size)
         scope = f"ListAliases|{parent}"
         after = _cursor_str(self._tokens.decode(scope, page_token))
         page = await self._store.list_aliases(parent, after, limit)
-        token = self._tokens.encode(scope, page.items[-1].name.alias) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda a: self._tokens.encode(scope, a.name.alias))
 
     async def delete_alias(self, name: AliasName, etag: str) -> None:
         await self._store.delete_alias(name, parse_etag(etag))
