@@ -30,6 +30,11 @@ def _finished(published: Published) -> apb.UploadResponse:
     return apb.UploadResponse(finished=finished)
 
 
+def _chunk(piece: tuple[int, bytes, int]) -> apb.DownloadResponse:
+    offset, data, crc = piece
+    return apb.DownloadResponse(chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc))
+
+
 def _progress(committed: int) -> apb.UploadResponse:
     return apb.UploadResponse(progress=apb.UploadProgress(committed_offset=committed))
 
@@ -40,6 +45,13 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
 
     async def Upload(
         self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
+    ) -> AsyncIterator[apb.UploadResponse]:
+        with self._artifacts.upload_stream():
+            async for response in self._upload(request_iterator):
+                yield response
+
+    async def _upload(
+        self, request_iterator: AsyncIterator[apb.UploadRequest]
     ) -> AsyncIterator[apb.UploadResponse]:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
@@ -107,25 +119,25 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         self, request: apb.DownloadRequest, context: Ctx
     ) -> AsyncIterator[apb.DownloadResponse]:
         target = request.WhichOneof("target") or ""
-        download = await self._artifacts.open_download(
+        async with self._artifacts.download(
             request.digest if target == "digest" else "",
             request.version if target == "version" else "",
             request.alias if target == "alias" else "",
             request.offset,
             request.length,
             request.chunk_bytes,
-        )
-        yield apb.DownloadResponse(
-            header=apb.DownloadHeader(
-                blob=apb.Blob(digest=download.blob.digest, size_bytes=download.blob.size),
-                media_type=download.media_type,
-                version=str(download.version) if download.version else "",
-            )
-        )
-        async for offset, data, crc in download.chunks:
+        ) as download:
             yield apb.DownloadResponse(
-                chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc)
+                header=apb.DownloadHeader(
+                    blob=apb.Blob(digest=download.blob.digest, size_bytes=download.blob.size),
+                    media_type=download.media_type,
+                    version=str(download.version) if download.version else "",
+                )
             )
+            async for piece in download.chunks:
+                message = _chunk(piece)
+                del piece  # while the client is slow, only the message waits
+                yield message
 
     async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
         blob = await self._artifacts.stat(request.digest)
