@@ -3,6 +3,8 @@ never INTERNAL or UNKNOWN, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -232,3 +234,80 @@ async def test_hostile_manifests_are_invalid_and_leave_no_upload(
         grpc.StatusCode.NOT_FOUND,
         "UPLOAD_NOT_FOUND",
     )
+
+
+def _deep_struct(depth: int) -> bytes:
+    """A CreateModelVersionRequest whose metadata nests `depth` Structs deep:
+    valid wire format, past protobuf's recursion limit (built by hand, as
+    the library refuses to build it)."""
+
+    def field(tag: int, body: bytes) -> bytes:
+        return bytes([tag]) + _varint(len(body)) + body
+
+    value = b"\x11" + b"\x00" * 8  # Value.number_value = 0
+    for _ in range(depth):
+        struct = field(0x0A, field(0x0A, b"a") + field(0x12, value))  # {"a": value}
+        value = field(0x2A, struct)  # Value.struct_value
+    metadata = field(0x0A, field(0x0A, b"a") + field(0x12, value))
+    version = field(0x42, metadata)  # ModelVersion.metadata = 8
+    return field(0x0A, b"models/fraud") + field(0x12, version)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        ("/modelregistry.v1.RegistryService/GetModel", b"\xff\xff\xff\xff"),
+        ("/modelregistry.v1.RegistryService/GetModel", b"\x0a\x02\xff\xfe"),  # bad UTF-8
+        ("/modelregistry.v1.RegistryService/CreateModelVersion", _deep_struct(200)),
+    ],
+    ids=["garbage", "invalid utf-8", "200-deep struct"],
+)
+async def test_malformed_protobuf_is_invalid_argument_without_a_traceback(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture, method: str, body: bytes
+) -> None:
+    call = channel.unary_unary(method, None, None)(body)
+    await expect_error(call, INVALID, "INVALID_REQUEST")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_malformed_message_in_a_request_stream_is_invalid_argument(
+    channel: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    upload = channel.stream_stream("/modelregistry.v1.ArtifactService/Upload", None, None)
+    call = upload(iter([b"\x0a\x03\xff\xff\xff"]))
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        async for _ in call:
+            pass
+    assert exc.value.code() == INVALID
+    assert info(exc.value).reason == "INVALID_REQUEST"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_watch_from_a_future_revision_is_out_of_range_with_the_head(
+    registry: Stub, events: EventServiceAsyncStub
+) -> None:
+    await make_model(registry)  # revision 1
+    call = events.Watch(epb.WatchRequest(start_revision=1000))
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        async with asyncio.timeout(10):
+            async for _ in call:
+                pass
+    assert exc.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert info(exc.value).reason == "REVISION_IN_FUTURE"
+    assert info(exc.value).metadata["head_revision"] == "1"
+    # The next revision is not the future: it waits for it.
+    call = events.Watch(epb.WatchRequest(start_revision=2))
+    await make_ready_version(registry)
+    async with asyncio.timeout(10):
+        first = await call.read()
+    assert isinstance(first, epb.WatchResponse) and first.events[0].revision == 2
+    call.cancel()

@@ -20,10 +20,12 @@ from modelregistry.v1.error_reasons import ErrorReason
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
+from ..config import MAX_MESSAGE_BYTES
 from ..domain import request_context
-from ..domain.errors import DomainError, Unavailable
+from ..domain.errors import DomainError, ResourceExhausted, Unavailable
 from ..domain.request_context import ANONYMOUS, RequestContext
 from . import error_map
+from .requests import parsed, parsed_stream, tolerant
 
 log = logging.getLogger("modelreg.rpc")
 _tracer = trace.get_tracer("modelreg.server")
@@ -115,6 +117,20 @@ class _Call:
 
 
 Ready = Callable[[], bool]
+# A response over the server's max_send_message_length would fail in the
+# transport after the handler returned, logged as OK and without a reason;
+# it is refused here instead, where the log and the caller see what happened.
+MAX_RESPONSE_BYTES = MAX_MESSAGE_BYTES
+
+
+def _sendable(response: Any) -> Any:
+    size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+    if size > MAX_RESPONSE_BYTES:
+        raise ResourceExhausted(
+            "RESPONSE_TOO_LARGE",
+            f"the response would be {size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit",
+        )
+    return response
 
 
 def _check_ready(ready: Ready) -> None:
@@ -126,7 +142,10 @@ def _check_ready(ready: Ready) -> None:
 
 
 def _wrap_unary(
-    ready: Ready, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]
+    ready: Ready,
+    method: str,
+    behavior: Callable[[Any, Any], Awaitable[Any]],
+    streaming_request: bool = False,
 ) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(method, context)
@@ -137,7 +156,8 @@ def _wrap_unary(
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
                 _check_ready(ready)
-                return await behavior(request, context)
+                request = parsed_stream(request) if streaming_request else parsed(request)
+                return _sendable(await behavior(request, context))
             except grpc.aio.AbortError:
                 call.aborted()
                 raise
@@ -154,7 +174,10 @@ def _wrap_unary(
 
 
 def _wrap_stream(
-    ready: Ready, method: str, behavior: Callable[[Any, Any], Any]
+    ready: Ready,
+    method: str,
+    behavior: Callable[[Any, Any], Any],
+    streaming_request: bool = False,
 ) -> Callable[[Any, Any], Any]:
     """Like the unary wrapper, but nothing is attached to the context across a
     `yield`: a stream may be finalized (client gone) in another context, where
@@ -170,8 +193,9 @@ def _wrap_stream(
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
             _check_ready(ready)
+            request = parsed_stream(request) if streaming_request else parsed(request)
             async for response in behavior(request, context):
-                yield response
+                yield _sendable(response)
         except grpc.aio.AbortError:
             call.aborted()
             raise
@@ -207,7 +231,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if method.startswith(("/grpc.health.", "/grpc.reflection.")):
             return handler
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
@@ -216,7 +240,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                _wrap_unary(self._ready, method, handler.stream_unary), **kwargs
+                _wrap_unary(self._ready, method, handler.stream_unary, True), **kwargs
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
@@ -224,6 +248,6 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(self._ready, method, handler.stream_stream), **kwargs
+                _wrap_stream(self._ready, method, handler.stream_stream, True), **kwargs
             )
         return handler

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from modelregistry.v1.error_reasons import ErrorReason
 
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, OutOfRange
 from ..domain.events import Event, EventType
 from ..domain.names import ID_PATTERN, parse_model_name
 from ..events.watch_hub import WatchHub
@@ -126,6 +126,20 @@ class Events:
         listing = Listing(page.items, page.more, lambda e: self._tokens.encode(scope, e.revision))
         return EventPage(listing, head)
 
-    def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+    async def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+        """The hub's stream; a start past the next revision to be written is
+        refused (it would wait for events that may never come) rather than
+        served. The head is read only when the hub has not seen that far,
+        since another replica may have written what this one has not read."""
         _check_revision(start_revision)
-        return self._hub.watch(flt, start_revision)
+        if start_revision > self._hub.revision + 1:
+            head, _ = await self._log.head()
+            if start_revision > head + 1:
+                raise OutOfRange(
+                    "REVISION_IN_FUTURE",
+                    f"start_revision {start_revision} is past the log's head {head}; "
+                    f"watch from at most {head + 1}",
+                    {"head_revision": str(head)},
+                )
+        async for batch in self._hub.watch(flt, start_revision):
+            yield batch
