@@ -103,6 +103,7 @@ class Stalled:
         self.channels: list[grpc.aio.Channel] = []
         self.calls: list[Any] = []
         self.refused: dict[str, int] = {}
+        self.upload_chunk = 4 * MIB
         self._gate = asyncio.Event()
 
     def _channel(self) -> grpc.aio.Channel:
@@ -131,7 +132,7 @@ class Stalled:
 
     async def upload(self, size: int, sent: int) -> None:
         stub = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel())
-        data = os.urandom(min(sent, 4 * MIB))
+        data = os.urandom(min(sent, self.upload_chunk))
         gate = self._gate
 
         async def requests() -> Any:
@@ -161,6 +162,7 @@ async def main() -> None:
     parser.add_argument("--blob-mb", type=int, default=300)
     parser.add_argument("--chunk-kib", type=int, default=4096)
     parser.add_argument("--upload-sent-mib", type=int, default=8)
+    parser.add_argument("--upload-chunk-kib", type=int, default=4096)
     parser.add_argument("--settle-s", type=float, default=5.0)
     args = parser.parse_args()
 
@@ -169,6 +171,7 @@ async def main() -> None:
         speed_alone = download_speed(server.address, digest)
         base = rss_mb(server.pid)
         stalled = Stalled(server.address)
+        stalled.upload_chunk = args.upload_chunk_kib * 1024
         await asyncio.gather(
             *(stalled.download(digest, args.chunk_kib * 1024) for _ in range(args.downloads)),
             *(
