@@ -80,13 +80,19 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             )
             started.expire_time.CopyFrom(convert.timestamp(session.record.expire_time_us))
             yield apb.UploadResponse(started=started)
-            async for request in requests:
+            # No reference to a request outlives its handling: a client that
+            # goes quiet must not pin its last (up to 4 MiB) chunk here.
+            while (request := await anext(requests, None)) is not None:
                 kind = request.WhichOneof("kind")
                 if kind == "chunk":
-                    chunk = request.chunk
-                    committed = await self._artifacts.write_chunk(
-                        session, chunk.offset, chunk.data, chunk.crc32c
+                    offset, data, crc = (
+                        request.chunk.offset,
+                        request.chunk.data,
+                        request.chunk.crc32c,
                     )
+                    del request
+                    committed = await self._artifacts.write_chunk(session, offset, data, crc)
+                    del data
                     if committed is not None:
                         yield _progress(committed)
                 elif kind == "finish":

@@ -50,5 +50,13 @@ def parsed(request: Any) -> Any:
 
 
 async def parsed_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    async for request in requests:
-        yield parsed(request)
+    """Each request checked. The frame keeps no request while it waits for
+    the next one: an upload chunk can be 4 MiB and its sender may go quiet."""
+    iterator = aiter(requests)
+    box: list[Any] = []
+    while True:
+        try:
+            box.append(await anext(iterator))
+        except StopAsyncIteration:
+            return
+        yield parsed(box.pop())
