@@ -25,9 +25,11 @@ from typing import Any
 
 import google_crc32c
 import grpc
-from common import digest_of, serve
+from common import digest_of
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
+from support.processes import running
+from support.procfs import status_kb
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -50,11 +52,7 @@ with grpc.insecure_channel(address, options=options) as ch:
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024 / MB
-    raise RuntimeError("no VmRSS")
+    return status_kb(pid, "VmRSS") * 1024 / MB
 
 
 def download_speed(address: str, digest: str, runs: int = 3) -> float:
@@ -166,7 +164,7 @@ async def main() -> None:
     parser.add_argument("--settle-s", type=float, default=5.0)
     args = parser.parse_args()
 
-    with serve(log_level="ERROR") as server:
+    with running(own_session=True) as server:
         digest = await upload(server.address, os.urandom(args.blob_mb * MB))
         speed_alone = download_speed(server.address, digest)
         base = rss_mb(server.pid)

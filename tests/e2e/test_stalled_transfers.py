@@ -15,17 +15,15 @@ import google_crc32c
 import grpc
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc
-from serve_process import running
+from support.processes import running
+from support.procfs import status_kb
 
 MIB = 1024 * 1024
 STALLED = 40
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    return status_kb(pid, "VmRSS") / 1024
 
 
 async def _upload(address: str, data: bytes) -> str:
@@ -47,9 +45,8 @@ async def _upload(address: str, data: bytes) -> str:
 
 async def test_stalled_downloads_pin_small_chunks_only(tmp_path: Path) -> None:
     with running(tmp_path / "data") as server:
-        assert server.proc is not None
         digest = await _upload(server.address, os.urandom(64 * MIB))
-        before = rss_mb(server.proc.pid)
+        before = rss_mb(server.pid)
         channels: list[grpc.aio.Channel] = []
         calls: list[Any] = []
         options = [
@@ -67,7 +64,7 @@ async def test_stalled_downloads_pin_small_chunks_only(tmp_path: Path) -> None:
                 first = await call.read()
                 assert isinstance(first, apb.DownloadResponse) and first.HasField("header")
             await asyncio.sleep(3)
-            grown = rss_mb(server.proc.pid) - before
+            grown = rss_mb(server.pid) - before
         finally:
             for call in calls:
                 call.cancel()

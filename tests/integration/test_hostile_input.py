@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2, timestamp_pb2
-from integration.test_artifacts_api import MANIFEST_TYPE, chunks, digest_of, finish, info, start
-from integration.test_registry_api import expect_error, make_model, make_ready_version
+from integration.test_artifacts_api import MANIFEST_TYPE, chunks, digest_of, finish, start
+from integration.test_registry_api import make_model, make_ready_version
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc, event_service_pb2_grpc
 from modelregistry.v1 import event_service_pb2 as epb
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import resources_pb2 as pb
+from support.grpc_errors import error_info as info
+from support.grpc_errors import expect_error
 
 if TYPE_CHECKING:
     from modelregistry.v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PG_HOST, PG_PORT, PG_USER, port_open, require
 from modelregistry_server.logging_setup import JsonFormatter, TextFormatter, redact
-from serve_process import free_port, running
+from support.ports import free_port, port_open
+from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
+from support.processes import running
+from support.services import require
 
 SECRET = "hunter2"
 
@@ -55,19 +56,11 @@ def test_formatters_redact_messages_extras_and_tracebacks(formatter: logging.For
 
 @pytest.fixture
 def pg_database() -> Iterator[str]:
+    """A fresh database's name."""
     if not port_open(PG_HOST, PG_PORT):
         require(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
-    import psycopg
-
-    name = f"modelreg_test_{uuid.uuid4().hex[:12]}"
-    admin_url = f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database() as url:
+        yield url.rsplit("/", 1)[1]
 
 
 def test_a_server_logs_no_credential_of_its_urls(tmp_path: Path, pg_database: str) -> None:

@@ -72,6 +72,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the list filter is not in the supported AIP-160
     subset. Metadata: `field`.
     """
+    INVALID_REQUEST: _ErrorReason.ValueType  # 59
+    """INVALID_ARGUMENT: the request's bytes are not a message of the method's
+    request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+    past protobuf's limit.
+    """
     INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 16
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
@@ -218,12 +223,26 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """OUT_OF_RANGE: a download offset is negative or past the end of the
     blob. Metadata: `offset`, `size` when past the end.
     """
+    REVISION_IN_FUTURE: _ErrorReason.ValueType  # 60
+    """OUT_OF_RANGE: a watch asked to start past the next revision to be
+    written; watch from at most `head_revision` + 1. Metadata:
+    `head_revision`.
+    """
     WATCH_TOO_SLOW: _ErrorReason.ValueType  # 52
     """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
     `resume_revision`. Metadata: `resume_revision`.
     """
     BLOB_STORE_FULL: _ErrorReason.ValueType  # 53
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
+    TOO_MANY_TRANSFERS: _ErrorReason.ValueType  # 61
+    """RESOURCE_EXHAUSTED: the server already runs as many uploads or
+    downloads as it allows; retry after `retry_delay_ms`. Metadata:
+    `retry_delay_ms`, `limit`.
+    """
+    RESPONSE_TOO_LARGE: _ErrorReason.ValueType  # 62
+    """RESOURCE_EXHAUSTED: the response would be larger than the server sends
+    in one message.
+    """
     STORAGE_UNAVAILABLE: _ErrorReason.ValueType  # 54
     """UNAVAILABLE: the database cannot be reached; retry with backoff."""
     BLOB_STORE_UNAVAILABLE: _ErrorReason.ValueType  # 55
@@ -306,6 +325,11 @@ Metadata: `field`.
 INVALID_FILTER: ErrorReason.ValueType  # 15
 """INVALID_ARGUMENT: the list filter is not in the supported AIP-160
 subset. Metadata: `field`.
+"""
+INVALID_REQUEST: ErrorReason.ValueType  # 59
+"""INVALID_ARGUMENT: the request's bytes are not a message of the method's
+request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+past protobuf's limit.
 """
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 16
 """INVALID_ARGUMENT: the page token is forged, malformed or from another
@@ -453,12 +477,26 @@ OFFSET_OUT_OF_RANGE: ErrorReason.ValueType  # 51
 """OUT_OF_RANGE: a download offset is negative or past the end of the
 blob. Metadata: `offset`, `size` when past the end.
 """
+REVISION_IN_FUTURE: ErrorReason.ValueType  # 60
+"""OUT_OF_RANGE: a watch asked to start past the next revision to be
+written; watch from at most `head_revision` + 1. Metadata:
+`head_revision`.
+"""
 WATCH_TOO_SLOW: ErrorReason.ValueType  # 52
 """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
 `resume_revision`. Metadata: `resume_revision`.
 """
 BLOB_STORE_FULL: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED: the blob store is out of space."""
+TOO_MANY_TRANSFERS: ErrorReason.ValueType  # 61
+"""RESOURCE_EXHAUSTED: the server already runs as many uploads or
+downloads as it allows; retry after `retry_delay_ms`. Metadata:
+`retry_delay_ms`, `limit`.
+"""
+RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 62
+"""RESOURCE_EXHAUSTED: the response would be larger than the server sends
+in one message.
+"""
 STORAGE_UNAVAILABLE: ErrorReason.ValueType  # 54
 """UNAVAILABLE: the database cannot be reached; retry with backoff."""
 BLOB_STORE_UNAVAILABLE: ErrorReason.ValueType  # 55
@@ -517,6 +555,12 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """The oldest revision the event log still keeps."""
     RESUME_REVISION: _ErrorMetadataKey.ValueType  # 16
     """The revision to watch again from."""
+    HEAD_REVISION: _ErrorMetadataKey.ValueType  # 17
+    """The newest revision of the event log."""
+    RETRY_DELAY_MS: _ErrorMetadataKey.ValueType  # 18
+    """How long to wait before retrying, in milliseconds."""
+    LIMIT: _ErrorMetadataKey.ValueType  # 19
+    """The limit that was reached."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -557,4 +601,10 @@ OLDEST_REVISION: ErrorMetadataKey.ValueType  # 15
 """The oldest revision the event log still keeps."""
 RESUME_REVISION: ErrorMetadataKey.ValueType  # 16
 """The revision to watch again from."""
+HEAD_REVISION: ErrorMetadataKey.ValueType  # 17
+"""The newest revision of the event log."""
+RETRY_DELAY_MS: ErrorMetadataKey.ValueType  # 18
+"""How long to wait before retrying, in milliseconds."""
+LIMIT: ErrorMetadataKey.ValueType  # 19
+"""The limit that was reached."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -97,6 +97,12 @@ class ErrorReason(enum.StrEnum):
     subset. Metadata: `field`.
     """
 
+    INVALID_REQUEST = "INVALID_REQUEST"
+    """INVALID_ARGUMENT: the request's bytes are not a message of the method's
+    request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+    past protobuf's limit.
+    """
+
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
@@ -279,6 +285,12 @@ class ErrorReason(enum.StrEnum):
     blob. Metadata: `offset`, `size` when past the end.
     """
 
+    REVISION_IN_FUTURE = "REVISION_IN_FUTURE"
+    """OUT_OF_RANGE: a watch asked to start past the next revision to be
+    written; watch from at most `head_revision` + 1. Metadata:
+    `head_revision`.
+    """
+
     WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
     """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
     `resume_revision`. Metadata: `resume_revision`.
@@ -286,6 +298,17 @@ class ErrorReason(enum.StrEnum):
 
     BLOB_STORE_FULL = "BLOB_STORE_FULL"
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
+
+    TOO_MANY_TRANSFERS = "TOO_MANY_TRANSFERS"
+    """RESOURCE_EXHAUSTED: the server already runs as many uploads or
+    downloads as it allows; retry after `retry_delay_ms`. Metadata:
+    `retry_delay_ms`, `limit`.
+    """
+
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    """RESOURCE_EXHAUSTED: the response would be larger than the server sends
+    in one message.
+    """
 
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     """UNAVAILABLE: the database cannot be reached; retry with backoff."""
@@ -362,6 +385,15 @@ class ErrorMetadataKey(enum.StrEnum):
     RESUME_REVISION = "resume_revision"
     """The revision to watch again from."""
 
+    HEAD_REVISION = "head_revision"
+    """The newest revision of the event log."""
+
+    RETRY_DELAY_MS = "retry_delay_ms"
+    """How long to wait before retrying, in milliseconds."""
+
+    LIMIT = "limit"
+    """The limit that was reached."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -380,6 +412,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.INVALID_FIELD: "INVALID_ARGUMENT",
         ErrorReason.INVALID_UPDATE_MASK: "INVALID_ARGUMENT",
         ErrorReason.INVALID_FILTER: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_REQUEST: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_TOKEN: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_SIZE: "INVALID_ARGUMENT",
         ErrorReason.INVALID_LABELS: "INVALID_ARGUMENT",
@@ -416,8 +449,11 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.NO_HISTORY: "FAILED_PRECONDITION",
         ErrorReason.REVISION_COMPACTED: "OUT_OF_RANGE",
         ErrorReason.OFFSET_OUT_OF_RANGE: "OUT_OF_RANGE",
+        ErrorReason.REVISION_IN_FUTURE: "OUT_OF_RANGE",
         ErrorReason.WATCH_TOO_SLOW: "RESOURCE_EXHAUSTED",
         ErrorReason.BLOB_STORE_FULL: "RESOURCE_EXHAUSTED",
+        ErrorReason.TOO_MANY_TRANSFERS: "RESOURCE_EXHAUSTED",
+        ErrorReason.RESPONSE_TOO_LARGE: "RESOURCE_EXHAUSTED",
         ErrorReason.STORAGE_UNAVAILABLE: "UNAVAILABLE",
         ErrorReason.BLOB_STORE_UNAVAILABLE: "UNAVAILABLE",
         ErrorReason.NOT_READY: "UNAVAILABLE",

@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry.v1.error_reasons import ErrorReason
 
 from ..domain.errors import InvalidArgument
 from ..domain.resources import (
@@ -44,7 +45,7 @@ def timestamp_us(ts: timestamp_pb2.Timestamp, field: str) -> int:
     range (which also keeps it inside a 64-bit column) is INVALID_ARGUMENT."""
     if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"{field}: seconds must be within years 1 to 9999 and nanos 0 to 999999999",
             field,
         )
@@ -113,7 +114,7 @@ def version_fields(v: pb.ModelVersion) -> VersionFields:
             metadata = json_format.MessageToDict(v.metadata)
         except ValueError:  # NaN or Infinity, which JSON cannot carry
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 "model_version.metadata: NaN and Infinity not allowed",
                 "model_version.metadata",
             ) from None

@@ -127,7 +127,7 @@ def _sendable(response: Any) -> Any:
     size = response.ByteSize() if hasattr(response, "ByteSize") else 0
     if size > MAX_RESPONSE_BYTES:
         raise ResourceExhausted(
-            "RESPONSE_TOO_LARGE",
+            ErrorReason.RESPONSE_TOO_LARGE,
             f"the response would be {size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit",
         )
     return response

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from modelregistry.v1.error_reasons import ErrorReason
+
 from ..domain.errors import InvalidArgument
 
 
@@ -45,7 +47,7 @@ def tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 def parsed(request: Any) -> Any:
     """`request`, or INVALID_ARGUMENT if its bytes did not parse."""
     if isinstance(request, Malformed):
-        raise InvalidArgument("INVALID_REQUEST", f"the request is {request.problem}")
+        raise InvalidArgument(ErrorReason.INVALID_REQUEST, f"the request is {request.problem}")
     return request
 
 

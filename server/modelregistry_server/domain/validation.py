@@ -79,7 +79,7 @@ def _no_controls(value: str, field: str, allow_newlines: bool) -> None:
             )
         if ch in _BIDI_CONTROLS:
             raise InvalidArgument(
-                "INVALID_FIELD",
+                ErrorReason.INVALID_FIELD,
                 f"{field}: bidirectional text controls (U+{code:04X}) not allowed",
                 field,
             )
@@ -107,7 +107,9 @@ def check_description(value: str, field: str) -> str:
 
 def check_comment(value: str, field: str) -> str:
     if len(value) > MAX_COMMENT:
-        raise InvalidArgument("INVALID_FIELD", f"{field}: at most {MAX_COMMENT} characters", field)
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD, f"{field}: at most {MAX_COMMENT} characters", field
+        )
     _no_controls(value, field, allow_newlines=True)
     return value
 
@@ -133,7 +135,7 @@ def check_source_uri(value: str, field: str) -> str:
         or any(ch.isspace() for ch in value)
     ):
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"{field}: must be scheme://location/... with a scheme of "
             f"{', '.join(sorted(SOURCE_URI_SCHEMES))}",
             field,
@@ -146,7 +148,7 @@ def check_protected_aliases(values: Iterable[str], field: str) -> tuple[str, ...
     unique = sorted(set(values))
     if len(unique) > MAX_PROTECTED_ALIASES:
         raise InvalidArgument(
-            "INVALID_FIELD",
+            ErrorReason.INVALID_FIELD,
             f"{field}: at most {MAX_PROTECTED_ALIASES} aliases, got {len(unique)}",
             field,
         )
@@ -159,12 +161,18 @@ def _check_json(value: Any, field: str, depth: int) -> None:
     """What JSON and both databases can store: finite numbers, no NUL, bounded nesting."""
     if depth > MAX_METADATA_DEPTH:
         raise InvalidArgument(
-            "INVALID_FIELD", f"{field}: nested at most {MAX_METADATA_DEPTH} levels deep", field
+            ErrorReason.INVALID_FIELD,
+            f"{field}: nested at most {MAX_METADATA_DEPTH} levels deep",
+            field,
         )
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument("INVALID_FIELD", f"{field}: NaN and Infinity not allowed", field)
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD, f"{field}: NaN and Infinity not allowed", field
+        )
     if isinstance(value, str) and "\x00" in value:
-        raise InvalidArgument("INVALID_FIELD", f"{field}: NUL characters not allowed", field)
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD, f"{field}: NUL characters not allowed", field
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             _check_json(key, field, depth)

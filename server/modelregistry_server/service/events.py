@@ -10,7 +10,7 @@ import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from modelregistry.v1.error_reasons import ErrorReason
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..domain.errors import InvalidArgument, OutOfRange
 from ..domain.events import Event, EventType
@@ -136,10 +136,10 @@ class Events:
             head, _ = await self._log.head()
             if start_revision > head + 1:
                 raise OutOfRange(
-                    "REVISION_IN_FUTURE",
+                    ErrorReason.REVISION_IN_FUTURE,
                     f"start_revision {start_revision} is past the log's head {head}; "
                     f"watch from at most {head + 1}",
-                    {"head_revision": str(head)},
+                    {ErrorMetadataKey.HEAD_REVISION: str(head)},
                 )
         async for batch in self._hub.watch(flt, start_revision):
             yield batch

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
 from ..domain.errors import ResourceExhausted
 
 KIB = 1024
@@ -55,9 +57,9 @@ def too_many_transfers(kind: str, limit: int, retry_delay_s: float) -> ResourceE
     # Jittered, so that refused clients do not all come back at once.
     delay_ms = int(retry_delay_s * 1000 * random.uniform(1.0, 2.0))
     return ResourceExhausted(
-        "TOO_MANY_TRANSFERS",
+        ErrorReason.TOO_MANY_TRANSFERS,
         f"this server already runs {limit} {kind}s; retry in {delay_ms} ms",
-        {"retry_delay_ms": str(delay_ms), "limit": str(limit)},
+        {ErrorMetadataKey.RETRY_DELAY_MS: str(delay_ms), ErrorMetadataKey.LIMIT: str(limit)},
     )
 
 

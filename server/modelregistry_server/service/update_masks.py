@@ -37,7 +37,9 @@ def resolve_mask(
     given = list(paths)
     if len(given) > MAX_PATHS:
         raise InvalidArgument(
-            "INVALID_UPDATE_MASK", f"update_mask: at most {MAX_PATHS} paths", "update_mask"
+            ErrorReason.INVALID_UPDATE_MASK,
+            f"update_mask: at most {MAX_PATHS} paths",
+            "update_mask",
         )
     if not given:
         chosen = frozenset(p for p in allowed if populated.get(p))
