@@ -165,8 +165,10 @@ class EventLog(Protocol):
         start_time_us: int = 0,
         end_time_us: int = 0,
         upto: int | None = None,
+        max_bytes: int = ...,
     ) -> Page[Event]:
-        """Events with revision > `after` (and <= `upto`), in order;
+        """Events with revision > `after` (and <= `upto`), in order: at most
+        `limit`, and past the first at most `max_bytes` of resource JSON;
         OUT_OF_RANGE if `after` is before what compaction kept."""
 
     async def last_event_before(self, resource: str, time_us: int) -> Event | None:

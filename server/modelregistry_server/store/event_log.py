@@ -15,7 +15,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
-from ..domain.events import Event, EventType, canonical_json, chain_hash
+from ..domain.events import MAX_EVENT_BYTES, Event, EventType, canonical_json, chain_hash
 from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
@@ -23,6 +23,15 @@ from .tables import C, E, H, event_log_head, events
 from .transactions import SqlBase, now_us, touch
 
 NOTIFY_CHANNEL = "modelreg_events"
+# A read returns at most this many bytes of resource JSON (and at least one
+# event), whatever its row limit: a page of the largest events at the
+# largest page size would otherwise be hundreds of megabytes in memory.
+READ_MAX_BYTES = 4 * 1024 * 1024
+
+
+class EventTooLarge(Exception):
+    """An event over MAX_EVENT_BYTES: the field limits failed to bound it.
+    A server fault (INTERNAL); the write's transaction rolls back."""
 
 
 async def append_event(
@@ -38,6 +47,11 @@ async def append_event(
     now = now_us()
     actor = current_actor()[:512]
     before_json, after_json = canonical_json(before), canonical_json(after)
+    size = sum(
+        len(part.encode()) for part in (type_.value, resource, actor, before_json, after_json)
+    )
+    if size > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"{type_.value} of {resource[:200]}: {size} bytes")
     values = {
         "type": type_.value,
         "resource": resource,
@@ -158,8 +172,10 @@ class SqlEventLog(SqlBase):
         start_time_us: int = 0,
         end_time_us: int = 0,
         upto: int | None = None,
+        max_bytes: int = READ_MAX_BYTES,
     ) -> Page[Event]:
-        """Events with revision > `after` (and <= `upto`), in order."""
+        """Events with revision > `after` (and <= `upto`), in order: at most
+        `limit` of them and, past the first, at most `max_bytes` of JSON."""
         async with self._tx("read_events") as conn:
             head = (await conn.execute(select(H.compacted_revision))).one()
             if after < head.compacted_revision:
@@ -177,15 +193,28 @@ class SqlEventLog(SqlBase):
                 conditions.append(E.time_us >= start_time_us)
             if end_time_us:
                 conditions.append(E.time_us < end_time_us)
+            # Bytes of JSON up to and including each row, so the database
+            # stops where the budget runs out instead of handing over
+            # `limit` rows of any size.
+            size = func.length(E.before_json) + func.length(E.after_json)
+            ranked = (
+                select(events, func.sum(size).over(order_by=E.revision).label("upto_bytes"))
+                .where(and_(true(), *conditions))
+                .order_by(E.revision)
+                .limit(limit + 1)
+                .subquery()
+            )
+            own = func.length(ranked.c.before_json) + func.length(ranked.c.after_json)
             rows = (
                 await conn.execute(
-                    select(events)
-                    .where(and_(true(), *conditions))
-                    .order_by(E.revision)
-                    .limit(limit + 1)
+                    select(ranked)
+                    .where(ranked.c.upto_bytes - own < max_bytes)
+                    .order_by(ranked.c.revision)
                 )
             ).all()
-        return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit)
+        # A read cut short by bytes says "more": at worst the next one is empty.
+        cut = bool(rows) and rows[-1].upto_bytes >= max_bytes
+        return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit or cut)
 
     async def last_event_before(self, resource: str, time_us: int) -> Event | None:
         """The latest event of `resource` committed at or before `time_us`."""
