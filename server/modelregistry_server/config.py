@@ -96,6 +96,26 @@ class ServerConfig:
             unit=HOUR_S,
         ),
     )
+    # Streams past these get RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) with a
+    # retry delay; see service/transfers.py.
+    max_downloads: int = field(
+        default=512,
+        metadata=flag("--max-downloads", "concurrent Download streams (default %(default)s)", int),
+    )
+    max_uploads: int = field(
+        default=512,
+        metadata=flag("--max-uploads", "concurrent Upload streams (default %(default)s)", int),
+    )
+    # Chunk bytes that downloads past their first small chunks may hold in
+    # flight, all streams together; memory is a small multiple of it.
+    download_buffer_mib: int = field(
+        default=32,
+        metadata=flag(
+            "--download-buffer-mib",
+            "large download chunks in flight, all streams together (default %(default)s)",
+            int,
+        ),
+    )
     # Events older than this are compacted away (0: keep everything). Events
     # a queue relay has not published yet are always kept.
     event_retention_s: float = field(

@@ -28,6 +28,7 @@ from modelregistry.v1 import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.event_servicer import EventServicer
@@ -56,6 +57,7 @@ from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
 from .service.rollouts import Rollouts
+from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
 from .store.relay_cursors import SqlRelayCursors
@@ -173,7 +175,16 @@ async def build(config: ServerConfig) -> Parts:
     blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
     tokens = PageTokens()
     cache = ReadCache(ttl_s=config.read_cache_s)
-    artifacts = Artifacts(store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s))
+    limits = TransferLimits(
+        TransferSettings(
+            max_downloads=config.max_downloads,
+            max_uploads=config.max_uploads,
+            download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
+        )
+    )
+    artifacts = Artifacts(
+        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+    )
     hub = WatchHub(
         events,
         WatchSettings(
@@ -315,6 +326,7 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    map_large_blocks()
     running = await start(config)
     # Start-up objects (modules, schema, stubs) live as long as the process:
     # keep them out of every collection. Thousands of watch streams make

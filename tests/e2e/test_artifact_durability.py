@@ -30,7 +30,10 @@ CHUNK = MIB
 BIG = int(os.environ.get("MODELREG_TEST_BIG_BYTES", str(1024 * MIB)))
 WARM = BIG // 16
 RSS_LIMIT_KB = 200 * 1024
-FLAT_KB = 64 * 1024
+# Growth allowed from the small transfer to the 16x larger one: about 8 MB
+# is measured on either store; memory that creeps with the data (glibc
+# arenas keeping 16 MiB S3 segments, 44-83 MB on 1 GiB) fails it.
+FLAT_KB = 24 * 1024
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -187,7 +187,11 @@ class LocalBlobStore:
                     pending = asyncio.ensure_future(
                         asyncio.to_thread(os.pread, fd, min(chunk_size, end - pos), pos)
                     )
-                yield data
+                # Handed over, not kept: while a slow client holds this chunk
+                # the reader pins only the one it read ahead.
+                out = [data]
+                del data
+                yield out.pop()
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
+from ..config import DEFAULTS
 from ..domain.errors import ResourceExhausted
 
 KIB = 1024
@@ -37,10 +38,10 @@ MIB = 1024 * KIB
 
 @dataclass(frozen=True)
 class TransferSettings:
-    max_downloads: int = 512
-    max_uploads: int = 512
+    max_downloads: int = DEFAULTS.max_downloads
+    max_uploads: int = DEFAULTS.max_uploads
     # Chunk bytes that proven downloads may hold in flight, across all streams.
-    download_buffer_bytes: int = 32 * MIB
+    download_buffer_bytes: int = DEFAULTS.download_buffer_mib * MIB
     # Chunk size of a download until the client has proven it reads.
     small_chunk_bytes: int = 32 * KIB
     # Bytes a client takes before its download may use larger chunks: more
