@@ -116,7 +116,7 @@ class Stalled:
         return ch
 
     def _refusal(self, err: grpc.aio.AioRpcError) -> None:
-        key = err.code().name
+        key = f"{err.code().name} {(err.details() or '')[:60]}"
         self.refused[key] = self.refused.get(key, 0) + 1
 
     async def download(self, digest: str, chunk_bytes: int) -> None:

@@ -102,8 +102,10 @@ class ServerConfig:
         default=512,
         metadata=flag("--max-downloads", "concurrent Download streams (default %(default)s)", int),
     )
+    # Lower than downloads: a stalled upload stream holds megabytes inside
+    # gRPC's transport, and uploads come from a few pipelines, not a fleet.
     max_uploads: int = field(
-        default=512,
+        default=64,
         metadata=flag("--max-uploads", "concurrent Upload streams (default %(default)s)", int),
     )
     # Chunk bytes that downloads past their first small chunks may hold in
