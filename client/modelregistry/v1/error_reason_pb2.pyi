@@ -141,9 +141,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     declares another digest. Metadata: `field`.
     """
     SIZE_MISMATCH: _ErrorReason.ValueType  # 32
-    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-    finish the upload is discarded), or a resumed upload declares another
-    size. Metadata: `field`; on chunks and at finish also the offsets of
+    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+    finish before the last byte leaves the upload resumable from
+    `committed_offset`), or a resumed upload declares another size.
+    Metadata: `field`; on chunks and at finish also the offsets of
     UNEXPECTED_OFFSET.
     """
     PROTOCOL_VIOLATION: _ErrorReason.ValueType  # 33
@@ -395,9 +396,10 @@ DIGEST_MISMATCH: ErrorReason.ValueType  # 31
 declares another digest. Metadata: `field`.
 """
 SIZE_MISMATCH: ErrorReason.ValueType  # 32
-"""INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-finish the upload is discarded), or a resumed upload declares another
-size. Metadata: `field`; on chunks and at finish also the offsets of
+"""INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+finish before the last byte leaves the upload resumable from
+`committed_offset`), or a resumed upload declares another size.
+Metadata: `field`; on chunks and at finish also the offsets of
 UNEXPECTED_OFFSET.
 """
 PROTOCOL_VIOLATION: ErrorReason.ValueType  # 33

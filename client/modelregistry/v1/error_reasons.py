@@ -183,9 +183,10 @@ class ErrorReason(enum.StrEnum):
     """
 
     SIZE_MISMATCH = "SIZE_MISMATCH"
-    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-    finish the upload is discarded), or a resumed upload declares another
-    size. Metadata: `field`; on chunks and at finish also the offsets of
+    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+    finish before the last byte leaves the upload resumable from
+    `committed_offset`), or a resumed upload declares another size.
+    Metadata: `field`; on chunks and at finish also the offsets of
     UNEXPECTED_OFFSET.
     """
 

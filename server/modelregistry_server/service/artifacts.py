@@ -234,10 +234,15 @@ class Artifacts:
         return await self._flush(session)
 
     async def finish(self, session: UploadSession, digest: str) -> Published:
+        """Verify and publish. The failures leave the upload as documented:
+        bytes still missing, resumable from the committed offset; a digest
+        that disagrees (with the one given at start, or with the bytes),
+        discarded with its staging; storage unreachable, resumable."""
         record = session.record
         if digest:
             check_digest(digest, "finish.digest")
             if record.digest and digest != record.digest:
+                await self._discard(session)
                 raise errors.InvalidArgument(
                     ErrorReason.DIGEST_MISMATCH, "finish.digest differs from start.digest", "digest"
                 )
@@ -259,6 +264,13 @@ class Artifacts:
             raise
         session.done = True
         return await self._publish(record, blob)
+
+    async def _discard(self, session: UploadSession) -> None:
+        session.done = True
+        try:
+            await session.upload.cancel()
+        finally:
+            await self._uploads.delete_upload(session.record.upload_id)
 
     async def _publish(self, record: UploadRecord, blob: BlobInfo) -> Published:
         if record.version is None:

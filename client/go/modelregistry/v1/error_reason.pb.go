@@ -130,9 +130,10 @@ const (
 	// (the upload is discarded, nothing becomes visible), or a resumed upload
 	// declares another digest. Metadata: `field`.
 	ErrorReason_DIGEST_MISMATCH ErrorReason = 31
-	// INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-	// finish the upload is discarded), or a resumed upload declares another
-	// size. Metadata: `field`; on chunks and at finish also the offsets of
+	// INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+	// finish before the last byte leaves the upload resumable from
+	// `committed_offset`), or a resumed upload declares another size.
+	// Metadata: `field`; on chunks and at finish also the offsets of
 	// UNEXPECTED_OFFSET.
 	ErrorReason_SIZE_MISMATCH ErrorReason = 32
 	// INVALID_ARGUMENT: stream messages came in the wrong order (e.g. a chunk
