@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from .events.compactor import compact_forever
 from .events.nats_relay import NatsRelay, relay_settings
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
+from .private_files import private_dir, private_file
 from .readiness import (
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
@@ -167,8 +169,11 @@ async def build(config: ServerConfig) -> Parts:
     """Storage, services and the gRPC server with every servicer, wired
     together; nothing is bound or started yet."""
     relay_config = relay_settings(config)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
+    private_dir(config.data_dir)
+    database_url = config.resolved_database_url()
+    if not config.database_url:  # the embedded database lives in the data directory
+        private_file(config.data_dir / "registry.db")
+    engine = make_engine(database_url, pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
     uploads = SqlUploadStore(engine)
     events = SqlEventLog(engine)
@@ -327,6 +332,7 @@ async def serve(config: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     map_large_blocks()
+    os.umask(0o077)  # whatever else this process creates is owner-only too
     running = await start(config)
     # Start-up objects (modules, schema, stubs) live as long as the process:
     # keep them out of every collection. Thousands of watch streams make
