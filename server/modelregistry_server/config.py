@@ -118,6 +118,24 @@ class ServerConfig:
             int,
         ),
     )
+    # Set: every `checkpoint_interval_s` the server signs the log's head with
+    # this ed25519 key (PEM, PKCS#8) and appends it as a CHECKPOINT event.
+    checkpoint_key: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--checkpoint-key",
+            "ed25519 private key (PEM) to sign checkpoints of the event log with",
+            Path,
+        ),
+    )
+    checkpoint_interval_s: float = field(
+        default=300.0,
+        metadata=flag(
+            "--checkpoint-interval-seconds",
+            "sign the event log's head this often when it has grown (default %(default)s)",
+            float,
+        ),
+    )
     # Events older than this are compacted away (0: keep everything). Events
     # a queue relay has not published yet are always kept.
     event_retention_s: float = field(

@@ -40,6 +40,7 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .events import pg_listener
+from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
 from .events.nats_relay import NatsRelay, relay_settings
 from .events.watch_hub import WatchHub
@@ -156,6 +157,7 @@ class Parts:
     artifacts: Artifacts
     hub: WatchHub
     relay: NatsRelay | None
+    signer: CheckpointSigner | None
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
@@ -169,6 +171,9 @@ async def build(config: ServerConfig) -> Parts:
     """Storage, services and the gRPC server with every servicer, wired
     together; nothing is bound or started yet."""
     relay_config = relay_settings(config)
+    signer = None
+    if config.checkpoint_key is not None:
+        signer = CheckpointSigner.from_file(config.checkpoint_key)  # ValueError: cannot start
     private_dir(config.data_dir)
     database_url = config.resolved_database_url()
     if not config.database_url:  # the embedded database lives in the data directory
@@ -200,7 +205,7 @@ async def build(config: ServerConfig) -> Parts:
     relay = None
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
-    for writer in (store, uploads):
+    for writer in (store, uploads, events):
         # Local writes wake the hub and the relay at once, and drop cached
         # reads before they return; other replicas' writes reach the cache
         # when the hub reads them from the log.
@@ -231,6 +236,7 @@ async def build(config: ServerConfig) -> Parts:
         artifacts=artifacts,
         hub=hub,
         relay=relay,
+        signer=signer,
         health=health_servicer,
         ready=ready,
         server=server,
@@ -289,6 +295,15 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
         tasks.append(
             asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))
         )
+    if parts.signer is not None:
+        log.info(
+            "signing checkpoints of the event log",
+            extra={"key_id": parts.signer.key_id, "interval_s": config.checkpoint_interval_s},
+        )
+        checkpoints = checkpoint_forever(
+            parts.events, parts.signer, config.checkpoint_interval_s, ready
+        )
+        tasks.append(asyncio.create_task(checkpoints, name="checkpoints"))
     pg_url = config.resolved_database_url() if parts.engine.dialect.name == "postgresql" else None
     tasks.append(
         asyncio.create_task(_when_ready(ready, lambda: _run_hub(parts.hub, pg_url, tasks)))

@@ -446,12 +446,19 @@ class Event(_message.Message):
     VERSION_CREATED, VERSION_UPDATED, VERSION_READY, VERSION_DELETED,
     VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
     ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
-    ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK.
+    ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK; and CHECKPOINT, the server's
+    signed statement of the head before it: `after_json` is
+    {"revision", "hash", "time_us", "key_id", "signature"}, the ed25519
+    signature (base64) of "modelreg-checkpoint-v1\\n<revision>\\n<hash>\\n<time_us>".
     """
     resource: _builtins.str
-    """Name of the resource that changed, e.g. `models/fraud/aliases/production`."""
+    """Name of the resource that changed, e.g. `models/fraud/aliases/production`
+    (`checkpoints` for a CHECKPOINT).
+    """
     model: _builtins.str
-    """The model it belongs to. Format: `models/{model}`."""
+    """The model it belongs to. Format: `models/{model}`; empty for a
+    CHECKPOINT, which belongs to none.
+    """
     actor: _builtins.str
     """Who made the change: the client certificate subject under mutual TLS,
     `anonymous` otherwise, `system` for the server's own changes.

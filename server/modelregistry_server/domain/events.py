@@ -28,6 +28,8 @@ GENESIS_HASH = "0" * 64
 # bounded in bytes with room for several of these, so a stored event can
 # always be sent.
 MAX_EVENT_BYTES = 512 * 1024
+# The `resource` of CHECKPOINT events.
+CHECKPOINT_RESOURCE = "checkpoints"
 
 
 class EventType(enum.Enum):
@@ -48,6 +50,9 @@ class EventType(enum.Enum):
     ROLLOUT_RESUMED = "ROLLOUT_RESUMED"
     ROLLOUT_COMPLETED = "ROLLOUT_COMPLETED"
     ROLLOUT_ROLLED_BACK = "ROLLOUT_ROLLED_BACK"
+    # The server's signed statement of the head before it (see
+    # events/checkpoints.py); it belongs to no model.
+    CHECKPOINT = "CHECKPOINT"
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,11 @@ signature (base64). The SDK verifies it with its own code
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-CHECKPOINT_RESOURCE = "checkpoints"
+from ..domain import errors
+from ..store.base import EventLog
+from ..store.transactions import now_us
+
+log = logging.getLogger("modelreg.checkpoints")
 
 
 @dataclass(frozen=True)
@@ -103,3 +109,28 @@ def generate_key_pem() -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+async def checkpoint_forever(
+    event_log: EventLog, signer: CheckpointSigner, interval_s: float, ready: asyncio.Event
+) -> None:
+    """Sign the head every `interval_s` while the log grows (a background task)."""
+    await ready.wait()
+    failing = False
+    while True:
+        try:
+            revision = await event_log.append_checkpoint(
+                lambda rev, hash_: signer.sign(rev, hash_, now_us()).to_json()
+            )
+            if failing:
+                log.info("checkpoints are written again")
+            failing = False
+            if revision is not None:
+                log.debug("checkpoint", extra={"revision": revision, "key_id": signer.key_id})
+        except errors.Unavailable:
+            if not failing:
+                log.warning("cannot write a checkpoint: the database is unavailable; retrying")
+            failing = True
+        except Exception:
+            log.exception("writing a checkpoint failed")
+        await asyncio.sleep(interval_s)

@@ -178,6 +178,10 @@ class EventLog(Protocol):
         """Drop events older than `before_time_us`, but none a queue relay
         still owes; returns the new compacted revision."""
 
+    async def append_checkpoint(self, sign: Callable[[int, str], str]) -> int | None:
+        """Append a CHECKPOINT event signing the head (`sign(revision, hash)`
+        is its after_json); None when the head already is one."""
+
 
 class RelayLeadership(Protocol):
     """A session on which one replica at a time may lead a relay."""

@@ -7,6 +7,7 @@ NOTIFY (delivered at commit) so other replicas wake at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
@@ -15,7 +16,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
-from ..domain.events import MAX_EVENT_BYTES, Event, EventType, canonical_json, chain_hash
+from ..domain.events import (
+    CHECKPOINT_RESOURCE,
+    MAX_EVENT_BYTES,
+    Event,
+    EventType,
+    canonical_json,
+    chain_hash,
+)
 from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
@@ -44,9 +52,21 @@ async def append_event(
 ) -> int:
     """Write one event in the caller's transaction; returns its revision."""
     touch(str(model))
+    return await _append(
+        conn, type_, str(model), resource, canonical_json(before), canonical_json(after)
+    )
+
+
+async def _append(
+    conn: AsyncConnection,
+    type_: EventType,
+    model: str,
+    resource: str,
+    before_json: str,
+    after_json: str,
+) -> int:
     now = now_us()
     actor = current_actor()[:512]
-    before_json, after_json = canonical_json(before), canonical_json(after)
     size = sum(
         len(part.encode()) for part in (type_.value, resource, actor, before_json, after_json)
     )
@@ -55,7 +75,7 @@ async def append_event(
     values = {
         "type": type_.value,
         "resource": resource,
-        "model": str(model),
+        "model": model,
         "actor": actor,
         "time_us": now,
         "before_json": before_json,
@@ -74,7 +94,7 @@ async def append_event(
     head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
     revision = head.revision + 1
     digest = chain_hash(
-        revision, type_.value, resource, str(model), actor, now, before_json, after_json, head.hash
+        revision, type_.value, resource, model, actor, now, before_json, after_json, head.hash
     )
     await conn.execute(
         insert(events).values(revision=revision, prev_hash=head.hash, hash=digest, **values)
@@ -156,6 +176,22 @@ def compacted(oldest: int) -> errors.OutOfRange:
 
 
 class SqlEventLog(SqlBase):
+    async def append_checkpoint(self, sign: Callable[[int, str], str]) -> int | None:
+        """Append a CHECKPOINT event of the head as it stands: its
+        `after_json` is `sign(revision, hash)`. Nothing when the head is
+        already a checkpoint (an idle log is signed once, not forever)."""
+        async with self._tx("append_checkpoint", write=True) as conn:
+            head = (
+                await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())
+            ).one()
+            if head.revision == 0:
+                return None
+            last = (await conn.execute(select(E.type).where(E.revision == head.revision))).scalar()
+            if last == EventType.CHECKPOINT.value:
+                return None
+            statement = sign(int(head.revision), str(head.hash))
+            return await _append(conn, EventType.CHECKPOINT, "", CHECKPOINT_RESOURCE, "", statement)
+
     async def head(self) -> tuple[int, int]:
         """(newest revision, newest compacted revision)."""
         async with self._tx("event_head") as conn:

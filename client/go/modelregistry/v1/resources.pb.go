@@ -762,11 +762,16 @@ type Event struct {
 	// VERSION_CREATED, VERSION_UPDATED, VERSION_READY, VERSION_DELETED,
 	// VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
 	// ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
-	// ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK.
+	// ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK; and CHECKPOINT, the server's
+	// signed statement of the head before it: `after_json` is
+	// {"revision", "hash", "time_us", "key_id", "signature"}, the ed25519
+	// signature (base64) of "modelreg-checkpoint-v1\n<revision>\n<hash>\n<time_us>".
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	// Name of the resource that changed, e.g. `models/fraud/aliases/production`.
+	// Name of the resource that changed, e.g. `models/fraud/aliases/production`
+	// (`checkpoints` for a CHECKPOINT).
 	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
-	// The model it belongs to. Format: `models/{model}`.
+	// The model it belongs to. Format: `models/{model}`; empty for a
+	// CHECKPOINT, which belongs to none.
 	Model string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
 	// Who made the change: the client certificate subject under mutual TLS,
 	// `anonymous` otherwise, `system` for the server's own changes.
