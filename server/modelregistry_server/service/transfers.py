@@ -59,7 +59,7 @@ def too_many_transfers(kind: str, limit: int, retry_delay_s: float) -> ResourceE
     delay_ms = int(retry_delay_s * 1000 * random.uniform(1.0, 2.0))
     return ResourceExhausted(
         ErrorReason.TOO_MANY_TRANSFERS,
-        f"this server already runs {limit} {kind}s; retry in {delay_ms} ms",
+        f"this server runs at most {limit} {kind} streams at once; retry in {delay_ms} ms",
         {ErrorMetadataKey.RETRY_DELAY_MS: str(delay_ms), ErrorMetadataKey.LIMIT: str(limit)},
     )
 

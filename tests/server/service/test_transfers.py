@@ -104,3 +104,39 @@ async def test_transfers_past_the_cap_are_refused_with_a_retry_delay(
         async with artifacts.download("sha256:" + "0" * 64, "", "", 0, 0, 0):
             pass
     assert artifacts._limits.downloads == 0
+
+
+async def test_the_sdk_waits_for_a_transfer_slot(tmp_path: Path) -> None:
+    """A client refused with TOO_MANY_TRANSFERS comes back after the delay
+    the server gave, and gets its download once a slot is free."""
+    import asyncio
+
+    import grpc
+    from modelregistry import RegistryClient
+    from modelregistry.v1 import artifact_service_pb2 as apb
+    from modelregistry.v1 import artifact_service_pb2_grpc
+    from modelregistry_server.config import ServerConfig
+    from support.in_process import serving
+
+    config = ServerConfig(
+        listen="127.0.0.1:0", data_dir=tmp_path / "data", max_downloads=1, max_uploads=4
+    )
+    async with serving(config) as running:
+        address = f"127.0.0.1:{running.port}"
+        async with RegistryClient(address) as client:
+            blob = tmp_path / "blob.bin"
+            blob.write_bytes(BLOB)
+            await client.create_model("m")
+            version = await client.create_model_version("models/m")
+            await client.push(version.name, blob)
+        async with grpc.aio.insecure_channel(address) as ch:
+            # One download holds the only slot for a moment.
+            held = artifact_service_pb2_grpc.ArtifactServiceStub(ch).Download(
+                apb.DownloadRequest(digest=DIGEST)
+            )
+            await held.read()
+            asyncio.get_running_loop().call_later(1.5, held.cancel)
+            async with RegistryClient(address) as client:
+                result = await client.pull(version.name, tmp_path / "out")
+        assert (tmp_path / "out" / "blob.bin").read_bytes() == BLOB
+        assert result is not None
