@@ -34,6 +34,9 @@ from modelregistry.v1 import rollout_service_pb2 as rpb
 from modelregistry.v1.error_reasons import ErrorReason
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import start
+from support.ports import port_open
+from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
+from support.services import require
 
 CATALOGUE = frozenset(ErrorReason)
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -49,8 +52,10 @@ class ThreadedServer:
     """A real server on its own event loop in a thread, so that hypothesis
     (which drives plain functions) can call it through blocking stubs."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self._config = ServerConfig(listen="127.0.0.1:0", data_dir=data_dir)
+    def __init__(self, data_dir: Path, database_url: str = "") -> None:
+        self._config = ServerConfig(
+            listen="127.0.0.1:0", data_dir=data_dir, database_url=database_url
+        )
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -80,12 +85,21 @@ class ThreadedServer:
         self._thread.join(30)
 
 
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
-    with (
-        ThreadedServer(tmp_path_factory.mktemp("props") / "data") as server,
-        grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch,
-    ):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def channel(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[grpc.Channel]:
+    """One server per database for the whole module: examples share it."""
+    with contextlib.ExitStack() as stack:
+        database_url = ""
+        if request.param == "postgresql":
+            if not port_open(PG_HOST, PG_PORT):
+                require(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}")
+            server = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}"
+            database_url = stack.enter_context(fresh_database(server))
+        data_dir = tmp_path_factory.mktemp("props") / "data"
+        server_ = stack.enter_context(ThreadedServer(data_dir, database_url))
+        ch = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{server_.port}"))
         seed(registry_service_pb2_grpc.RegistryServiceStub(ch))
         yield ch
 
