@@ -25,7 +25,7 @@ import grpc
 from .errors import DataLossError, RegistryError, from_rpc_error
 from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
 from .transport import RetryPolicy
-from .uploads import TRANSFER_RETRY, stream_broken
+from .uploads import TRANSFER_RETRY, retry_delay, stream_broken
 from .v1 import artifact_service_pb2 as apb
 from .v1.error_reasons import ErrorReason
 
@@ -158,9 +158,10 @@ class BlobDownloader:
     async def _retrying(self, attempt: int, rpc_err: grpc.aio.AioRpcError) -> RegistryError | None:
         """Sleep and return None if the failure is worth another stream, else the error."""
         err = from_rpc_error(rpc_err)
-        if not stream_broken(err) or attempt >= self._retry.max_attempts:
+        full = err.reason == ErrorReason.TOO_MANY_TRANSFERS
+        if not (stream_broken(err) or full) or attempt >= self._retry.max_attempts:
             return err
-        await asyncio.sleep(self._retry.backoff(attempt))
+        await asyncio.sleep(retry_delay(err, self._retry.backoff(attempt)))
         return None
 
     async def fetch(self, **target: str) -> tuple[apb.DownloadHeader, bytes]:

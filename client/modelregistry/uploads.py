@@ -25,7 +25,7 @@ from .transport import RetryPolicy
 from .upload_state import UploadState, UploadStateStore
 from .v1 import artifact_service_pb2 as apb
 from .v1 import resources_pb2 as pb
-from .v1.error_reasons import ErrorReason
+from .v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 if TYPE_CHECKING:
     from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -65,10 +65,22 @@ def stream_broken(err: RegistryError) -> bool:
     )
 
 
+def retry_delay(err: RegistryError, backoff: float) -> float:
+    """How long to wait before another stream: what the server asked for
+    (a full server says when to come back), or the backoff."""
+    if err.reason == ErrorReason.TOO_MANY_TRANSFERS:
+        asked = err.metadata.get(ErrorMetadataKey.RETRY_DELAY_MS, "")
+        if asked.isdigit():
+            return max(backoff, int(asked) / 1000)
+    return backoff
+
+
 def _retryable(err: RegistryError) -> bool:
     """Failures a fresh stream can get past; every other one is the caller's to see."""
     return (
         stream_broken(err)
+        # The server runs as many transfers as it allows: later, there is room.
+        or err.reason == ErrorReason.TOO_MANY_TRANSFERS
         # The server has not yet seen the old stream end.
         or err.reason == ErrorReason.UPLOAD_IN_PROGRESS
         # Corrupted in transit: resend from the disk.
@@ -194,7 +206,7 @@ class BlobUploader:
                         # The server dropped the upload (digest or size mismatch...).
                         states.clear(self._target, digest)
                     raise err from rpc_err
-                await asyncio.sleep(self._retry.backoff(attempt))
+                await asyncio.sleep(retry_delay(err, self._retry.backoff(attempt)))
                 attempt += 1
                 continue
             if states:

@@ -102,6 +102,46 @@ class ServerConfig:
             unit=HOUR_S,
         ),
     )
+    # Streams past these get RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) with a
+    # retry delay; see service/transfers.py.
+    max_downloads: int = field(
+        default=512,
+        metadata=flag("--max-downloads", "concurrent Download streams (default %(default)s)", int),
+    )
+    # Lower than downloads: a stalled upload stream holds megabytes inside
+    # gRPC's transport, and uploads come from a few pipelines, not a fleet.
+    max_uploads: int = field(
+        default=64,
+        metadata=flag("--max-uploads", "concurrent Upload streams (default %(default)s)", int),
+    )
+    # Chunk bytes that downloads past their first small chunks may hold in
+    # flight, all streams together; memory is a small multiple of it.
+    download_buffer_mib: int = field(
+        default=32,
+        metadata=flag(
+            "--download-buffer-mib",
+            "large download chunks in flight, all streams together (default %(default)s)",
+            int,
+        ),
+    )
+    # Set: every `checkpoint_interval_s` the server signs the log's head with
+    # this ed25519 key (PEM, PKCS#8) and appends it as a CHECKPOINT event.
+    checkpoint_key: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--checkpoint-key",
+            "ed25519 private key (PEM) to sign checkpoints of the event log with",
+            Path,
+        ),
+    )
+    checkpoint_interval_s: float = field(
+        default=300.0,
+        metadata=flag(
+            "--checkpoint-interval-seconds",
+            "sign the event log's head this often when it has grown (default %(default)s)",
+            float,
+        ),
+    )
     # Events older than this are compacted away (0: keep everything). Events
     # a queue relay has not published yet are always kept.
     event_retention_s: float = field(

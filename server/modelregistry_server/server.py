@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import access_setup
 from .access_setup import AccessParts
+from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.event_servicer import EventServicer
@@ -41,6 +43,7 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .events import pg_listener
+from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
 from .events.nats_relay import NatsRelay, relay_settings
 from .events.watch_hub import WatchHub
@@ -48,6 +51,7 @@ from .events.watcher import WatchSettings
 from .observability import exporter as metrics_exporter
 from .observability.live import Sources as MetricSources
 from .observability.rpc import RpcMetricsInterceptor
+from .private_files import private_dir, private_file
 from .readiness import (
     ACCESS_SERVICE,
     ARTIFACT_SERVICE,
@@ -63,6 +67,7 @@ from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
 from .service.rollouts import Rollouts
+from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
 from .store.relay_cursors import SqlRelayCursors
@@ -165,6 +170,7 @@ class Parts:
     hub: WatchHub
     relay: NatsRelay | None
     access: AccessParts
+    signer: CheckpointSigner | None
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
@@ -180,15 +186,30 @@ async def build(config: ServerConfig) -> Parts:
     access_settings = access_setup.settings_from(config)
     access_setup.check(access_settings)
     relay_config = relay_settings(config)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(config.resolved_database_url(), pool_size=config.db_pool_size)
+    signer = None
+    if config.checkpoint_key is not None:
+        signer = CheckpointSigner.from_file(config.checkpoint_key)  # ValueError: cannot start
+    private_dir(config.data_dir)
+    database_url = config.resolved_database_url()
+    if not config.database_url:  # the embedded database lives in the data directory
+        private_file(config.data_dir / "registry.db")
+    engine = make_engine(database_url, pool_size=config.db_pool_size)
     store = SqlRegistryStore(engine)
     uploads = SqlUploadStore(engine)
     events = SqlEventLog(engine)
     blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
     tokens = PageTokens()
     cache = ReadCache(ttl_s=config.read_cache_s)
-    artifacts = Artifacts(store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s))
+    limits = TransferLimits(
+        TransferSettings(
+            max_downloads=config.max_downloads,
+            max_uploads=config.max_uploads,
+            download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
+        )
+    )
+    artifacts = Artifacts(
+        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+    )
     hub = WatchHub(
         events,
         WatchSettings(
@@ -199,7 +220,7 @@ async def build(config: ServerConfig) -> Parts:
     relay = None
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
-    for writer in (store, uploads):
+    for writer in (store, uploads, events):
         # Local writes wake the hub and the relay at once, and drop cached
         # reads before they return; other replicas' writes reach the cache
         # when the hub reads them from the log.
@@ -239,6 +260,7 @@ async def build(config: ServerConfig) -> Parts:
         hub=hub,
         relay=relay,
         access=access,
+        signer=signer,
         health=health_servicer,
         ready=ready,
         server=server,
@@ -301,6 +323,15 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
         tasks.append(
             asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))
         )
+    if parts.signer is not None:
+        log.info(
+            "signing checkpoints of the event log",
+            extra={"key_id": parts.signer.key_id, "interval_s": config.checkpoint_interval_s},
+        )
+        checkpoints = checkpoint_forever(
+            parts.events, parts.signer, config.checkpoint_interval_s, ready
+        )
+        tasks.append(asyncio.create_task(checkpoints, name="checkpoints"))
     pg_url = config.resolved_database_url() if parts.engine.dialect.name == "postgresql" else None
     tasks.append(
         asyncio.create_task(_when_ready(ready, lambda: _run_hub(parts.hub, pg_url, tasks)))
@@ -351,6 +382,8 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    map_large_blocks()
+    os.umask(0o077)  # whatever else this process creates is owner-only too
     running = await start(config)
     # Start-up objects (modules, schema, stubs) live as long as the process:
     # keep them out of every collection. Thousands of watch streams make

@@ -30,7 +30,10 @@ CHUNK = MIB
 BIG = int(os.environ.get("MODELREG_TEST_BIG_BYTES", str(1024 * MIB)))
 WARM = BIG // 16
 RSS_LIMIT_KB = 200 * 1024
-FLAT_KB = 64 * 1024
+# Growth allowed from the small transfer to the 16x larger one: about 8 MB
+# is measured on either store; memory that creeps with the data (glibc
+# arenas keeping 16 MiB S3 segments, 44-83 MB on 1 GiB) fails it.
+FLAT_KB = 24 * 1024
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -144,17 +147,24 @@ async def round_trip(stub: ArtifactServiceAsyncStub, seed: int, size: int) -> No
     replies = [r async for r in stub.Upload(requests())]
     assert replies[-1].finished.blob.digest == digest
     h = hashlib.sha256()
-    received = 0
+    received = checked = 0
+    # chunk_bytes is a preference: the server may send smaller chunks.
+    pending = bytearray()
     async for msg in stub.Download(apb.DownloadRequest(digest=digest, chunk_bytes=CHUNK)):
         if msg.WhichOneof("kind") != "chunk":
             continue
         assert msg.chunk.offset == received
         assert google_crc32c.value(msg.chunk.data) == msg.chunk.crc32c
-        # Byte for byte, not just the digest.
-        assert msg.chunk.data == piece(seed, received, len(msg.chunk.data))
         h.update(msg.chunk.data)
         received += len(msg.chunk.data)
-    assert received == size and "sha256:" + h.hexdigest() == digest
+        pending += msg.chunk.data
+        # Byte for byte, not just the digest, one generated piece at a time.
+        while pending and len(pending) >= min(CHUNK, size - checked):
+            n = min(CHUNK, size - checked)
+            assert pending[:n] == piece(seed, checked, n)
+            del pending[:n]
+            checked += n
+    assert received == checked == size and "sha256:" + h.hexdigest() == digest
 
 
 @pytest.mark.slow

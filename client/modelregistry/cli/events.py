@@ -17,7 +17,7 @@ from google.protobuf import json_format
 
 from ..client import RegistryClient
 from ..errors import RegistryError
-from ..event_chain import verify_events
+from ..event_chain import load_public_key, parse_expectation, verify_events
 from ..v1 import resources_pb2 as pb
 from .args import model_name
 from .connection import (
@@ -89,19 +89,33 @@ def watch(args: argparse.Namespace) -> int:
 
 
 async def _verify(args: argparse.Namespace) -> int:
+    try:
+        expect = [parse_expectation(text) for text in args.expect]
+        public_key = load_public_key(args.public_key.read()) if args.public_key else None
+    except (ValueError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     client = client_from_args(args)
     async with client:
-        report = await verify_events(client.list_events(page_size=1000))
+        report = await verify_events(client.list_events(page_size=1000), public_key, expect)
     if args.output == "json":
         print(json.dumps(report.__dict__))
     elif report.broken_at:
         print(f"chain broken at revision {report.broken_at}: {report.reason}")
     else:
         note = " (older events were compacted)" if report.starts_after_compaction else ""
+        anchored = []
+        if public_key is not None:
+            anchored.append(f"{report.checkpoints} signed checkpoints")
+        if report.anchors:
+            anchored.append(f"{len(report.anchors)} expected heads")
         print(
             f"verified {report.checked} events, revisions "
             f"{report.first_revision}..{report.last_revision}{note}"
+            + (f"; {' and '.join(anchored)} hold" if anchored else "")
         )
+        # Keep it: `--expect` it next time and a truncation behind it shows.
+        print(f"head {report.last_revision}:{report.head_hash}")
     return EXIT_ERROR if report.broken_at else 0
 
 
@@ -162,5 +176,19 @@ def add_parsers(
         "verify",
         parents=[parent],
         help="check the log's hash chain: exit 1 at the first tampered or missing event",
+    )
+    p.add_argument(
+        "--public-key",
+        type=argparse.FileType("rb"),
+        metavar="PEM",
+        help="the server's checkpoint public key: check every signed checkpoint in the log",
+    )
+    p.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="REV:HASH",
+        help="a head seen before (printed by verify, or a checkpoint): it must still be in"
+        " the log; repeatable",
     )
     p.set_defaults(func=verify)

@@ -46,10 +46,14 @@ class ArtifactServiceStub:
     (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
     the server expects: out of order, overlapping or a gap; metadata
     `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
-    its data; metadata `committed_offset`), DIGEST_MISMATCH and
-    SIZE_MISMATCH (at finish: the upload is discarded, nothing becomes
-    visible), INVALID_MANIFEST, PROTOCOL_VIOLATION (messages in the wrong
-    order).
+    its data; metadata `committed_offset`), DIGEST_MISMATCH (at finish:
+    the upload is discarded, nothing becomes visible), SIZE_MISMATCH (at
+    finish: bytes are missing; the upload stays resumable from
+    `committed_offset`), INVALID_MANIFEST (the upload is discarded),
+    PROTOCOL_VIOLATION (messages in the wrong order).
+    Every failure leaves an upload resumable (GetUpload reports it and a
+    start with its id continues it) or gone (both say UPLOAD_NOT_FOUND and
+    its staged bytes are freed), never half of each.
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
     BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its
@@ -117,10 +121,14 @@ class ArtifactServiceServicer:
     (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
     the server expects: out of order, overlapping or a gap; metadata
     `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
-    its data; metadata `committed_offset`), DIGEST_MISMATCH and
-    SIZE_MISMATCH (at finish: the upload is discarded, nothing becomes
-    visible), INVALID_MANIFEST, PROTOCOL_VIOLATION (messages in the wrong
-    order).
+    its data; metadata `committed_offset`), DIGEST_MISMATCH (at finish:
+    the upload is discarded, nothing becomes visible), SIZE_MISMATCH (at
+    finish: bytes are missing; the upload stays resumable from
+    `committed_offset`), INVALID_MANIFEST (the upload is discarded),
+    PROTOCOL_VIOLATION (messages in the wrong order).
+    Every failure leaves an upload resumable (GetUpload reports it and a
+    start with its id continues it) or gone (both say UPLOAD_NOT_FOUND and
+    its staged bytes are freed), never half of each.
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
     BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its
@@ -235,10 +243,14 @@ class ArtifactService:
     (download), UNEXPECTED_OFFSET (a chunk's offset is not the next byte
     the server expects: out of order, overlapping or a gap; metadata
     `expected_offset`), CHECKSUM_MISMATCH (a chunk's CRC32C does not match
-    its data; metadata `committed_offset`), DIGEST_MISMATCH and
-    SIZE_MISMATCH (at finish: the upload is discarded, nothing becomes
-    visible), INVALID_MANIFEST, PROTOCOL_VIOLATION (messages in the wrong
-    order).
+    its data; metadata `committed_offset`), DIGEST_MISMATCH (at finish:
+    the upload is discarded, nothing becomes visible), SIZE_MISMATCH (at
+    finish: bytes are missing; the upload stays resumable from
+    `committed_offset`), INVALID_MANIFEST (the upload is discarded),
+    PROTOCOL_VIOLATION (messages in the wrong order).
+    Every failure leaves an upload resumable (GetUpload reports it and a
+    start with its id continues it) or gone (both say UPLOAD_NOT_FOUND and
+    its staged bytes are freed), never half of each.
     * NOT_FOUND: UPLOAD_NOT_FOUND (unknown or expired upload id),
     BLOB_NOT_FOUND, VERSION_NOT_FOUND, ALIAS_NOT_FOUND, MODEL_NOT_FOUND.
     * FAILED_PRECONDITION: VERSION_NOT_PENDING (the version already has its

@@ -74,6 +74,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the list filter is not in the supported AIP-160
     subset. Metadata: `field`.
     """
+    INVALID_REQUEST: _ErrorReason.ValueType  # 69
+    """INVALID_ARGUMENT: the request's bytes are not a message of the method's
+    request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+    past protobuf's limit.
+    """
     INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 16
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
@@ -138,9 +143,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     declares another digest. Metadata: `field`.
     """
     SIZE_MISMATCH: _ErrorReason.ValueType  # 32
-    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-    finish the upload is discarded), or a resumed upload declares another
-    size. Metadata: `field`; on chunks and at finish also the offsets of
+    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+    finish before the last byte leaves the upload resumable from
+    `committed_offset`), or a resumed upload declares another size.
+    Metadata: `field`; on chunks and at finish also the offsets of
     UNEXPECTED_OFFSET.
     """
     PROTOCOL_VIOLATION: _ErrorReason.ValueType  # 33
@@ -235,12 +241,26 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """OUT_OF_RANGE: a download offset is negative or past the end of the
     blob. Metadata: `offset`, `size` when past the end.
     """
+    REVISION_IN_FUTURE: _ErrorReason.ValueType  # 70
+    """OUT_OF_RANGE: a watch asked to start past the next revision to be
+    written; watch from at most `head_revision` + 1. Metadata:
+    `head_revision`.
+    """
     WATCH_TOO_SLOW: _ErrorReason.ValueType  # 52
     """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
     `resume_revision`. Metadata: `resume_revision`.
     """
     BLOB_STORE_FULL: _ErrorReason.ValueType  # 53
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
+    TOO_MANY_TRANSFERS: _ErrorReason.ValueType  # 71
+    """RESOURCE_EXHAUSTED: the server already runs as many uploads or
+    downloads as it allows; retry after `retry_delay_ms`. Metadata:
+    `retry_delay_ms`, `limit`.
+    """
+    RESPONSE_TOO_LARGE: _ErrorReason.ValueType  # 72
+    """RESOURCE_EXHAUSTED: the response would be larger than the server sends
+    in one message.
+    """
     IAM_PERMISSION_DENIED: _ErrorReason.ValueType  # 63
     """PERMISSION_DENIED: the caller lacks the permission on the resource (the
     same answer whether or not the resource exists); the message names the
@@ -350,6 +370,11 @@ INVALID_FILTER: ErrorReason.ValueType  # 15
 """INVALID_ARGUMENT: the list filter is not in the supported AIP-160
 subset. Metadata: `field`.
 """
+INVALID_REQUEST: ErrorReason.ValueType  # 69
+"""INVALID_ARGUMENT: the request's bytes are not a message of the method's
+request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+past protobuf's limit.
+"""
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 16
 """INVALID_ARGUMENT: the page token is forged, malformed or from another
 request. Metadata: `field`.
@@ -414,9 +439,10 @@ DIGEST_MISMATCH: ErrorReason.ValueType  # 31
 declares another digest. Metadata: `field`.
 """
 SIZE_MISMATCH: ErrorReason.ValueType  # 32
-"""INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-finish the upload is discarded), or a resumed upload declares another
-size. Metadata: `field`; on chunks and at finish also the offsets of
+"""INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+finish before the last byte leaves the upload resumable from
+`committed_offset`), or a resumed upload declares another size.
+Metadata: `field`; on chunks and at finish also the offsets of
 UNEXPECTED_OFFSET.
 """
 PROTOCOL_VIOLATION: ErrorReason.ValueType  # 33
@@ -511,12 +537,26 @@ OFFSET_OUT_OF_RANGE: ErrorReason.ValueType  # 51
 """OUT_OF_RANGE: a download offset is negative or past the end of the
 blob. Metadata: `offset`, `size` when past the end.
 """
+REVISION_IN_FUTURE: ErrorReason.ValueType  # 70
+"""OUT_OF_RANGE: a watch asked to start past the next revision to be
+written; watch from at most `head_revision` + 1. Metadata:
+`head_revision`.
+"""
 WATCH_TOO_SLOW: ErrorReason.ValueType  # 52
 """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
 `resume_revision`. Metadata: `resume_revision`.
 """
 BLOB_STORE_FULL: ErrorReason.ValueType  # 53
 """RESOURCE_EXHAUSTED: the blob store is out of space."""
+TOO_MANY_TRANSFERS: ErrorReason.ValueType  # 71
+"""RESOURCE_EXHAUSTED: the server already runs as many uploads or
+downloads as it allows; retry after `retry_delay_ms`. Metadata:
+`retry_delay_ms`, `limit`.
+"""
+RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 72
+"""RESOURCE_EXHAUSTED: the response would be larger than the server sends
+in one message.
+"""
 IAM_PERMISSION_DENIED: ErrorReason.ValueType  # 63
 """PERMISSION_DENIED: the caller lacks the permission on the resource (the
 same answer whether or not the resource exists); the message names the
@@ -605,6 +645,12 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """The principal a decision concerns, e.g. "user:alice"."""
     ALIASES: _ErrorMetadataKey.ValueType  # 19
     """Alias ids concerned, comma-separated."""
+    HEAD_REVISION: _ErrorMetadataKey.ValueType  # 20
+    """The newest revision of the event log."""
+    RETRY_DELAY_MS: _ErrorMetadataKey.ValueType  # 21
+    """How long to wait before retrying, in milliseconds."""
+    LIMIT: _ErrorMetadataKey.ValueType  # 22
+    """The limit that was reached."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -651,4 +697,10 @@ PRINCIPAL: ErrorMetadataKey.ValueType  # 18
 """The principal a decision concerns, e.g. "user:alice"."""
 ALIASES: ErrorMetadataKey.ValueType  # 19
 """Alias ids concerned, comma-separated."""
+HEAD_REVISION: ErrorMetadataKey.ValueType  # 20
+"""The newest revision of the event log."""
+RETRY_DELAY_MS: ErrorMetadataKey.ValueType  # 21
+"""How long to wait before retrying, in milliseconds."""
+LIMIT: ErrorMetadataKey.ValueType  # 22
+"""The limit that was reached."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -100,6 +100,12 @@ class ErrorReason(enum.StrEnum):
     subset. Metadata: `field`.
     """
 
+    INVALID_REQUEST = "INVALID_REQUEST"
+    """INVALID_ARGUMENT: the request's bytes are not a message of the method's
+    request type: corrupt wire format, invalid UTF-8 in a string, or nesting
+    past protobuf's limit.
+    """
+
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
@@ -180,9 +186,10 @@ class ErrorReason(enum.StrEnum):
     """
 
     SIZE_MISMATCH = "SIZE_MISMATCH"
-    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (at
-    finish the upload is discarded), or a resumed upload declares another
-    size. Metadata: `field`; on chunks and at finish also the offsets of
+    """INVALID_ARGUMENT: more or fewer bytes than declared were uploaded (a
+    finish before the last byte leaves the upload resumable from
+    `committed_offset`), or a resumed upload declares another size.
+    Metadata: `field`; on chunks and at finish also the offsets of
     UNEXPECTED_OFFSET.
     """
 
@@ -300,6 +307,12 @@ class ErrorReason(enum.StrEnum):
     blob. Metadata: `offset`, `size` when past the end.
     """
 
+    REVISION_IN_FUTURE = "REVISION_IN_FUTURE"
+    """OUT_OF_RANGE: a watch asked to start past the next revision to be
+    written; watch from at most `head_revision` + 1. Metadata:
+    `head_revision`.
+    """
+
     WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
     """RESOURCE_EXHAUSTED: the watcher fell too far behind; watch again from
     `resume_revision`. Metadata: `resume_revision`.
@@ -307,6 +320,17 @@ class ErrorReason(enum.StrEnum):
 
     BLOB_STORE_FULL = "BLOB_STORE_FULL"
     """RESOURCE_EXHAUSTED: the blob store is out of space."""
+
+    TOO_MANY_TRANSFERS = "TOO_MANY_TRANSFERS"
+    """RESOURCE_EXHAUSTED: the server already runs as many uploads or
+    downloads as it allows; retry after `retry_delay_ms`. Metadata:
+    `retry_delay_ms`, `limit`.
+    """
+
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    """RESOURCE_EXHAUSTED: the response would be larger than the server sends
+    in one message.
+    """
 
     IAM_PERMISSION_DENIED = "IAM_PERMISSION_DENIED"
     """PERMISSION_DENIED: the caller lacks the permission on the resource (the
@@ -422,6 +446,15 @@ class ErrorMetadataKey(enum.StrEnum):
     ALIASES = "aliases"
     """Alias ids concerned, comma-separated."""
 
+    HEAD_REVISION = "head_revision"
+    """The newest revision of the event log."""
+
+    RETRY_DELAY_MS = "retry_delay_ms"
+    """How long to wait before retrying, in milliseconds."""
+
+    LIMIT = "limit"
+    """The limit that was reached."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -441,6 +474,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.INVALID_FIELD: "INVALID_ARGUMENT",
         ErrorReason.INVALID_UPDATE_MASK: "INVALID_ARGUMENT",
         ErrorReason.INVALID_FILTER: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_REQUEST: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_TOKEN: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_SIZE: "INVALID_ARGUMENT",
         ErrorReason.INVALID_LABELS: "INVALID_ARGUMENT",
@@ -480,8 +514,11 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.NO_HISTORY: "FAILED_PRECONDITION",
         ErrorReason.REVISION_COMPACTED: "OUT_OF_RANGE",
         ErrorReason.OFFSET_OUT_OF_RANGE: "OUT_OF_RANGE",
+        ErrorReason.REVISION_IN_FUTURE: "OUT_OF_RANGE",
         ErrorReason.WATCH_TOO_SLOW: "RESOURCE_EXHAUSTED",
         ErrorReason.BLOB_STORE_FULL: "RESOURCE_EXHAUSTED",
+        ErrorReason.TOO_MANY_TRANSFERS: "RESOURCE_EXHAUSTED",
+        ErrorReason.RESPONSE_TOO_LARGE: "RESOURCE_EXHAUSTED",
         ErrorReason.IAM_PERMISSION_DENIED: "PERMISSION_DENIED",
         ErrorReason.SEPARATION_OF_DUTIES: "PERMISSION_DENIED",
         ErrorReason.CREDENTIALS_MISSING: "UNAUTHENTICATED",

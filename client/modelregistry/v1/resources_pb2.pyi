@@ -463,13 +463,20 @@ class Event(_message.Message):
     VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
     ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
     ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK, POLICY_SET,
-    SERVICE_ACCOUNT_TOKEN_CREATED, SERVICE_ACCOUNT_TOKEN_REVOKED.
+    SERVICE_ACCOUNT_TOKEN_CREATED, SERVICE_ACCOUNT_TOKEN_REVOKED; and
+    CHECKPOINT, the server's signed statement of the head before it:
+    `after_json` is {"revision", "hash", "time_us", "key_id", "signature"},
+    the ed25519 signature (base64) of
+    "modelreg-checkpoint-v1\\n<revision>\\n<hash>\\n<time_us>".
     """
     resource: _builtins.str
-    """Name of the resource that changed, e.g. `models/fraud/aliases/production`."""
+    """Name of the resource that changed, e.g. `models/fraud/aliases/production`
+    (`checkpoints` for a CHECKPOINT).
+    """
     model: _builtins.str
     """The model it belongs to. Format: `models/{model}`; empty for changes to
-    the registry itself (its policy, service-account tokens).
+    the registry itself (its policy, service-account tokens) and for a
+    CHECKPOINT, which belongs to none.
     """
     actor: _builtins.str
     """Who made the change: the authenticated principal (`user:<id>`,

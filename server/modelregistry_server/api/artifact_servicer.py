@@ -31,6 +31,11 @@ def _finished(published: Published) -> apb.UploadResponse:
     return apb.UploadResponse(finished=finished)
 
 
+def _chunk(piece: tuple[int, bytes, int]) -> apb.DownloadResponse:
+    offset, data, crc = piece
+    return apb.DownloadResponse(chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc))
+
+
 def _progress(committed: int) -> apb.UploadResponse:
     return apb.UploadResponse(progress=apb.UploadProgress(committed_offset=committed))
 
@@ -41,6 +46,13 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
 
     async def Upload(
         self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
+    ) -> AsyncIterator[apb.UploadResponse]:
+        with self._artifacts.upload_stream():
+            async for response in self._upload(request_iterator):
+                yield response
+
+    async def _upload(
+        self, request_iterator: AsyncIterator[apb.UploadRequest]
     ) -> AsyncIterator[apb.UploadResponse]:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
@@ -69,14 +81,20 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             )
             started.expire_time.CopyFrom(convert.timestamp(session.record.expire_time_us))
             yield apb.UploadResponse(started=started)
-            async for request in requests:
+            # No reference to a request outlives its handling: a client that
+            # goes quiet must not pin its last (up to 4 MiB) chunk here.
+            while (request := await anext(requests, None)) is not None:
                 kind = request.WhichOneof("kind")
                 if kind == "chunk":
-                    chunk = request.chunk
-                    committed = await self._artifacts.write_chunk(
-                        session, chunk.offset, chunk.data, chunk.crc32c
+                    offset, data, crc = (
+                        request.chunk.offset,
+                        request.chunk.data,
+                        request.chunk.crc32c,
                     )
-                    metrics.uploaded(len(chunk.data))
+                    del request
+                    metrics.uploaded(len(data))
+                    committed = await self._artifacts.write_chunk(session, offset, data, crc)
+                    del data
                     if committed is not None:
                         yield _progress(committed)
                 elif kind == "finish":
@@ -109,26 +127,26 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         self, request: apb.DownloadRequest, context: Ctx
     ) -> AsyncIterator[apb.DownloadResponse]:
         target = request.WhichOneof("target") or ""
-        download = await self._artifacts.open_download(
+        async with self._artifacts.download(
             request.digest if target == "digest" else "",
             request.version if target == "version" else "",
             request.alias if target == "alias" else "",
             request.offset,
             request.length,
             request.chunk_bytes,
-        )
-        yield apb.DownloadResponse(
-            header=apb.DownloadHeader(
-                blob=apb.Blob(digest=download.blob.digest, size_bytes=download.blob.size),
-                media_type=download.media_type,
-                version=str(download.version) if download.version else "",
-            )
-        )
-        async for offset, data, crc in download.chunks:
-            metrics.downloaded(len(data))
+        ) as download:
             yield apb.DownloadResponse(
-                chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc)
+                header=apb.DownloadHeader(
+                    blob=apb.Blob(digest=download.blob.digest, size_bytes=download.blob.size),
+                    media_type=download.media_type,
+                    version=str(download.version) if download.version else "",
+                )
             )
+            async for piece in download.chunks:
+                message = _chunk(piece)
+                del piece  # while the client is slow, only the message waits
+                metrics.downloaded(len(message.chunk.data))
+                yield message
 
     async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
         blob = await self._artifacts.stat(request.digest)

@@ -6,7 +6,9 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry.v1.error_reasons import ErrorReason
 
+from ..domain.errors import InvalidArgument
 from ..domain.resources import (
     Alias,
     Approval,
@@ -29,8 +31,25 @@ _STATE_TO_PB = {
 _STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
 
 
+# google.protobuf.Timestamp's own range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
 def timestamp(us: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def timestamp_us(ts: timestamp_pb2.Timestamp, field: str) -> int:
+    """Microseconds since the epoch; a value outside Timestamp's documented
+    range (which also keeps it inside a 64-bit column) is INVALID_ARGUMENT."""
+    if not _MIN_SECONDS <= ts.seconds <= _MAX_SECONDS or not 0 <= ts.nanos < 1_000_000_000:
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD,
+            f"{field}: seconds must be within years 1 to 9999 and nanos 0 to 999999999",
+            field,
+        )
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
 
 
 def model_to_pb(m: Model) -> pb.Model:
@@ -92,9 +111,16 @@ def version_to_pb(v: ModelVersion) -> pb.ModelVersion:
 
 
 def version_fields(v: pb.ModelVersion) -> VersionFields:
-    metadata: dict[str, Any] = (
-        json_format.MessageToDict(v.metadata) if v.HasField("metadata") else {}
-    )
+    metadata: dict[str, Any] = {}
+    if v.HasField("metadata"):
+        try:
+            metadata = json_format.MessageToDict(v.metadata)
+        except ValueError:  # NaN or Infinity, which JSON cannot carry
+            raise InvalidArgument(
+                ErrorReason.INVALID_FIELD,
+                "model_version.metadata: NaN and Infinity not allowed",
+                "model_version.metadata",
+            ) from None
     return VersionFields(
         source_uri=v.source_uri,
         description=v.description,

@@ -45,12 +45,28 @@ def rich_status(
     return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
+# Error messages and metadata may quote the request; these caps keep an error
+# (sent twice: the status message and the google.rpc.Status trailer) far below
+# the HTTP/2 header limits clients enforce, whatever the caller sent.
+MAX_MESSAGE_CHARS = 1024
+MAX_METADATA_CHARS = 256
+MAX_METADATA_ENTRIES = 16
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def from_domain(
     error: DomainError, request_id: str
 ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
-    metadata = dict(error.metadata)
+    metadata = {
+        _cap(key, 64): _cap(value, MAX_METADATA_CHARS)
+        for key, value in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
     metadata[ErrorMetadataKey.REQUEST_ID] = request_id
-    return rich_status(CODES[error.kind], error.message, error.reason, metadata)
+    message = _cap(error.message, MAX_MESSAGE_CHARS)
+    return rich_status(CODES[error.kind], message, error.reason, metadata)
 
 
 def internal(request_id: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:

@@ -14,7 +14,8 @@ from modelregistry.v1 import resources_pb2 as pb
 from ..domain.events import Event
 from ..events.watcher import Batch, EventFilter
 from ..service.events import Events, parse_event_filter
-from .convert import timestamp
+from .convert import timestamp, timestamp_us
+from .paging import fit, split
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -36,15 +37,29 @@ def event_to_pb(e: Event) -> pb.Event:
     )
 
 
+def _responses(batch: Batch) -> tuple[rpc.WatchResponse, ...]:
+    """The batch as messages of bounded size. Each but the last says it has
+    sent everything up to its own last event, which is where to resume."""
+    runs = list(split(event_to_pb(e) for e in batch.events))
+    if not runs:
+        return (rpc.WatchResponse(revision=batch.revision),)
+    return tuple(
+        rpc.WatchResponse(
+            events=run, revision=batch.revision if i == len(runs) - 1 else run[-1].revision
+        )
+        for i, run in enumerate(runs)
+    )
+
+
 @lru_cache(maxsize=64)
-def _shared_response(batch: Batch) -> rpc.WatchResponse:
-    """One message per hub read and filter, sent to every watcher of it
-    (batches hash by identity, so this costs a dict lookup)."""
-    return rpc.WatchResponse(events=[event_to_pb(e) for e in batch.events], revision=batch.revision)
+def _shared_responses(batch: Batch) -> tuple[rpc.WatchResponse, ...]:
+    """One set of messages per hub read and filter, sent to every watcher of
+    it (batches hash by identity, so this costs a dict lookup)."""
+    return _responses(batch)
 
 
-def _us(ts: timestamp_pb2.Timestamp, present: bool) -> int:
-    return ts.seconds * 1_000_000 + ts.nanos // 1000 if present else 0
+def _us(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> int:
+    return timestamp_us(ts, field) if present else 0
 
 
 def _filter(request: rpc.ListEventsRequest | rpc.WatchRequest) -> EventFilter:
@@ -62,24 +77,18 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         page = await self._events.list_events(
             _filter(request),
             request.start_revision,
-            _us(request.start_time, request.HasField("start_time")),
-            _us(request.end_time, request.HasField("end_time")),
+            _us(request.start_time, request.HasField("start_time"), "start_time"),
+            _us(request.end_time, request.HasField("end_time"), "end_time"),
             request.page_size,
             request.page_token,
         )
-        return rpc.ListEventsResponse(
-            events=[event_to_pb(e) for e in page.events],
-            next_page_token=page.next_page_token,
-            revision=page.revision,
-        )
+        events, token = fit(page.events, event_to_pb)
+        return rpc.ListEventsResponse(events=events, next_page_token=token, revision=page.revision)
 
     async def Watch(
         self, request: rpc.WatchRequest, context: Ctx
     ) -> AsyncIterator[rpc.WatchResponse]:
         stream = self._events.watch(_filter(request), request.start_revision)
         async for batch in stream:
-            if batch.shared:
-                yield _shared_response(batch)
-            else:
-                events = [event_to_pb(e) for e in batch.events]
-                yield rpc.WatchResponse(events=events, revision=batch.revision)
+            for response in _shared_responses(batch) if batch.shared else _responses(batch):
+                yield response

@@ -18,11 +18,15 @@ Wrap = Callable[[Behavior, str], Behavior]
 
 
 def rewrap(
-    handler: grpc.RpcMethodHandler[Any, Any], unary_response: Wrap, stream_response: Wrap
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary_response: Wrap,
+    stream_response: Wrap,
+    request_deserializer: Callable[[bytes], Any] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` with its behaviour wrapped: by `unary_response` when the RPC
     answers once, by `stream_response` when it streams its answer. The RPC
-    type passed along is unary, client_stream, server_stream or bidi_stream."""
+    type passed along is unary, client_stream, server_stream or bidi_stream.
+    `request_deserializer` replaces the handler's own, if given."""
     shapes: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler[Any, Any]], Wrap, str], ...] = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response, "unary"),
         ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response, "client_stream"),
@@ -34,7 +38,7 @@ def rewrap(
         if behavior:
             return make(
                 wrap(behavior, rpc_type),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=request_deserializer or handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
     return handler

@@ -22,13 +22,15 @@ from modelregistry.v1.error_reasons import ErrorReason
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
 
+from ..config import MAX_MESSAGE_BYTES
 from ..domain import request_context
-from ..domain.errors import DomainError, Unavailable
+from ..domain.errors import DomainError, ResourceExhausted, Unavailable
 from ..domain.request_context import RequestContext
 from . import error_map
 from .access_rules import OPEN_PREFIXES
 from .gate import AuthMode, Gate, certificate_subject, peek
 from .handler_wrapping import WrappingInterceptor, rewrap
+from .requests import parsed, parsed_stream, tolerant
 
 log = logging.getLogger("modelreg.rpc")
 # RPC types (see handler_wrapping.rewrap) whose requests arrive as a stream.
@@ -129,6 +131,20 @@ class _Call:
 
 
 Ready = Callable[[], bool]
+# A response over the server's max_send_message_length would fail in the
+# transport after the handler returned, logged as OK and without a reason;
+# it is refused here instead, where the log and the caller see what happened.
+MAX_RESPONSE_BYTES = MAX_MESSAGE_BYTES
+
+
+def _sendable(response: Any) -> Any:
+    size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+    if size > MAX_RESPONSE_BYTES:
+        raise ResourceExhausted(
+            ErrorReason.RESPONSE_TOO_LARGE,
+            f"the response would be {size} bytes, over the {MAX_RESPONSE_BYTES}-byte limit",
+        )
+    return response
 
 
 def _check_ready(ready: Ready) -> None:
@@ -176,8 +192,9 @@ def _wrap_unary(
         ) as span:
             try:
                 context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
+                request = parsed_stream(request) if streaming else parsed(request)
                 request = await _admitted(entry, call, request, streaming)
-                return await behavior(request, context)
+                return _sendable(await behavior(request, context))
             except grpc.aio.AbortError:
                 call.aborted()
                 raise
@@ -209,9 +226,10 @@ def _wrap_stream(
         )
         try:
             context.set_trailing_metadata(((REQUEST_ID_KEY, call.ctx.request_id),))
+            request = parsed_stream(request) if streaming else parsed(request)
             request = await _admitted(entry, call, request, streaming)
             async for response in behavior(request, context):
-                yield response
+                yield _sendable(response)
         except grpc.aio.AbortError:
             call.aborted()
             raise
@@ -250,4 +268,5 @@ class RequestInterceptor(WrappingInterceptor):
             lambda behavior, rpc_type: _wrap_stream(
                 entry, method, behavior, rpc_type in _STREAMING_REQUESTS
             ),
+            request_deserializer=tolerant(handler.request_deserializer),
         )

@@ -12,6 +12,7 @@ from modelregistry.v1 import resources_pb2 as pb
 from ..domain.names import parse_alias_name, parse_model_name, parse_version_name
 from ..service.registry import Registry
 from . import convert
+from .paging import fit
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -32,12 +33,11 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
     async def ListModels(
         self, request: rpc.ListModelsRequest, context: Ctx
     ) -> rpc.ListModelsResponse:
-        models, token = await self._registry.list_models(
+        listing = await self._registry.list_models(
             request.page_size, request.page_token, request.filter
         )
-        return rpc.ListModelsResponse(
-            models=[convert.model_to_pb(m) for m in models], next_page_token=token
-        )
+        models, token = fit(listing, convert.model_to_pb)
+        return rpc.ListModelsResponse(models=models, next_page_token=token)
 
     async def UpdateModel(self, request: rpc.UpdateModelRequest, context: Ctx) -> pb.Model:
         name = parse_model_name(request.model.name, "model.name")
@@ -73,12 +73,11 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
         self, request: rpc.ListModelVersionsRequest, context: Ctx
     ) -> rpc.ListModelVersionsResponse:
         parent = parse_model_name(request.parent, "parent")
-        versions, token = await self._registry.list_versions(
+        listing = await self._registry.list_versions(
             parent, request.page_size, request.page_token, request.filter
         )
-        return rpc.ListModelVersionsResponse(
-            model_versions=[convert.version_to_pb(v) for v in versions], next_page_token=token
-        )
+        versions, token = fit(listing, convert.version_to_pb)
+        return rpc.ListModelVersionsResponse(model_versions=versions, next_page_token=token)
 
     async def UpdateModelVersion(
         self, request: rpc.UpdateModelVersionRequest, context: Ctx
@@ -113,12 +112,9 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
         self, request: rpc.ListAliasesRequest, context: Ctx
     ) -> rpc.ListAliasesResponse:
         parent = parse_model_name(request.parent, "parent")
-        aliases, token = await self._registry.list_aliases(
-            parent, request.page_size, request.page_token
-        )
-        return rpc.ListAliasesResponse(
-            aliases=[convert.alias_to_pb(a) for a in aliases], next_page_token=token
-        )
+        listing = await self._registry.list_aliases(parent, request.page_size, request.page_token)
+        aliases, token = fit(listing, convert.alias_to_pb)
+        return rpc.ListAliasesResponse(aliases=aliases, next_page_token=token)
 
     async def DeleteAlias(self, request: rpc.DeleteAliasRequest, context: Ctx) -> empty_pb2.Empty:
         await self._registry.delete_alias(parse_alias_name(request.name), request.etag)
@@ -129,7 +125,7 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
     ) -> rpc.ResolveAliasResponse:
         read_time_us = 0
         if request.HasField("read_time"):
-            read_time_us = request.read_time.ToMicroseconds()
+            read_time_us = convert.timestamp_us(request.read_time, "read_time")
         resolution = await self._registry.resolve_alias(
             parse_alias_name(request.name), read_time_us
         )

@@ -24,6 +24,7 @@ from ..domain.errors import (
     upload_exists,
     upload_not_found,
 )
+from ..private_files import private_dir
 from .base import (
     DEFAULT_READ_CHUNK,
     BlobInfo,
@@ -48,8 +49,8 @@ class LocalBlobStore:
         self._layout = LocalLayout(root)
         self.buffer_size = buffer_size
         self._open = OpenUploads()
-        self._layout.uploads.mkdir(parents=True, exist_ok=True)
-        self._layout.blobs.mkdir(parents=True, exist_ok=True)
+        for directory in (root, self._layout.uploads, self._layout.blobs):
+            private_dir(directory)
 
     async def begin_upload(self, upload_id: str) -> StagedUpload:
         uploads = self._layout.uploads
@@ -187,7 +188,11 @@ class LocalBlobStore:
                     pending = asyncio.ensure_future(
                         asyncio.to_thread(os.pread, fd, min(chunk_size, end - pos), pos)
                     )
-                yield data
+                # Handed over, not kept: while a slow client holds this chunk
+                # the reader pins only the one it read ahead.
+                out = [data]
+                del data
+                yield out.pop()
         finally:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)

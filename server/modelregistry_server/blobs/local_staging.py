@@ -17,6 +17,7 @@ import asyncio
 import os
 from collections.abc import AsyncGenerator, Sequence
 
+from ..private_files import PRIVATE_DIR, READ_ONLY_FILE
 from .base import OpenUploads
 from .local_io import LocalLayout, fsync_dir, pwrite_all, storage_errors
 
@@ -79,9 +80,9 @@ class LocalStaging:
             self._path.unlink()
         else:
             if not final.parent.exists():
-                final.parent.mkdir(exist_ok=True)
+                final.parent.mkdir(mode=PRIVATE_DIR, exist_ok=True)
                 fsync_dir(self._layout.blobs)
-            os.fchmod(self._fd, 0o444)
+            os.fchmod(self._fd, READ_ONLY_FILE)
             # Atomic: readers see no blob or the whole blob. A concurrent commit of
             # the same content replaces it with identical bytes.
             os.rename(self._path, final)

@@ -195,15 +195,22 @@ class S3BlobStore:
         async with resp["Body"] as body:
             while remaining > 0:
                 want = min(chunk_size, remaining)
-                chunk = bytearray()
+                parts: list[bytes] = []
+                got = 0
                 with s3_errors():
-                    while len(chunk) < want:
-                        part = await body.read(want - len(chunk))
+                    while got < want:
+                        part = await body.read(want - got)
                         if not part:
                             raise blob_store_unavailable("object storage cut a read short")
-                        chunk += part
+                        parts.append(part)
+                        got += len(part)
                 remaining -= want
-                yield bytes(chunk)
+                # One copy at most (none for a single part), and none kept
+                # here while the caller holds the chunk: a slow client's
+                # stream then pins one chunk, not three.
+                parts[:] = [parts[0] if len(parts) == 1 else b"".join(parts)]
+                del part
+                yield parts.pop()
 
     async def delete(self, digest: str) -> bool:
         if await self.stat(digest) is None:

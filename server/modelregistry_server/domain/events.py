@@ -19,6 +19,18 @@ from .names import AliasName, ModelName, VersionName
 
 GENESIS_HASH = "0" * 64
 
+# No event is larger than this, by construction: an event holds one resource
+# before and after a change, and every field of a resource is bounded (see
+# `validation`). The largest, a version update, is about 2 x 140 KiB of
+# JSON: 64 KiB of metadata, a 16 KiB description and a 4096-character
+# approval comment that JSON escaping can double or quadruple, a 2048-
+# character source_uri and 64 labels. Responses and watch messages are
+# bounded in bytes with room for several of these, so a stored event can
+# always be sent.
+MAX_EVENT_BYTES = 512 * 1024
+# The `resource` of CHECKPOINT events.
+CHECKPOINT_RESOURCE = "checkpoints"
+
 
 class EventType(enum.Enum):
     MODEL_CREATED = "MODEL_CREATED"
@@ -41,6 +53,9 @@ class EventType(enum.Enum):
     POLICY_SET = "POLICY_SET"
     SERVICE_ACCOUNT_TOKEN_CREATED = "SERVICE_ACCOUNT_TOKEN_CREATED"
     SERVICE_ACCOUNT_TOKEN_REVOKED = "SERVICE_ACCOUNT_TOKEN_REVOKED"
+    # The server's signed statement of the head before it (see
+    # events/checkpoints.py); it belongs to no model.
+    CHECKPOINT = "CHECKPOINT"
 
 
 @dataclass(frozen=True)

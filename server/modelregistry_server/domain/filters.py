@@ -88,6 +88,8 @@ def _unquote(token: str) -> str:
 def parse_filter(text: str, allow_state: bool) -> Filter:
     if len(text) > MAX_FILTER_LENGTH:
         raise _error(f"at most {MAX_FILTER_LENGTH} characters")
+    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in text):
+        raise _error("control characters not allowed")
     tokens = _tokens(text)
     terms: list[Term] = []
     i = 0

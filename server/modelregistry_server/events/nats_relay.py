@@ -150,6 +150,12 @@ class NatsRelay:
         """Commit hook: something was written, look now rather than at the next poll."""
         self._wake.set()
 
+    async def _disconnected(self) -> None:
+        """The connection dropped: say so now, not at the next publish."""
+        if self.status.state == "publishing":
+            log.warning("nats relay lost its connection", extra=self._extra)
+            self._wake.set()
+
     async def run(self) -> None:
         """Publish forever; every failure is retried with capped backoff."""
         delay = 0.2
@@ -197,12 +203,20 @@ class NatsRelay:
 
     async def _connect_and_publish(self, leadership: RelayLeadership | None) -> None:
         self.status.state = "connecting"
+        # One attempt per call: nats-py's own connect loop would retry for two
+        # minutes before the relay could say anything; the relay's loop
+        # retries instead, warning at once and backing off. Pings find a
+        # connection that died without a reset within half a minute.
         nc = await nats.connect(
             self.settings.url,
             name="modelreg-relay",
             allow_reconnect=False,
+            max_reconnect_attempts=1,
             connect_timeout=2,
+            ping_interval=10,
+            max_outstanding_pings=2,
             error_cb=_quiet,
+            disconnected_cb=self._disconnected,
         )
         try:
             js = nc.jetstream(timeout=self.settings.publish_timeout_s)

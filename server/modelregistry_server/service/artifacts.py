@@ -14,8 +14,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import google_crc32c
@@ -29,6 +29,7 @@ from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
 from ..domain.names import VersionName, parse_alias_name, parse_version_name
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from ..store.base import RegistryStore, UploadStore
+from .transfers import TransferLimits
 
 log = logging.getLogger("modelreg.artifacts")
 
@@ -91,11 +92,13 @@ class Artifacts:
         uploads: UploadStore,
         blobs: BlobStore,
         settings: ArtifactSettings | None = None,
+        limits: TransferLimits | None = None,
     ) -> None:
         self._registry = registry
         self._uploads = uploads
         self._blobs = blobs
         self._settings = settings or ArtifactSettings()
+        self._limits = limits or TransferLimits()
         # Upload ids with a stream attached in this process: one writer each.
         self._active: set[str] = set()
 
@@ -104,6 +107,12 @@ class Artifacts:
         return int(self._settings.upload_ttl_s * 1_000_000)
 
     # -- upload ---------------------------------------------------------------
+
+    @contextmanager
+    def upload_stream(self) -> Iterator[None]:
+        """Hold one of the process's upload slots for the stream's lifetime."""
+        with self._limits.upload():
+            yield
 
     async def start(
         self, upload_id: str, size: int, digest: str, version: str, media_type: str
@@ -225,10 +234,15 @@ class Artifacts:
         return await self._flush(session)
 
     async def finish(self, session: UploadSession, digest: str) -> Published:
+        """Verify and publish. The failures leave the upload as documented:
+        bytes still missing, resumable from the committed offset; a digest
+        that disagrees (with the one given at start, or with the bytes),
+        discarded with its staging; storage unreachable, resumable."""
         record = session.record
         if digest:
             check_digest(digest, "finish.digest")
             if record.digest and digest != record.digest:
+                await self._discard(session)
                 raise errors.InvalidArgument(
                     ErrorReason.DIGEST_MISMATCH, "finish.digest differs from start.digest", "digest"
                 )
@@ -250,6 +264,13 @@ class Artifacts:
             raise
         session.done = True
         return await self._publish(record, blob)
+
+    async def _discard(self, session: UploadSession) -> None:
+        session.done = True
+        try:
+            await session.upload.cancel()
+        finally:
+            await self._uploads.delete_upload(session.record.upload_id)
 
     async def _publish(self, record: UploadRecord, blob: BlobInfo) -> Published:
         if record.version is None:
@@ -340,7 +361,20 @@ class Artifacts:
 
     # -- download -------------------------------------------------------------
 
-    async def open_download(
+    @asynccontextmanager
+    async def download(
+        self, digest: str, version: str, alias: str, offset: int, length: int, chunk_bytes: int
+    ) -> AsyncIterator[Download]:
+        """One download stream: a transfer slot, the blob's description and its
+        chunks, all released when the stream ends however it ends."""
+        with self._limits.download():
+            download = await self._open_download(
+                digest, version, alias, offset, length, chunk_bytes
+            )
+            async with aclosing(download.chunks):  # type: ignore[type-var]
+                yield download
+
+    async def _open_download(
         self, digest: str, version: str, alias: str, offset: int, length: int, chunk_bytes: int
     ) -> Download:
         if offset < 0:
@@ -370,10 +404,52 @@ class Artifacts:
             raise errors.blob_not_found(digest)
         if offset > blob.size:
             raise errors.offset_out_of_range(offset, blob.size)
-        reader = self._blobs.open_reader(
-            digest, offset, length or None, chunk_bytes or DEFAULT_DOWNLOAD_CHUNK
+        end = blob.size if not length else min(blob.size, offset + length)
+        chunks = self._paced(
+            lambda at, size: self._blobs.open_reader(digest, at, end - at, size),
+            offset,
+            end,
+            chunk_bytes or DEFAULT_DOWNLOAD_CHUNK,
         )
-        return Download(blob, media_type, resolved, _with_offsets(reader, offset))
+        return Download(blob, media_type, resolved, chunks)
+
+    async def _paced(
+        self,
+        open_reader: Callable[[int, int], AsyncGenerator[bytes, None]],
+        offset: int,
+        end: int,
+        preferred: int,
+    ) -> AsyncIterator[tuple[int, bytes, int]]:
+        """(offset, data, crc32c) from `offset` to `end`: small chunks until the
+        client has taken `proven_bytes`, then `preferred` ones while the shared
+        budget has room (see `transfers`)."""
+        settings = self._limits.settings
+        preferred = min(preferred, settings.large_chunk_bytes)
+        size = min(preferred, settings.small_chunk_bytes)
+        grant = 0
+        prove_at = offset + settings.proven_bytes
+        reader = open_reader(offset, size)
+        try:
+            while offset < end:
+                data = await anext(reader, b"")
+                if not data:
+                    raise errors.blob_store_unavailable("a blob is shorter than recorded")
+                piece = (offset, data, _crc32c(data))
+                offset += len(data)
+                del data  # the transport's copy is the one that waits for the client
+                yield piece
+                del piece
+                if size < preferred and offset >= prove_at and offset < end:
+                    if self._limits.take(preferred):
+                        grant, size = preferred, preferred
+                        await reader.aclose()
+                        reader = open_reader(offset, size)
+                    else:
+                        prove_at = offset + settings.proven_bytes
+        finally:
+            await reader.aclose()
+            if grant:
+                self._limits.give_back(grant)
 
     async def stat(self, digest: str) -> BlobInfo:
         blob = await self._blobs.stat(check_digest(digest, "digest"))
@@ -390,15 +466,6 @@ class Artifacts:
         raise errors.InvalidArgument(
             ErrorReason.INVALID_FIELD, "set one of digest, version or alias", "target"
         )
-
-
-async def _with_offsets(
-    reader: AsyncIterator[bytes], offset: int
-) -> AsyncIterator[tuple[int, bytes, int]]:
-    async with aclosing(reader):  # type: ignore[type-var]
-        async for data in reader:
-            yield offset, data, _crc32c(data)
-            offset += len(data)
 
 
 def _artifact(blob: BlobInfo, record: UploadRecord) -> Artifact:

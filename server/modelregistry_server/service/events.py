@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from modelregistry.v1.error_reasons import ErrorReason
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..domain import request_context
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, OutOfRange
 from ..domain.events import Event, EventType
 from ..domain.names import ID_PATTERN, parse_model_name
 from ..domain.request_context import Visible
 from ..events.watch_hub import WatchHub
 from ..events.watcher import Batch, EventFilter
 from ..store.base import EventLog
-from .page_tokens import PageTokens, coerce_page_size
+from .page_tokens import Listing, PageTokens, coerce_page_size
 
 # Any resource of a model: models/m, models/m/aliases/a, models/m/versions/3...
 _RESOURCE = re.compile(rf"models/{ID_PATTERN}(?:/[a-z]+/[a-z0-9-]+)*")
@@ -64,8 +64,8 @@ def _check_revision(revision: int) -> int:
 
 @dataclass(frozen=True)
 class EventPage:
-    events: list[Event]
-    next_page_token: str
+    events: Listing[Event]
+    # The log's head when the page was read.
     revision: int
 
 
@@ -127,15 +127,32 @@ class Events:
             upto=head,
             models=await request_context.visible_models(),
         )
-        token = self._tokens.encode(scope, page.items[-1].revision) if page.more else ""
-        return EventPage(page.items, token, head)
+        listing = Listing(page.items, page.more, lambda e: self._tokens.encode(scope, e.revision))
+        return EventPage(listing, head)
 
     def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+        """The hub's stream; a start past the next revision to be written is
+        refused (it would wait for events that may never come) rather than
+        served. The head is read only when the hub has not seen that far,
+        since another replica may have written what this one has not read."""
         _check_revision(start_revision)
         ctx = request_context.current()
         visibility = ctx.visibility if ctx is not None else None
-        stream = self._hub.watch(flt, start_revision)
+        stream = self._stream_from(flt, start_revision)
         return stream if visibility is None else _visible(stream, visibility)
+
+    async def _stream_from(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+        if start_revision > self._hub.revision + 1:
+            head, _ = await self._log.head()
+            if start_revision > head + 1:
+                raise OutOfRange(
+                    ErrorReason.REVISION_IN_FUTURE,
+                    f"start_revision {start_revision} is past the log's head {head}; "
+                    f"watch from at most {head + 1}",
+                    {ErrorMetadataKey.HEAD_REVISION: str(head)},
+                )
+        async for batch in self._hub.watch(flt, start_revision):
+            yield batch
 
 
 async def _visible(stream: AsyncIterator[Batch], visibility: Visible) -> AsyncIterator[Batch]:

@@ -13,10 +13,15 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from modelregistry.v1.error_reasons import ErrorReason
 
 from ..domain.errors import InvalidArgument, Unavailable
+
+T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -85,3 +90,28 @@ class PageTokens:
         if not isinstance(cursor, str | int):
             raise invalid
         return cursor
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """A page as storage returned it, and how to continue after any prefix of it.
+
+    The transport may send only the first items (a response is bounded in
+    bytes as well as in count) and continues after the last one it sent.
+    """
+
+    items: list[T]
+    more: bool
+    resume_after: Callable[[T], str]
+
+    def token_after(self, count: int) -> str:
+        """The page token for what follows the first `count` items."""
+        if 0 < count < len(self.items):
+            return self.resume_after(self.items[count - 1])
+        if self.more and self.items:
+            return self.resume_after(self.items[-1])
+        return ""
+
+    @property
+    def next_page_token(self) -> str:
+        return self.token_after(len(self.items))

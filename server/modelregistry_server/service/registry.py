@@ -38,14 +38,13 @@ from ..domain.resources import (
 )
 from ..domain.rules import initial_state
 from ..store.base import EventLog, RegistryStore
-from .page_tokens import PageTokens, coerce_page_size
+from .page_tokens import Listing, PageTokens, coerce_page_size
 from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
 MODEL_PATHS = frozenset(
     {"display_name", "description", "labels", "protected_aliases", "separation_of_duties"}
 )
-MAX_PROTECTED_ALIASES = 64
 MAX_COMMENT = 4096
 T = TypeVar("T")
 MAX_BATCH = 100
@@ -55,15 +54,9 @@ VERSION_PATHS = frozenset({"description", "labels", "metadata", "source_uri", "s
 
 
 def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
-    protected = tuple(sorted(set(fields.protected_aliases)))
-    if len(protected) > MAX_PROTECTED_ALIASES:
-        raise InvalidArgument(
-            ErrorReason.INVALID_FIELD,
-            f"{prefix}.protected_aliases: at most {MAX_PROTECTED_ALIASES}",
-            f"{prefix}.protected_aliases",
-        )
-    for alias in protected:
-        validate_id(alias, f"{prefix}.protected_aliases")
+    protected = check.check_protected_aliases(
+        fields.protected_aliases, f"{prefix}.protected_aliases"
+    )
     return ModelFields(
         display_name=check.check_display_name(fields.display_name, f"{prefix}.display_name"),
         description=check.check_description(fields.description, f"{prefix}.description"),
@@ -140,15 +133,14 @@ class Registry:
 
     async def list_models(
         self, page_size: int, page_token: str, filter_text: str
-    ) -> tuple[list[Model], str]:
+    ) -> Listing[Model]:
         limit = coerce_page_size(page_size)
         flt = parse_filter(filter_text, allow_state=False)
         scope = f"ListModels|{flt.text}"
         after = _cursor_str(self._tokens.decode(scope, page_token))
         only = await request_context.visible_models()
         page = await self._store.list_models(flt, after, limit, only)
-        token = self._tokens.encode(scope, page.items[-1].name.model) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda m: self._tokens.encode(scope, m.name.model))
 
     async def update_model(
         self, name: ModelName, fields: ModelFields, mask: list[str], etag: str
@@ -181,14 +173,13 @@ class Registry:
 
     async def list_versions(
         self, parent: ModelName, page_size: int, page_token: str, filter_text: str
-    ) -> tuple[list[ModelVersion], str]:
+    ) -> Listing[ModelVersion]:
         limit = coerce_page_size(page_size)
         flt = parse_filter(filter_text, allow_state=True)
         scope = f"ListModelVersions|{parent}|{flt.text}"
         before = _cursor_int(self._tokens.decode(scope, page_token))
         page = await self._store.list_versions(parent, flt, before, limit)
-        token = self._tokens.encode(scope, page.items[-1].name.version) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda v: self._tokens.encode(scope, v.name.version))
 
     async def update_version(
         self, name: VersionName, fields: VersionFields, mask: list[str], etag: str
@@ -233,13 +224,12 @@ class Registry:
 
     async def list_aliases(
         self, parent: ModelName, page_size: int, page_token: str
-    ) -> tuple[list[Alias], str]:
+    ) -> Listing[Alias]:
         limit = coerce_page_size(page_size)
         scope = f"ListAliases|{parent}"
         after = _cursor_str(self._tokens.decode(scope, page_token))
         page = await self._store.list_aliases(parent, after, limit)
-        token = self._tokens.encode(scope, page.items[-1].name.alias) if page.more else ""
-        return page.items, token
+        return Listing(page.items, page.more, lambda a: self._tokens.encode(scope, a.name.alias))
 
     async def delete_alias(self, name: AliasName, etag: str) -> None:
         await self._store.delete_alias(name, parse_etag(etag))
@@ -272,11 +262,7 @@ class Registry:
     async def review_version(
         self, name: VersionName, approve: bool, comment: str, etag: str
     ) -> ModelVersion:
-        if len(comment) > MAX_COMMENT:
-            raise InvalidArgument(
-                ErrorReason.INVALID_FIELD, f"comment: at most {MAX_COMMENT} characters", "comment"
-            )
-        check.check_description(comment, "comment")
+        check.check_comment(comment, "comment")
         return await self._store.review_version(name, approve, comment, parse_etag(etag))
 
     async def resolve_alias(self, name: AliasName, read_time_us: int = 0) -> Resolution:

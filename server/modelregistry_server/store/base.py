@@ -170,8 +170,10 @@ class EventLog(Protocol):
         end_time_us: int = 0,
         upto: int | None = None,
         models: frozenset[str] | None = None,
+        max_bytes: int = ...,
     ) -> Page[Event]:
-        """Events with revision > `after` (and <= `upto`), in order;
+        """Events with revision > `after` (and <= `upto`), in order: at most
+        `limit`, and past the first at most `max_bytes` of resource JSON;
         OUT_OF_RANGE if `after` is before what compaction kept. `models`:
         only events of these models (ids; None: every event)."""
 
@@ -181,6 +183,10 @@ class EventLog(Protocol):
     async def compact(self, before_time_us: int) -> int:
         """Drop events older than `before_time_us`, but none a queue relay
         still owes; returns the new compacted revision."""
+
+    async def append_checkpoint(self, sign: Callable[[int, str], str]) -> int | None:
+        """Append a CHECKPOINT event signing the head (`sign(revision, hash)`
+        is its after_json); None when the head already is one."""
 
 
 class RelayLeadership(Protocol):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 WRITE_OPTION = "modelreg_write"
+# A pooled connection idle this long is tested before use: a database that
+# restarted meanwhile left it dead, and the first call after the blip
+# should not fail where a fresh connection would succeed. Connections in
+# steady use are not tested (a round trip per transaction would cost about
+# a millisecond); one that breaks under use invalidates the whole pool.
+IDLE_CHECK_S = 0.5
 
 
 def normalize_url(url: str) -> str:
@@ -34,13 +41,34 @@ def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         engine = create_async_engine(url)
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
         connect_args={"connect_timeout": 5},
     )
+    _check_idle_connections(engine)
+    return engine
+
+
+def _check_idle_connections(engine: AsyncEngine) -> None:
+    """Test a connection at checkout if it sat in the pool over `IDLE_CHECK_S`."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < IDLE_CHECK_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping does, every time
+        except Exception as error:
+            # The pool discards it and checks out another (a new one if need be).
+            raise exc.DisconnectionError("idle connection is gone") from error
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

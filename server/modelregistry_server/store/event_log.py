@@ -7,6 +7,7 @@ NOTIFY (delivered at commit) so other replicas wake at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
@@ -15,7 +16,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
-from ..domain.events import Event, EventType, canonical_json, chain_hash
+from ..domain.events import (
+    CHECKPOINT_RESOURCE,
+    MAX_EVENT_BYTES,
+    Event,
+    EventType,
+    canonical_json,
+    chain_hash,
+)
 from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
@@ -23,6 +31,15 @@ from .tables import C, E, H, event_log_head, events
 from .transactions import SqlBase, now_us, touch
 
 NOTIFY_CHANNEL = "modelreg_events"
+# A read returns at most this many bytes of resource JSON (and at least one
+# event), whatever its row limit: a page of the largest events at the
+# largest page size would otherwise be hundreds of megabytes in memory.
+READ_MAX_BYTES = 4 * 1024 * 1024
+
+
+class EventTooLarge(Exception):
+    """An event over MAX_EVENT_BYTES: the field limits failed to bound it.
+    A server fault (INTERNAL); the write's transaction rolls back."""
 
 
 async def append_event(
@@ -38,13 +55,30 @@ async def append_event(
     model_text = str(model) if model is not None else ""
     if model_text:
         touch(model_text)
+    return await _append(
+        conn, type_, model_text, resource, canonical_json(before), canonical_json(after)
+    )
+
+
+async def _append(
+    conn: AsyncConnection,
+    type_: EventType,
+    model: str,
+    resource: str,
+    before_json: str,
+    after_json: str,
+) -> int:
     now = now_us()
     actor = current_actor()[:512]
-    before_json, after_json = canonical_json(before), canonical_json(after)
+    size = sum(
+        len(part.encode()) for part in (type_.value, resource, actor, before_json, after_json)
+    )
+    if size > MAX_EVENT_BYTES:
+        raise EventTooLarge(f"{type_.value} of {resource[:200]}: {size} bytes")
     values = {
         "type": type_.value,
         "resource": resource,
-        "model": model_text,
+        "model": model,
         "actor": actor,
         "time_us": now,
         "before_json": before_json,
@@ -63,7 +97,7 @@ async def append_event(
     head = (await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())).one()
     revision = head.revision + 1
     digest = chain_hash(
-        revision, type_.value, resource, model_text, actor, now, before_json, after_json, head.hash
+        revision, type_.value, resource, model, actor, now, before_json, after_json, head.hash
     )
     await conn.execute(
         insert(events).values(revision=revision, prev_hash=head.hash, hash=digest, **values)
@@ -145,6 +179,22 @@ def compacted(oldest: int) -> errors.OutOfRange:
 
 
 class SqlEventLog(SqlBase):
+    async def append_checkpoint(self, sign: Callable[[int, str], str]) -> int | None:
+        """Append a CHECKPOINT event of the head as it stands: its
+        `after_json` is `sign(revision, hash)`. Nothing when the head is
+        already a checkpoint (an idle log is signed once, not forever)."""
+        async with self._tx("append_checkpoint", write=True) as conn:
+            head = (
+                await conn.execute(select(H.revision, H.hash).where(H.id == 1).with_for_update())
+            ).one()
+            if head.revision == 0:
+                return None
+            last = (await conn.execute(select(E.type).where(E.revision == head.revision))).scalar()
+            if last == EventType.CHECKPOINT.value:
+                return None
+            statement = sign(int(head.revision), str(head.hash))
+            return await _append(conn, EventType.CHECKPOINT, "", CHECKPOINT_RESOURCE, "", statement)
+
     async def head(self) -> tuple[int, int]:
         """(newest revision, newest compacted revision)."""
         async with self._tx("event_head") as conn:
@@ -162,8 +212,10 @@ class SqlEventLog(SqlBase):
         end_time_us: int = 0,
         upto: int | None = None,
         models: frozenset[str] | None = None,
+        max_bytes: int = READ_MAX_BYTES,
     ) -> Page[Event]:
-        """Events with revision > `after` (and <= `upto`), in order."""
+        """Events with revision > `after` (and <= `upto`), in order: at most
+        `limit` of them and, past the first, at most `max_bytes` of JSON."""
         async with self._tx("read_events") as conn:
             head = (await conn.execute(select(H.compacted_revision))).one()
             if after < head.compacted_revision:
@@ -183,15 +235,28 @@ class SqlEventLog(SqlBase):
                 conditions.append(E.time_us >= start_time_us)
             if end_time_us:
                 conditions.append(E.time_us < end_time_us)
+            # Bytes of JSON up to and including each row, so the database
+            # stops where the budget runs out instead of handing over
+            # `limit` rows of any size.
+            size = func.length(E.before_json) + func.length(E.after_json)
+            ranked = (
+                select(events, func.sum(size).over(order_by=E.revision).label("upto_bytes"))
+                .where(and_(true(), *conditions))
+                .order_by(E.revision)
+                .limit(limit + 1)
+                .subquery()
+            )
+            own = func.length(ranked.c.before_json) + func.length(ranked.c.after_json)
             rows = (
                 await conn.execute(
-                    select(events)
-                    .where(and_(true(), *conditions))
-                    .order_by(E.revision)
-                    .limit(limit + 1)
+                    select(ranked)
+                    .where(ranked.c.upto_bytes - own < max_bytes)
+                    .order_by(ranked.c.revision)
                 )
             ).all()
-        return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit)
+        # A read cut short by bytes says "more": at worst the next one is empty.
+        cut = bool(rows) and rows[-1].upto_bytes >= max_bytes
+        return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit or cut)
 
     async def last_event_before(self, resource: str, time_us: int) -> Event | None:
         """The latest event of `resource` committed at or before `time_us`."""

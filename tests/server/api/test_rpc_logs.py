@@ -119,3 +119,24 @@ async def test_cancelled_call_is_logged_as_cancelled(
         await asyncio.sleep(0.02)
     (summary,) = rpc_lines(caplog)
     assert summary["code"] == "CANCELLED"
+
+
+async def test_a_response_too_large_to_send_is_logged_as_what_the_caller_got(
+    registry: RegistryServiceAsyncStub,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelregistry.v1 import resources_pb2 as pb
+    from modelregistry_server.api import interceptors
+
+    caplog.set_level(logging.INFO, logger="modelreg.rpc")
+    await registry.CreateModel(
+        rpc.CreateModelRequest(model_id="fraud", model=pb.Model(description="x" * 2000))
+    )
+    monkeypatch.setattr(interceptors, "MAX_RESPONSE_BYTES", 1000)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_info(exc.value).reason == "RESPONSE_TOO_LARGE"
+    line = rpc_lines(caplog)[-1]
+    assert (line["code"], line["reason"]) == ("RESOURCE_EXHAUSTED", "RESPONSE_TOO_LARGE")

@@ -134,3 +134,40 @@ async def test_sqlite_and_postgres_agree_on_canonical_json(
     async with log.engine.connect() as conn:
         count = (await conn.execute(text("SELECT count(*) FROM events"))).scalar()
     assert count == 1
+
+
+async def test_reads_are_bounded_in_bytes_as_well_as_in_rows(
+    stores: tuple[SqlRegistryStore, SqlEventLog],
+) -> None:
+    store, log = stores
+    await store.create_model(FRAUD, ModelFields())
+    for _ in range(6):  # 6 events of about 10 KB of JSON each
+        await store.create_version(FRAUD, VersionFields(description="x" * 10_000))
+    page = await log.read(1, 100, max_bytes=25_000)
+    # The third crosses the budget and ends the page: bounded by one event.
+    assert [e.revision for e in page.items] == [2, 3, 4] and page.more
+    page = await log.read(1, 100, max_bytes=1)  # the first always comes
+    assert [e.revision for e in page.items] == [2] and page.more
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = await log.read(after, 100, max_bytes=25_000)
+        seen += [e.revision for e in page.items]
+        if not page.more:
+            break
+        after = seen[-1]
+    assert seen == list(range(1, 8))
+
+
+async def test_an_event_over_the_maximum_size_is_never_written(
+    stores: tuple[SqlRegistryStore, SqlEventLog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelregistry_server.store import event_log
+
+    store, log = stores
+    monkeypatch.setattr(event_log, "MAX_EVENT_BYTES", 1000)
+    with pytest.raises(event_log.EventTooLarge):
+        await store.create_model(FRAUD, ModelFields(description="x" * 2000))
+    assert (await log.head())[0] == 0
+    with pytest.raises(errors.NotFound):  # the write went with it
+        await store.get_model(FRAUD)

@@ -787,12 +787,18 @@ type Event struct {
 	// VERSION_APPROVED, VERSION_REJECTED, ALIAS_SET, ALIAS_DELETED,
 	// ROLLOUT_STARTED, ROLLOUT_ADVANCED, ROLLOUT_PAUSED, ROLLOUT_RESUMED,
 	// ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK, POLICY_SET,
-	// SERVICE_ACCOUNT_TOKEN_CREATED, SERVICE_ACCOUNT_TOKEN_REVOKED.
+	// SERVICE_ACCOUNT_TOKEN_CREATED, SERVICE_ACCOUNT_TOKEN_REVOKED; and
+	// CHECKPOINT, the server's signed statement of the head before it:
+	// `after_json` is {"revision", "hash", "time_us", "key_id", "signature"},
+	// the ed25519 signature (base64) of
+	// "modelreg-checkpoint-v1\n<revision>\n<hash>\n<time_us>".
 	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	// Name of the resource that changed, e.g. `models/fraud/aliases/production`.
+	// Name of the resource that changed, e.g. `models/fraud/aliases/production`
+	// (`checkpoints` for a CHECKPOINT).
 	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
 	// The model it belongs to. Format: `models/{model}`; empty for changes to
-	// the registry itself (its policy, service-account tokens).
+	// the registry itself (its policy, service-account tokens) and for a
+	// CHECKPOINT, which belongs to none.
 	Model string `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
 	// Who made the change: the authenticated principal (`user:<id>`,
 	// `serviceAccount:<name>`); without `--auth required`, the client
