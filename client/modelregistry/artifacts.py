@@ -168,9 +168,20 @@ async def push_files(
         if done.already_existed:
             skipped += entry.size_bytes
         meter.done(entry.size_bytes, entry.path)
-    published = await uploader.upload(
-        body, manifest_digest, len(body), version=version_name, media_type=MEDIA_TYPE
-    )
+    try:
+        published = await uploader.upload(
+            body, manifest_digest, len(body), version=version_name, media_type=MEDIA_TYPE
+        )
+    except FailedPreconditionError as err:
+        if err.reason != ErrorReason.VERSION_NOT_PENDING:
+            raise
+        # A stream that broke after the server published the manifest: the
+        # retry finds the version READY. It is this push's if it holds our
+        # manifest.
+        current = await _get_version(core, version_name)
+        if current.artifact.digest != manifest_digest:
+            raise
+        return PushResult(current, manifest_digest, len(files), meter.total, sent, skipped, resumed)
     if published.model_version is None:
         raise data_loss(
             ErrorReason.PROTOCOL_VIOLATION, "the server did not return the published version"

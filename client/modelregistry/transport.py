@@ -81,6 +81,17 @@ def channel_credentials(
     )
 
 
+# gRPC waits up to two minutes between attempts to reconnect to a server it
+# lost; a registry client tries again within a second, so that its first
+# call after a server restart finds the server instead of failing (writes
+# are never retried on their own).
+RECONNECT_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 def open_channel(
     target: str,
     credentials: grpc.ChannelCredentials | None,
@@ -92,6 +103,7 @@ def open_channel(
     merged: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        *RECONNECT_OPTIONS,
         *options,
     ]
     if credentials is None:

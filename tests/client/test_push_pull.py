@@ -12,7 +12,9 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from modelregistry import (
     AlreadyExistsError,
@@ -391,3 +393,30 @@ async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) 
         assert (tmp_path / "out" / "weights.bin").read_bytes() == data
     finally:
         await running[0].stop(grace=0)
+
+
+async def test_a_push_whose_manifest_was_published_unseen_succeeds(
+    client: RegistryClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream broke after the server published the manifest: the retry
+    finds the version READY, with this push's manifest, and that is success."""
+    from modelregistry.errors import FailedPreconditionError
+    from modelregistry.uploads import BlobUploader
+    from modelregistry.v1.error_reasons import ErrorReason
+
+    real_upload = BlobUploader.upload
+
+    async def published_then_lost(self: BlobUploader, *args: Any, **kwargs: Any) -> Any:
+        done = await real_upload(self, *args, **kwargs)
+        if kwargs.get("version"):
+            raise FailedPreconditionError(
+                grpc.StatusCode.FAILED_PRECONDITION, ErrorReason.VERSION_NOT_PENDING, "lost", {}
+            )
+        return done
+
+    monkeypatch.setattr(BlobUploader, "upload", published_then_lost)
+    src = tmp_path / "src"
+    make_tree(src)
+    name = await new_version(client)
+    version = await client.push(name, src)
+    assert version.state == pb.ModelVersion.READY
