@@ -85,13 +85,17 @@ def _no_controls(value: str, field: str, allow_newlines: bool) -> None:
             )
 
 
-def check_display_name(value: str, field: str) -> str:
-    if len(value) > MAX_DISPLAY_NAME:
+def _check_text(value: str, field: str, max_chars: int, allow_newlines: bool) -> str:
+    if len(value) > max_chars:
         raise InvalidArgument(
-            ErrorReason.INVALID_FIELD, f"{field}: at most {MAX_DISPLAY_NAME} characters", field
+            ErrorReason.INVALID_FIELD, f"{field}: at most {max_chars} characters", field
         )
-    _no_controls(value, field, allow_newlines=False)
+    _no_controls(value, field, allow_newlines)
     return value
+
+
+def check_display_name(value: str, field: str) -> str:
+    return _check_text(value, field, MAX_DISPLAY_NAME, allow_newlines=False)
 
 
 def check_description(value: str, field: str) -> str:
@@ -106,12 +110,7 @@ def check_description(value: str, field: str) -> str:
 
 
 def check_comment(value: str, field: str) -> str:
-    if len(value) > MAX_COMMENT:
-        raise InvalidArgument(
-            ErrorReason.INVALID_FIELD, f"{field}: at most {MAX_COMMENT} characters", field
-        )
-    _no_controls(value, field, allow_newlines=True)
-    return value
+    return _check_text(value, field, MAX_COMMENT, allow_newlines=True)
 
 
 def check_source_uri(value: str, field: str) -> str:

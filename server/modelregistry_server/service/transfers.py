@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
@@ -70,31 +70,28 @@ class TransferLimits:
 
     def __init__(self, settings: TransferSettings | None = None) -> None:
         self.settings = settings or TransferSettings()
-        self.downloads = 0
-        self.uploads = 0
+        self._running = {"download": 0, "upload": 0}
         self.buffered = 0
 
-    @contextmanager
-    def download(self) -> Iterator[None]:
-        s = self.settings
-        if self.downloads >= s.max_downloads:
-            raise too_many_transfers("download", s.max_downloads, s.retry_delay_s)
-        self.downloads += 1
-        try:
-            yield
-        finally:
-            self.downloads -= 1
+    def download(self) -> AbstractContextManager[None]:
+        return self._slot("download", self.settings.max_downloads)
+
+    def upload(self) -> AbstractContextManager[None]:
+        return self._slot("upload", self.settings.max_uploads)
 
     @contextmanager
-    def upload(self) -> Iterator[None]:
-        s = self.settings
-        if self.uploads >= s.max_uploads:
-            raise too_many_transfers("upload", s.max_uploads, s.retry_delay_s)
-        self.uploads += 1
+    def _slot(self, kind: str, limit: int) -> Iterator[None]:
+        if self._running[kind] >= limit:
+            raise too_many_transfers(kind, limit, self.settings.retry_delay_s)
+        self._running[kind] += 1
         try:
             yield
         finally:
-            self.uploads -= 1
+            self._running[kind] -= 1
+
+    @property
+    def downloads(self) -> int:
+        return self._running["download"]
 
     def take(self, size: int) -> bool:
         """Reserve `size` bytes of the download buffer, if that many are free."""
