@@ -45,7 +45,6 @@ from .update_masks import resolve_mask
 MODEL_PATHS = frozenset(
     {"display_name", "description", "labels", "protected_aliases", "separation_of_duties"}
 )
-MAX_COMMENT = 4096
 T = TypeVar("T")
 MAX_BATCH = 100
 
