@@ -206,6 +206,15 @@ async def push(
     return result.version
 
 
+async def read_manifest(conn: Connection, target: str) -> Manifest:
+    """The list of files (paths, sizes, digests) of a version's or an
+    alias's artifact, without downloading them: what a model weighs on disk
+    (`total_bytes`), where the artifact's own size is only its manifest's."""
+    core = core_of(conn)
+    _, body = await BlobDownloader(core.stubs.artifacts).fetch(**_target_request(target))
+    return parse_manifest(body)
+
+
 def _target_request(target: str) -> dict[str, str]:
     if "/aliases/" in target:
         return {"alias": target}

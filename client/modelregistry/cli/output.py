@@ -40,10 +40,27 @@ class Deleted:
     name: str
 
 
-Result = Message | Listing | Deleted
+@dataclass(frozen=True)
+class Sized:
+    """Versions with what their models weigh: the sum of the files each
+    manifest lists, by version name. The artifact's `size_bytes` is the
+    manifest's own size, which tells a person nothing about the model; the
+    tables show this instead (JSON stays the API's message)."""
+
+    result: Message | Listing
+    model_bytes: Mapping[str, int]
+
+
+Result = Message | Listing | Deleted | Sized
 
 
 def render(result: Result, fmt: str, out: TextIO) -> None:
+    if isinstance(result, Sized):
+        if fmt == "json":
+            result = result.result
+        else:
+            out.write(_sized_table(result))
+            return
     if fmt == "json":
         out.write(_json(result) + "\n")
     else:
@@ -99,7 +116,7 @@ _EMBEDDED_JSON = frozenset(
 _OPAQUE = frozenset({"google.protobuf.Struct", "google.protobuf.Timestamp"})
 
 
-def _json(result: Result) -> str:
+def _json(result: Message | Listing | Deleted) -> str:
     if isinstance(result, Listing):
         return json.dumps([as_dict(m) for m in result.items], indent=2)
     if isinstance(result, Deleted):
@@ -253,7 +270,25 @@ def fields(message: Message, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def _table(result: Result) -> str:
+def _sized_table(sized: Sized) -> str:
+    def size_of(m: Message) -> str:
+        total = sized.model_bytes.get(_version(m).name)
+        return "" if total is None else format_size(total)
+
+    if isinstance(sized.result, Listing):
+        columns = list(COLUMNS[pb.ModelVersion])
+        columns.insert(3, ("MODEL SIZE", size_of))
+        header = [title for title, _ in columns]
+        return align([header, *([cell(m) for _, cell in columns] for m in sized.result.items)])
+    rows = fields(sized.result)
+    total = sized.model_bytes.get(_version(sized.result).name)
+    if total is not None:
+        after = max(i for i, (key, _) in enumerate(rows) if key.startswith("artifact."))
+        rows.insert(after + 1, ("model_size", f"{format_size(total)} ({total} bytes)"))
+    return align(rows)
+
+
+def _table(result: Message | Listing | Deleted) -> str:
     if isinstance(result, Deleted):
         return f"deleted {result.name}\n"
     if isinstance(result, Listing):
