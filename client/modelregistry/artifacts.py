@@ -217,6 +217,15 @@ async def push(
     return result.version
 
 
+async def read_manifest(conn: Connection, target: str) -> Manifest:
+    """The list of files (paths, sizes, digests) of a version's or an
+    alias's artifact, without downloading them: what a model weighs on disk
+    (`total_bytes`), where the artifact's own size is only its manifest's."""
+    core = core_of(conn)
+    _, body = await BlobDownloader(core.stubs.artifacts).fetch(**_target_request(target))
+    return parse_manifest(body)
+
+
 def _target_request(target: str) -> dict[str, str]:
     if "/aliases/" in target:
         return {"alias": target}
@@ -233,6 +242,7 @@ async def pull(
     dest_dir: str | os.PathLike[str],
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_DOWNLOAD_CHUNK,
+    shared_files: Path | None = None,
 ) -> PullResult:
     """Download an artifact's files into `dest_dir`, verified, resumably.
 
@@ -242,6 +252,12 @@ async def pull(
     and renamed into place only once their sha256 matches, so a reader never
     sees a half-written file under its final name. Files already in place
     with the right content are kept, not fetched again.
+
+    `shared_files` is a content-addressed directory (`<hex>` per file digest)
+    that several pulls share: a file found there is hard-linked into place
+    (and verified) instead of downloaded, and each downloaded file is linked
+    into it, so two artifacts with a file in common hold its bytes once on
+    disk. The files are then shared: a reader must not modify them in place.
     """
     core = core_of(conn)
     dest = Path(dest_dir)
@@ -265,12 +281,16 @@ async def pull(
             )
         final = target_path(dest, entry.path)
         paths.append(final)
+        if shared_files is not None:
+            await asyncio.to_thread(_link_shared, shared_files / entry.hex, final)
         if await asyncio.to_thread(_in_place, final, entry):
             cached += entry.size_bytes
         else:
             got, had = await _fetch_file(downloader, dest, final, entry, meter.blob(entry.path))
             received += got
             resumed += had
+        if shared_files is not None:
+            await asyncio.to_thread(_share, final, shared_files / entry.hex)
         meter.done(entry.size_bytes, entry.path)
     await asyncio.to_thread(_remove_if_empty, dest / PARTIAL_DIR)
     return PullResult(
@@ -318,6 +338,31 @@ def _publish(partial: Path, final: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _link_shared(shared: Path, final: Path) -> None:
+    """Hard-link a shared file to `final` unless something is there already
+    (`_in_place` then checks the content either way)."""
+    if final.exists() or not shared.is_file():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.link(shared, final)
+
+
+def _share(final: Path, shared: Path) -> None:
+    """Offer a verified file to the shared directory. A shared copy that is
+    another file (one that failed verification) is replaced."""
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(final, shared)
+    except FileExistsError:
+        if not os.path.samefile(final, shared):
+            staged = shared.with_name(shared.name + ".new")
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+            os.link(final, staged)
+            os.replace(staged, shared)
 
 
 def _remove_if_empty(directory: Path) -> None:

@@ -43,9 +43,14 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(rf"\1{REDACTED}", _USERINFO.sub(_userinfo, text))
 
 
-class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What the caller passed as `extra=`: the RPC log line's request id,
+    method, code... which both formats must keep."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD and not key.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -60,12 +65,33 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(extra_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger message key=value...`: for a person at a terminal,
+    with the same fields as the JSON lines (values with spaces are quoted)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pairs = " ".join(f"{k}={_text_value(v)}" for k, v in extra_fields(record).items())
+        if not pairs:
+            return redact(line)
+        head, newline, trace = line.partition("\n")
+        return redact(f"{head} {pairs}{newline}{trace}")
+
+
+def _text_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in '"=' for c in text):
+        return json.dumps(text)
+    return text
 
 
 def configure(fmt: str = "json", level: str = "INFO") -> None:
@@ -73,7 +99,7 @@ def configure(fmt: str = "json", level: str = "INFO") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -5,6 +5,7 @@ registry outage that the fleet rides out."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from modelregistry import RegistryClient, push
 from modelregistry.serving import ServingAgent, serves_candidate
+from modelregistry.serving.cache import ArtifactCache
 from modelregistry.v1 import rollout_service_pb2 as rrpc
 from modelregistry.v1 import rollout_service_pb2_grpc
 from modelregistry_server.server import Running
@@ -59,11 +61,13 @@ async def test_rollout_across_a_fleet_then_instant_rollback(
     await client.set_alias(PROD, v1)
 
     history: dict[str, list[str]] = {f"pod-{i}": [] for i in range(INSTANCES)}
+    reasons: dict[str, list[str]] = {instance: [] for instance in history}
 
     def recorder(instance: str) -> Callable[[str, dict[str, Any]], None]:
         def record(kind: str, details: dict[str, Any]) -> None:
             if kind == "live":
                 history[instance].append(details["version"])
+                reasons[instance].append(details["reason"])
 
         return record
 
@@ -107,6 +111,7 @@ async def test_rollout_across_a_fleet_then_instant_rollback(
             on_candidate = expected
             if percent == 50:
                 assert 25 <= len(expected) <= 75  # about half of 100 instances
+                expected_at_50 = expected
             if step < 3:
                 rollout = await stub.AdvanceRollout(
                     rrpc.AdvanceRolloutRequest(name=rollout.name, etag=rollout.etag)
@@ -114,6 +119,10 @@ async def test_rollout_across_a_fleet_then_instant_rollback(
         assert len(on_candidate) == INSTANCES
         for versions in history.values():
             assert versions in ([v1, v2],), versions  # one flip each, never back
+        # Joining the cohort is a rollout step; the rest moved when it completed.
+        moved = {instance: why[1] for instance, why in reasons.items()}
+        assert set(moved.values()) == {"rollout", "rollout_completed"}, moved
+        assert {i for i, why in moved.items() if why == "rollout"} == expected_at_50
 
         downloads = [a.cache.downloads for a in agents]
         # Roll back within the grace period: the old model is still loaded.
@@ -123,6 +132,7 @@ async def test_rollout_across_a_fleet_then_instant_rollback(
         status = agents[0].status()
         assert status.live_version == v1 and status.previous_version == v2
         assert status.last_revision > 0
+        assert {why[-1] for why in reasons.values()} == {"rollback"}
     finally:
         await asyncio.gather(*(a.stop() for a in agents))
 
@@ -215,3 +225,45 @@ def test_cohorts_are_stable_and_sized(percent: int) -> None:
     if percent:
         smaller = {i for i in range(10_000) if serves_candidate(name, f"pod-{i}", percent // 2)}
         assert smaller <= chosen
+
+
+async def test_versions_sharing_a_file_hold_its_bytes_once(
+    client: RegistryClient, tmp_path: Path
+) -> None:
+    """Two versions with the same 4 MiB weights and different configs: the
+    cache downloads and stores the weights once, and eviction frees them only
+    when no cached artifact links them any more."""
+    weights = os.urandom(4 << 20)
+    await client.create_model("fraud")
+    versions = []
+    for layers in (2, 3):
+        version = await client.create_model_version("models/fraud")
+        src = tmp_path / f"src-{layers}"
+        src.mkdir()
+        (src / "weights.bin").write_bytes(weights)
+        (src / "config.json").write_text(f'{{"layers": {layers}}}')
+        await push(client, version.name, src, state_dir=tmp_path / "push-state")
+        versions.append(await client.get_model_version(version.name))
+
+    cache = ArtifactCache(tmp_path / "cache")
+    dirs = [await cache.ensure(client, v.name, v.artifact.digest) for v in versions]
+    assert [(d / "weights.bin").read_bytes() == weights for d in dirs] == [True, True]
+    assert cache.bytes_received < 2 * len(weights)  # the shared file came once
+    inodes = {(d / "weights.bin").stat().st_ino for d in dirs}
+    assert len(inodes) == 1
+    on_disk = sum(
+        st.st_size
+        for st in {
+            (p.stat().st_dev, p.stat().st_ino): p.stat()
+            for p in cache.root.rglob("*")
+            if p.is_file()
+        }.values()
+    )
+    assert len(weights) <= on_disk < 2 * len(weights)
+
+    cache.max_bytes = 1  # evict everything not in use
+    evicted = await cache.evict(in_use={versions[1].artifact.digest})
+    assert evicted == [versions[0].artifact.digest]
+    assert (dirs[1] / "weights.bin").read_bytes() == weights  # still linked, still there
+    await cache.evict(in_use=set())
+    assert not any(cache.files.iterdir())  # nothing links the shared files any more

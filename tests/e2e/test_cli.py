@@ -112,6 +112,37 @@ def test_alias_compare_and_set_and_resolve(cli: Cli) -> None:
     assert "models/ranker/versions/2" in cli.ok("resolve", "models/ranker/aliases/production")
 
 
+def test_output_shows_numbers_changes_and_approval(cli: Cli) -> None:
+    """What a reader checks first: how an alias moved, whether a version is
+    approved; and JSON a script can use without a second parse."""
+    cli.ok("models", "create", "scorer")
+    for run in ("1", "2"):
+        cli.ok("versions", "create", "scorer", "--source-uri", f"s3://bucket/scorer-{run}")
+    cli.ok("versions", "approve", "scorer/versions/2", "--comment", "eval ok")
+    cli.ok("aliases", "set", "scorer/aliases/production", "1")
+    cli.ok("aliases", "set", "scorer/aliases/production", "2")
+
+    header, *rows = cli.ok("versions", "list", "scorer").splitlines()
+    approval = header.index("APPROVAL")
+    assert [row[approval:].split()[0] for row in rows] == ["APPROVED", "PENDING"]
+
+    events = cli.json("events", "list", "--model", "scorer", "--type", "ALIAS_SET")
+    assert all(isinstance(e["revision"], int) for e in events)
+    first, second = events
+    assert first["before_json"] is None
+    assert first["after_json"]["version"] == "models/scorer/versions/1"
+    assert second["before_json"]["version"] == "models/scorer/versions/1"
+    assert second["after_json"]["version"] == "models/scorer/versions/2"
+
+    header, *rows = cli.ok(
+        "events", "list", "--model", "scorer", "--type", "ALIAS_SET"
+    ).splitlines()
+    change = header.index("CHANGE")
+    assert [row[change:].split("  ")[0] for row in rows] == ["- -> 1", "1 -> 2"]
+
+    assert cli.json("models", "get", "scorer")["latest_version"] == 2
+
+
 def test_errors_exit_non_zero_with_the_reason(cli: Cli) -> None:
     # --server after the subcommand, and no MODELREG_SERVER to fall back on.
     missing = cli("models", "get", "absent", "--server", cli.address, env_server=False)

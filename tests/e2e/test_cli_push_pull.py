@@ -81,6 +81,20 @@ def test_push_then_pull_round_trip(cli: Cli, tmp_path: Path) -> None:
     assert by_digest["digest"] == result["digest"]
     assert [f["path"] for f in manifest["files"]] == sorted(tree(model))
 
+    # A person reading a version sees what the model weighs, not its manifest.
+    model_bytes = sum(len(data) for data in tree(model).values())
+    shown = {
+        key: value.strip()
+        for key, _, value in (
+            line.partition(" ") for line in cli.ok("versions", "get", version).stdout.splitlines()
+        )
+    }
+    assert shown["model_size"] == f"3.0 MiB ({model_bytes} bytes)"
+    assert int(shown["artifact.size_bytes"]) < 1024  # the manifest's own size
+    header, *listed = cli.ok("versions", "list", "fraud").stdout.splitlines()
+    column = header.index("MODEL SIZE")
+    assert [row[column:].split("  ")[0] for row in listed] == ["3.0 MiB", "3.0 MiB"]
+
 
 def test_errors_exit_non_zero_with_the_reason(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "model.bin").write_bytes(b"weights")

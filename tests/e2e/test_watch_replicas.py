@@ -97,7 +97,7 @@ async def test_cli_lists_and_follows_events(started: tuple[str, str]) -> None:
         out, _ = await asyncio.wait_for(watcher.communicate(), 20)
     assert watcher.returncode == 0
     lines = [json.loads(line) for line in out.decode().splitlines()]
-    assert [e["revision"] for e in lines] == ["4", "5"]
+    assert [e["revision"] for e in lines] == [4, 5]
     assert {e["resource"] for e in lines} == {"models/fraud/aliases/production"}
 
     lister = await asyncio.create_subprocess_exec(
@@ -107,5 +107,5 @@ async def test_cli_lists_and_follows_events(started: tuple[str, str]) -> None:
     listed, _ = await asyncio.wait_for(lister.communicate(), 30)
     assert lister.returncode == 0
     rows = listed.decode().splitlines()
-    assert rows[0].split() == ["REVISION", "TIME", "TYPE", "RESOURCE", "ACTOR"]
+    assert rows[0].split() == ["REVISION", "TIME", "TYPE", "RESOURCE", "CHANGE", "ACTOR"]
     assert [r.split()[0] for r in rows[1:]] == ["3", "4", "5"]

@@ -38,7 +38,7 @@ def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter("%(message)s")])
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter()])
 def test_formatters_redact_messages_extras_and_tracebacks(formatter: logging.Formatter) -> None:
     try:
         raise ConnectionError("cannot reach nats://relay:hunter2@10.0.0.1:4222")

@@ -13,8 +13,6 @@ import json
 import sys
 from typing import TextIO
 
-from google.protobuf import json_format
-
 from ..client import RegistryClient
 from ..errors import RegistryError
 from ..event_chain import load_public_key, parse_expectation, verify_events
@@ -28,7 +26,7 @@ from .connection import (
     client_from_args,
     command,
 )
-from .output import Listing, Result, format_time
+from .output import Listing, Result, alias_change, as_dict, format_time
 
 
 async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -45,13 +43,9 @@ async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:
 
 def event_line(event: pb.Event, fmt: str) -> str:
     if fmt == "json":
-        data = json_format.MessageToDict(
-            event, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
-        )
-        return json.dumps(data, separators=(",", ":"))
-    return "  ".join(
-        [str(event.revision), format_time(event.time), event.type, event.resource, event.actor]
-    )
+        return json.dumps(as_dict(event), separators=(",", ":"))
+    cells = [str(event.revision), format_time(event.time), event.type, event.resource]
+    return "  ".join([*cells, *filter(None, [alias_change(event)]), event.actor])
 
 
 async def _watch(args: argparse.Namespace, out: TextIO) -> None:

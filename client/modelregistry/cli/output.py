@@ -2,7 +2,10 @@
 
 JSON is the proto3 JSON mapping with the proto field names and every field
 present (defaults included), so a script sees the same keys whatever the
-values; listings are one JSON array holding every page.
+values; listings are one JSON array holding every page. Two departures make
+it easier to script against: 64-bit integers are JSON numbers (the mapping
+writes them as strings), and an event's `before_json`/`after_json` are the
+parsed objects (null when empty) rather than JSON inside a string.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import UTC
 from typing import Any, TextIO
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from ..v1 import access_service_pb2 as acc
@@ -37,17 +41,35 @@ class Deleted:
     name: str
 
 
-Result = Message | Listing | Deleted
+@dataclass(frozen=True)
+class Sized:
+    """Versions with what their models weigh: the sum of the files each
+    manifest lists, by version name. The artifact's `size_bytes` is the
+    manifest's own size, which tells a person nothing about the model; the
+    tables show this instead (JSON stays the API's message)."""
+
+    result: Message | Listing
+    model_bytes: Mapping[str, int]
+
+
+Result = Message | Listing | Deleted | Sized
 
 
 def render(result: Result, fmt: str, out: TextIO) -> None:
+    if isinstance(result, Sized):
+        if fmt == "json":
+            result = result.result
+        else:
+            out.write(_sized_table(result))
+            return
     if fmt == "json":
         out.write(_json(result) + "\n")
     else:
         out.write(_table(result))
 
 
-def _as_dict(message: Message) -> dict[str, Any]:
+def as_dict(message: Message) -> dict[str, Any]:
+    """The message as the JSON object `-o json` prints (see the module docstring)."""
     return _in_field_order(
         message,
         json_format.MessageToDict(
@@ -68,20 +90,39 @@ def _in_field_order(message: Message, data: dict[str, Any]) -> dict[str, Any]:
             nested = getattr(message, fd.name)
             if sub.full_name not in _OPAQUE:
                 value = _in_field_order(nested, value)
+        elif fd.type in _INT64_TYPES:
+            value = [int(v) for v in value] if isinstance(value, list) else int(value)
+        elif fd.full_name in _EMBEDDED_JSON:
+            value = json.loads(value) if value else None
         ordered[fd.name] = value
     return ordered
+
+
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+# String fields that carry JSON: printed as the JSON they hold.
+_EMBEDDED_JSON = frozenset(
+    {"modelregistry.v1.Event.before_json", "modelregistry.v1.Event.after_json"}
+)
 
 
 # Well-known types whose JSON form is not one key per field.
 _OPAQUE = frozenset({"google.protobuf.Struct", "google.protobuf.Timestamp"})
 
 
-def _json(result: Result) -> str:
+def _json(result: Message | Listing | Deleted) -> str:
     if isinstance(result, Listing):
-        return json.dumps([_as_dict(m) for m in result.items], indent=2)
+        return json.dumps([as_dict(m) for m in result.items], indent=2)
     if isinstance(result, Deleted):
         return "{}"
-    return json.dumps(_as_dict(result), indent=2)
+    return json.dumps(as_dict(result), indent=2)
 
 
 def format_time(ts: timestamp_pb2.Timestamp) -> str:
@@ -93,6 +134,31 @@ def format_time(ts: timestamp_pb2.Timestamp) -> str:
 
 def format_labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def format_size(n: int) -> str:
+    """Bytes for a person: 1023 B, 48.0 MiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def alias_change(event: pb.Event) -> str:
+    """`1 -> 2` for an alias event (`- -> 1` when created, `1 -> -` when
+    deleted): where the alias moved, which the resource name alone does not say."""
+    if not event.type.startswith("ALIAS_"):
+        return ""
+
+    def version(snapshot: str) -> str:
+        if not snapshot:
+            return "-"
+        name = str(json.loads(snapshot).get("version", ""))
+        return name.rsplit("/", 1)[-1] or "-"
+
+    return f"{version(event.before_json)} -> {version(event.after_json)}"
 
 
 def _model(m: Message) -> pb.Model:
@@ -108,6 +174,12 @@ def _version(m: Message) -> pb.ModelVersion:
 def _alias(m: Message) -> pb.Alias:
     assert isinstance(m, pb.Alias)
     return m
+
+
+def _approval(v: pb.ModelVersion) -> str:
+    if not v.HasField("approval") or not v.approval.state:
+        return "PENDING"
+    return pb.Approval.State.Name(v.approval.state)
 
 
 def _rollout(m: Message) -> pb.Rollout:
@@ -136,6 +208,7 @@ COLUMNS: dict[type[Message], list[Column]] = {
     pb.ModelVersion: [
         ("NAME", lambda m: _version(m).name),
         ("STATE", lambda m: pb.ModelVersion.State.Name(_version(m).state)),
+        ("APPROVAL", lambda m: _approval(_version(m))),
         ("SOURCE URI", lambda m: _version(m).source_uri),
         ("DIGEST", lambda m: _version(m).artifact.digest),
         ("LABELS", lambda m: format_labels(_version(m).labels)),
@@ -161,6 +234,7 @@ COLUMNS: dict[type[Message], list[Column]] = {
         ("TIME", lambda m: format_time(_event(m).time)),
         ("TYPE", lambda m: _event(m).type),
         ("RESOURCE", lambda m: _event(m).resource),
+        ("CHANGE", lambda m: alias_change(_event(m))),
         ("ACTOR", lambda m: _event(m).actor),
     ],
     acc.ServiceAccountToken: [
@@ -215,7 +289,25 @@ def fields(message: Message, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def _table(result: Result) -> str:
+def _sized_table(sized: Sized) -> str:
+    def size_of(m: Message) -> str:
+        total = sized.model_bytes.get(_version(m).name)
+        return "" if total is None else format_size(total)
+
+    if isinstance(sized.result, Listing):
+        columns = list(COLUMNS[pb.ModelVersion])
+        columns.insert(3, ("MODEL SIZE", size_of))
+        header = [title for title, _ in columns]
+        return align([header, *([cell(m) for _, cell in columns] for m in sized.result.items)])
+    rows = fields(sized.result)
+    total = sized.model_bytes.get(_version(sized.result).name)
+    if total is not None:
+        after = max(i for i, (key, _) in enumerate(rows) if key.startswith("artifact."))
+        rows.insert(after + 1, ("model_size", f"{format_size(total)} ({total} bytes)"))
+    return align(rows)
+
+
+def _table(result: Message | Listing | Deleted) -> str:
     if isinstance(result, Deleted):
         return f"deleted {result.name}\n"
     if isinstance(result, Listing):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
+from ..artifacts import read_manifest
 from ..client import RegistryClient
 from ..v1 import resources_pb2 as pb
 from . import rollouts
 from .args import add_labels, json_object, labels_of, model_name
 from .connection import UsageError, command
-from .output import Deleted, Listing, Result
+from .output import Deleted, Listing, Result, Sized
 
 STATES = ("READY", "ARCHIVED")
 
@@ -26,7 +28,8 @@ async def create(client: RegistryClient, args: argparse.Namespace) -> Result:
 
 
 async def get(client: RegistryClient, args: argparse.Namespace) -> Result:
-    return await client.get_model_version(model_name(args.name), request_id=args.request_id)
+    version = await client.get_model_version(model_name(args.name), request_id=args.request_id)
+    return await _sized(client, version, [version], args.output)
 
 
 async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -36,7 +39,30 @@ async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:
         page_size=args.page_size,
         request_id=args.request_id,
     )
-    return Listing(pb.ModelVersion, [v async for v in items])
+    versions = [v async for v in items]
+    return await _sized(client, Listing(pb.ModelVersion, versions), versions, args.output)
+
+
+async def _sized(
+    client: RegistryClient,
+    result: pb.ModelVersion | Listing,
+    versions: list[pb.ModelVersion],
+    output: str,
+) -> Result:
+    """For a table, each stored artifact's model size, read from its manifest
+    (a few KiB each, several at a time); JSON stays the API's answer."""
+    if output == "json":
+        return result
+    gate = asyncio.Semaphore(8)
+
+    async def weigh(version: pb.ModelVersion) -> tuple[str, int]:
+        async with gate:
+            return version.name, (await read_manifest(client, version.name)).total_bytes
+
+    stored = [
+        v for v in versions if v.artifact.digest and v.state != pb.ModelVersion.PENDING_UPLOAD
+    ]
+    return Sized(result, dict(await asyncio.gather(*(weigh(v) for v in stored))))
 
 
 async def update(client: RegistryClient, args: argparse.Namespace) -> Result:

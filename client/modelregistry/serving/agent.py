@@ -54,6 +54,10 @@ class Target:
     version: str
     digest: str
     via_rollout: str = ""  # the rollout that put this instance on the candidate
+    # The alias's running rollout as (stable, candidate) versions, whether or
+    # not this instance is in its cohort: how the agent tells a rollout's
+    # completion from a rollback once the registry no longer reports it.
+    rollout: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,31 @@ def choose(resolved: rpc.ResolveAliasResponse, instance_id: str) -> Target:
         and serves_candidate(rollout.name, instance_id, rollout.percent)
     ):
         cand = resolved.candidate_version
-        return Target(cand.name, cand.artifact.digest, via_rollout=rollout.name)
+        return Target(cand.name, cand.artifact.digest, rollout.name, running(resolved))
     mv = resolved.model_version
-    return Target(mv.name, mv.artifact.digest)
+    return Target(mv.name, mv.artifact.digest, rollout=running(resolved))
+
+
+def running(resolved: rpc.ResolveAliasResponse) -> tuple[str, str] | None:
+    """(stable, candidate) of the alias's active or paused rollout, if any."""
+    if not resolved.HasField("rollout") or resolved.rollout.state not in RUNNING:
+        return None
+    return resolved.model_version.name, resolved.rollout.candidate_version
+
+
+def flip_reason(target: Target, last_rollout: tuple[str, str] | None, to_previous: bool) -> str:
+    """Why the agent moves to `target`, as `on_transition` reports it:
+    `rollout` (this instance joined a rollout's cohort), `rollout_completed`
+    (the rollout it last saw finished with its candidate), `rollback` (back to
+    the rollout's stable version, or to the model served before), else
+    `promotion`. Whether the bytes are still loaded does not change the why."""
+    if target.via_rollout:
+        return "rollout"
+    if last_rollout is not None and target.version == last_rollout[1]:
+        return "rollout_completed"
+    if to_previous or (last_rollout is not None and target.version == last_rollout[0]):
+        return "rollback"
+    return "promotion"
 
 
 class ServingAgent(Generic[T]):
@@ -133,6 +159,7 @@ class ServingAgent(Generic[T]):
         self._previous: Loaded[T] | None = None
         self._previous_release_at: float | None = None
         self._target: Target | None = None
+        self._last_rollout: tuple[str, str] | None = None
         self._warming: tuple[Target, asyncio.Task[None]] | None = None
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,6 +197,7 @@ class ServingAgent(Generic[T]):
             self._last_ok = time.time()
             target = choose(resolved, self.instance_id)
             self._target = target
+            self._last_rollout = target.rollout
             await self._activate(target, await self._load_target(target))
         self._tasks = [
             asyncio.create_task(self._watch_loop()),
@@ -221,20 +249,26 @@ class ServingAgent(Generic[T]):
     async def _reconcile(self, target: Target) -> None:
         async with self._lock:
             self._target = target
+            last_rollout, self._last_rollout = self._last_rollout, target.rollout
             live = self._live
             if live is not None and live.digest == target.digest:
                 self._cancel_warming()
                 return
             prev = self._previous
+            reason = flip_reason(
+                target,
+                target.rollout or last_rollout,
+                prev is not None and prev.digest == target.digest,
+            )
             if prev is not None and prev.digest == target.digest:
-                # Rollback within the grace period: swap back, no download.
+                # Back to the model still loaded from before: swap, no download.
                 self._cancel_warming()
-                self._flip(prev, reason="rollback")
+                self._flip(prev, reason)
                 return
             if self._warming is not None and self._warming[0].digest == target.digest:
                 return
             self._cancel_warming()
-            task = asyncio.create_task(self._warm(target))
+            task = asyncio.create_task(self._warm(target, reason))
             self._warming = (target, task)
 
     def _cancel_warming(self) -> None:
@@ -242,7 +276,7 @@ class ServingAgent(Generic[T]):
             self._warming[1].cancel()
             self._warming = None
 
-    async def _warm(self, target: Target) -> None:
+    async def _warm(self, target: Target, reason: str) -> None:
         self._emit("warming", version=target.version, digest=target.digest)
         try:
             loaded = await self._load_target(target)
@@ -261,7 +295,7 @@ class ServingAgent(Generic[T]):
             if self._target is None or self._target.digest != target.digest:
                 return  # superseded while warming
             self._warming = None
-            self._flip(loaded, reason="promotion" if not target.via_rollout else "rollout")
+            self._flip(loaded, reason)
 
     def _flip(self, new: Loaded[T], reason: str) -> None:
         """The one atomic step: a reference swap. The outgoing model stays

@@ -1,9 +1,12 @@
 """The agent's local artifact cache: one verified directory per artifact digest.
 
 A directory is complete once its `.complete` marker exists (written after
-every file verified), so a restart with a warm cache downloads nothing. When
-the cache grows past its limit, the least recently used artifacts that are
-not in use are evicted.
+every file verified), so a restart with a warm cache downloads nothing. Files
+are kept once per digest under `files/` and hard-linked into the artifact
+directories, so versions that share a file (the same weights, a new config)
+hold its bytes once and download it once. When the cache grows past its
+limit, the least recently used artifacts that are not in use are evicted, and
+then the files no artifact links any more.
 """
 
 from __future__ import annotations
@@ -29,13 +32,26 @@ def _hex(digest: str) -> str:
     return digest.removeprefix("sha256:")
 
 
-def _size_of(directory: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(directory):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(root) / name).stat().st_size
-    return total
+def _disk_usage(*directories: Path) -> int:
+    """Bytes under `directories`, each hard-linked file counted once."""
+    seen: dict[tuple[int, int], int] = {}
+    for directory in directories:
+        for root, _, files in os.walk(directory):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = (Path(root) / name).stat()
+                    seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
+
+
+def _drop_unlinked(files: Path) -> None:
+    """Remove the shared files that no artifact directory links any more."""
+    if not files.is_dir():
+        return
+    for f in files.iterdir():
+        with contextlib.suppress(OSError):
+            if f.stat().st_nlink == 1:
+                f.unlink()
 
 
 class ArtifactCache:
@@ -44,6 +60,11 @@ class ArtifactCache:
         self.max_bytes = max_bytes
         self.downloads = 0  # artifacts fetched from the registry (not cache hits)
         self.bytes_received = 0
+
+    @property
+    def files(self) -> Path:
+        """Every cached file once, named by its sha256 hex."""
+        return self.root / "files"
 
     def path(self, digest: str) -> Path:
         return self.root / "artifacts" / _hex(digest)
@@ -63,7 +84,9 @@ class ArtifactCache:
         if self.has(digest):
             await asyncio.to_thread(os.utime, target / MARKER)
             return target
-        result: PullResult = await pull(client, version, target, progress=progress)
+        result: PullResult = await pull(
+            client, version, target, progress=progress, shared_files=self.files
+        )
         if result.digest != digest:
             # The version's artifact is immutable once READY; a different
             # digest means the caller resolved something else meanwhile.
@@ -96,17 +119,18 @@ class ArtifactCache:
         for d in base.iterdir():
             marker = d / MARKER
             used = marker.stat().st_mtime if marker.exists() else time.time()
-            entries.append((used, d, _size_of(d)))
-        total = sum(size for _, _, size in entries)
+            entries.append((used, d))
+        total = _disk_usage(base, self.files)
         evicted = []
-        for _, d, size in sorted(entries, key=lambda e: e[0]):
+        for _, d in sorted(entries, key=lambda e: e[0]):
             if total <= max_bytes:
                 break
             digest = "sha256:" + d.name
             if digest in in_use:
                 continue
             shutil.rmtree(d, ignore_errors=True)
-            total -= size
+            _drop_unlinked(self.files)
+            freed, total = total, _disk_usage(base, self.files)
             evicted.append(digest)
-            log.info("evicted artifact", extra={"digest": digest, "bytes": size})
+            log.info("evicted artifact", extra={"digest": digest, "bytes": freed - total})
         return evicted

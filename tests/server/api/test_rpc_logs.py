@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 import pytest
 from modelregistry.v1 import registry_service_pb2 as rpc
-from modelregistry_server.logging_setup import JsonFormatter
+from modelregistry_server.logging_setup import JsonFormatter, TextFormatter
 from modelregistry_server.server import Running
 from support.grpc_errors import error_info
 
@@ -54,6 +54,29 @@ async def test_each_rpc_logs_one_json_line(
     assert missing["method"] == "/modelregistry.v1.RegistryService/GetModel"
     assert (missing["code"], missing["reason"]) == ("NOT_FOUND", "MODEL_NOT_FOUND")
     assert len(missing["request_id"]) == 32  # generated when the caller sent none
+
+
+async def test_text_logs_keep_the_rpc_fields(
+    registry: RegistryServiceAsyncStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--log-format text` shows the same fields as key=value, not just `rpc`."""
+    caplog.set_level(logging.INFO, logger="modelreg.rpc")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await registry.GetModel(
+            rpc.GetModelRequest(name="models/absent"), metadata=(("x-request-id", "req-7"),)
+        )
+    (record,) = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
+    line = TextFormatter().format(record)
+    assert " INFO modelreg.rpc rpc " in line
+    for expected in (
+        "request_id=req-7",
+        "method=/modelregistry.v1.RegistryService/GetModel",
+        "code=NOT_FOUND",
+        "reason=MODEL_NOT_FOUND",
+        "caller=anonymous",
+        "duration_ms=",
+    ):
+        assert expected in line, line
 
 
 async def test_internal_error_is_logged_but_not_shown(
