@@ -32,16 +32,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import common  # noqa: F401  (puts tests/ on the module path, for `support`)
+import grpc
 from modelregistry import RegistryClient
 from modelregistry.errors import RegistryError
 from modelregistry.event_chain import verify_events
+from modelregistry.v1.error_reasons import ErrorReason
 from pg_cluster import PgCluster
 from support.processes import ServeProcess
 
 # A call that fails this long after a blip ended (the server SERVING
 # again) counts against recovery: the SDK reconnects within about a second.
 RECOVERY_GRACE_S = 2.0
-AMBIGUOUS = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED", "UNKNOWN", "INTERNAL"}
+AMBIGUOUS = {
+    code.name
+    for code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    )
+}
 
 
 @dataclass
@@ -122,7 +133,7 @@ async def _until_ok(call: object, within: float = 60) -> None:
             await call()  # type: ignore[operator]
             return
         except RegistryError as err:
-            if err.reason == "MODEL_ALREADY_EXISTS":
+            if err.reason == ErrorReason.MODEL_ALREADY_EXISTS:
                 return
             if time.monotonic() > deadline:
                 raise

@@ -112,7 +112,12 @@ def test_signed_checkpoints_and_expected_heads_catch_rewrites_and_truncations(
     try:
         asyncio.run(make_history(signing.address))  # revisions 1..7
         deadline = time.monotonic() + 30
-        while not any(e.type == "CHECKPOINT" for e in asyncio.run(events_of(signing.address))):
+        # A checkpoint that covers revision 2, where the rewrite below starts
+        # (under load the first one may sign an earlier head).
+        while not any(
+            e.type == "CHECKPOINT" and json.loads(e.after_json)["revision"] >= 2
+            for e in asyncio.run(events_of(signing.address))
+        ):
             assert time.monotonic() < deadline, "no checkpoint within 30 s"
             time.sleep(0.1)
         asyncio.run(make_history_more(signing.address))  # one event past the checkpoint

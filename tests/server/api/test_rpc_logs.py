@@ -21,6 +21,16 @@ if TYPE_CHECKING:
 FIELDS = ("request_id", "method", "caller", "code", "reason", "duration_ms")
 
 
+async def logged_rpc_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The `rpc` lines once there is one: the server writes it after the
+    status went out, so the client may see the status first."""
+    for _ in range(100):
+        if rpc_lines(caplog):
+            break
+        await asyncio.sleep(0.02)
+    return rpc_lines(caplog)
+
+
 def rpc_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     """The `rpc` records as the JSON lines the server would write."""
     formatter = JsonFormatter()
@@ -110,7 +120,7 @@ async def test_internal_error_is_logged_but_not_shown(
     assert line["level"] == "ERROR"
     assert line["request_id"] == "req-500"
     assert "RuntimeError: secret detail" in line["exception"]
-    (summary,) = rpc_lines(caplog)
+    (summary,) = await logged_rpc_lines(caplog)
     assert (summary["code"], summary["reason"]) == ("INTERNAL", "INTERNAL")
     assert summary["request_id"] == "req-500"
 
@@ -136,11 +146,7 @@ async def test_cancelled_call_is_logged_as_cancelled(
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
-    for _ in range(100):
-        if rpc_lines(caplog):
-            break
-        await asyncio.sleep(0.02)
-    (summary,) = rpc_lines(caplog)
+    (summary,) = await logged_rpc_lines(caplog)
     assert summary["code"] == "CANCELLED"
 
 
