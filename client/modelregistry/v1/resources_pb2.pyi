@@ -71,9 +71,13 @@ class Model(_message.Message):
     created again under the same name gets a new uid.
     """
     display_name: _builtins.str
-    """Human-readable name, at most 256 characters. Optional."""
+    """Human-readable name, at most 256 characters, without control or
+    bidirectional-override characters. Optional.
+    """
     description: _builtins.str
-    """Free text, at most 16 KiB of UTF-8. Optional."""
+    """Free text, at most 16 KiB of UTF-8; newlines and tabs but no other
+    control or bidirectional-override characters. Optional.
+    """
     etag: _builtins.str
     """Opaque token for the row's current version. Send it back on update or
     delete to make the write conditional: it fails with ABORTED
@@ -104,7 +108,7 @@ class Model(_message.Message):
     @_builtins.property
     def protected_aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aliases (ids, e.g. `production`) that may only point at APPROVED
-        versions, directly or through a rollout's candidate. At most 64.
+        versions, directly or through a rollout's candidate. At most 64. At most 64.
         Changing it needs `models.setProtection` (roles/owner); protecting an
         alias that points at a version that is not APPROVED is
         FAILED_PRECONDITION (VERSION_NOT_APPROVED).
@@ -319,11 +323,13 @@ class ModelVersion(_message.Message):
     """
     source_uri: _builtins.str
     """Where the artifact came from or lives outside the registry (for example
-    `s3://bucket/run-42/model`), at most 2048 characters. A version created
-    with a `source_uri` and no managed artifact is READY at once.
+    `s3://bucket/run-42/model`), at most 2048 characters, of the form
+    `scheme://location` with a scheme of s3, s3a, gs, az, abfs, abfss,
+    wasbs, hdfs, http, https, hf or oci. A version created with a
+    `source_uri` and no managed artifact is READY at once.
     """
     description: _builtins.str
-    """Free text, at most 16 KiB of UTF-8."""
+    """Free text, at most 16 KiB of UTF-8; as Model.description."""
     etag: _builtins.str
     """Opaque token for the row's current version; see Model.etag."""
     creator: _builtins.str
@@ -337,7 +343,8 @@ class ModelVersion(_message.Message):
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct:
         """Free-form metadata (metrics, parameters, framework), at most 64 KiB
-        once serialized.
+        once serialized as JSON: finite numbers (no NaN or Infinity), no NUL
+        character, nested at most 16 levels.
         """
 
     @_builtins.property

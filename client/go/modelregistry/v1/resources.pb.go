@@ -213,9 +213,11 @@ type Model struct {
 	// Server-assigned unique id (UUID4). Output only. A model that is deleted and
 	// created again under the same name gets a new uid.
 	Uid string `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
-	// Human-readable name, at most 256 characters. Optional.
+	// Human-readable name, at most 256 characters, without control or
+	// bidirectional-override characters. Optional.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Free text, at most 16 KiB of UTF-8. Optional.
+	// Free text, at most 16 KiB of UTF-8; newlines and tabs but no other
+	// control or bidirectional-override characters. Optional.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	// Labels for filtering. At most 64 entries; keys match
 	// `[a-z][a-z0-9_.-]{0,62}`, values are at most 63 characters of
@@ -232,7 +234,7 @@ type Model struct {
 	// Number of the most recently created version, 0 if none yet. Output only.
 	LatestVersion int64 `protobuf:"varint,9,opt,name=latest_version,json=latestVersion,proto3" json:"latest_version,omitempty"`
 	// Aliases (ids, e.g. `production`) that may only point at APPROVED
-	// versions, directly or through a rollout's candidate. At most 64.
+	// versions, directly or through a rollout's candidate. At most 64. At most 64.
 	// Changing it needs `models.setProtection` (roles/owner); protecting an
 	// alias that points at a version that is not APPROVED is
 	// FAILED_PRECONDITION (VERSION_NOT_APPROVED).
@@ -524,15 +526,18 @@ type ModelVersion struct {
 	// version between READY and ARCHIVED.
 	State ModelVersion_State `protobuf:"varint,4,opt,name=state,proto3,enum=modelregistry.v1.ModelVersion_State" json:"state,omitempty"`
 	// Where the artifact came from or lives outside the registry (for example
-	// `s3://bucket/run-42/model`), at most 2048 characters. A version created
-	// with a `source_uri` and no managed artifact is READY at once.
+	// `s3://bucket/run-42/model`), at most 2048 characters, of the form
+	// `scheme://location` with a scheme of s3, s3a, gs, az, abfs, abfss,
+	// wasbs, hdfs, http, https, hf or oci. A version created with a
+	// `source_uri` and no managed artifact is READY at once.
 	SourceUri string `protobuf:"bytes,5,opt,name=source_uri,json=sourceUri,proto3" json:"source_uri,omitempty"`
-	// Free text, at most 16 KiB of UTF-8.
+	// Free text, at most 16 KiB of UTF-8; as Model.description.
 	Description string `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
 	// Labels for filtering; same limits as Model.labels.
 	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key,proto3" protobuf_val:"bytes,2,opt,name=value,proto3"`
 	// Free-form metadata (metrics, parameters, framework), at most 64 KiB
-	// once serialized.
+	// once serialized as JSON: finite numbers (no NaN or Infinity), no NUL
+	// character, nested at most 16 levels.
 	Metadata *structpb.Struct `protobuf:"bytes,8,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// The version's artifact, once uploaded and verified. Output only.
 	Artifact *Artifact `protobuf:"bytes,9,opt,name=artifact,proto3" json:"artifact,omitempty"`
