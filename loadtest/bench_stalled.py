@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -129,12 +130,15 @@ class Stalled:
             self._refusal(err)
 
     async def upload(self, size: int, sent: int) -> None:
+        """As the SDK does it: `start`, wait for `started`, send chunks, then
+        go quiet without closing the stream."""
         stub = artifact_service_pb2_grpc.ArtifactServiceStub(self._channel())
         data = os.urandom(min(sent, self.upload_chunk))
-        gate = self._gate
+        gate, started = self._gate, asyncio.Event()
 
         async def requests() -> Any:
             yield apb.UploadRequest(start=apb.UploadStart(size_bytes=size))
+            await started.wait()
             for offset in range(0, sent, len(data)):
                 yield _chunk(offset, data)
             await gate.wait()  # quiet, not closed
@@ -143,6 +147,7 @@ class Stalled:
         self.calls.append(call)
         try:
             await call.read()  # started
+            started.set()
         except grpc.aio.AioRpcError as err:
             self._refusal(err)
 
@@ -153,7 +158,14 @@ class Stalled:
             await ch.close(None)
 
 
+def _more_descriptors() -> None:
+    """Hundreds of channels need more file descriptors than the usual 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
 async def main() -> None:
+    _more_descriptors()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--downloads", type=int, default=200)
     parser.add_argument("--uploads", type=int, default=200)

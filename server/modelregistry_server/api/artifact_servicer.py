@@ -47,18 +47,19 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
     async def Upload(
         self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
     ) -> AsyncIterator[apb.UploadResponse]:
-        with self._artifacts.upload_stream():
-            async for response in self._upload(request_iterator):
-                yield response
-
-    async def _upload(
-        self, request_iterator: AsyncIterator[apb.UploadRequest]
-    ) -> AsyncIterator[apb.UploadResponse]:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
         if first is None or first.WhichOneof("kind") != "start":
             raise _protocol_violation("the first message of an upload must be `start`")
-        start = first.start
+        # The slot is taken once `start` is read: a client waiting for
+        # `started` then gets a clean RESOURCE_EXHAUSTED when none is free.
+        with self._artifacts.upload_stream():
+            async for response in self._upload(first.start, requests):
+                yield response
+
+    async def _upload(
+        self, start: apb.UploadStart, requests: AsyncIterator[apb.UploadRequest]
+    ) -> AsyncIterator[apb.UploadResponse]:
         result = await self._artifacts.start(
             start.upload_id, start.size_bytes, start.digest, start.version, start.media_type
         )
