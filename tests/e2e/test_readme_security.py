@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from modelregistry_server.api.access_docs import render
-from modelregistry_server.config import ServerConfig
 from support.in_process import serving
-from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
+from support.jwt_issuer import Issuer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "modelregistry.cli.main"]
@@ -49,16 +48,7 @@ async def test_readme_security_commands(sqlite_url: str, tmp_path: Path) -> None
     ]
     assert len(commands) >= 8
     issuer = Issuer()
-    config = ServerConfig(
-        listen="127.0.0.1:0",
-        data_dir=tmp_path / "data",
-        database_url=sqlite_url,
-        auth="required",
-        jwt_jwks=str(issuer.write_jwks(tmp_path / "jwks.json")),
-        jwt_issuer=ISSUER,
-        jwt_audience=AUDIENCE,
-        bootstrap_admins=("user:alice@example.com",),
-    )
+    config = issuer.server_config(sqlite_url, tmp_path, "user:alice@example.com")
     async with serving(config) as running:
         env = {
             **os.environ,

@@ -10,7 +10,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -23,7 +22,7 @@ from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
 from support.grpc_errors import error_info
 from support.in_process import serving
-from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
+from support.jwt_issuer import Issuer
 from support.pki import issue, make_ca
 
 ROOT = "user:root"
@@ -34,25 +33,9 @@ def issuer() -> Issuer:
     return Issuer()
 
 
-def jwt_config(db_url: str, tmp_path: Path, issuer: Issuer, **more: Any) -> ServerConfig:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    jwks = issuer.write_jwks(tmp_path / "jwks.json")
-    return ServerConfig(
-        listen="127.0.0.1:0",
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        auth="required",
-        jwt_jwks=str(jwks),
-        jwt_issuer=ISSUER,
-        jwt_audience=AUDIENCE,
-        bootstrap_admins=(ROOT,),
-        **more,
-    )
-
-
 @pytest.fixture
 async def server(sqlite_url: str, tmp_path: Path, issuer: Issuer) -> AsyncIterator[Running]:
-    async with serving(jwt_config(sqlite_url, tmp_path, issuer)) as running:
+    async with serving(issuer.server_config(sqlite_url, tmp_path, ROOT)) as running:
         yield running
 
 
@@ -198,8 +181,8 @@ async def test_service_account_tokens_and_revocation_across_replicas(
 ) -> None:
     """A token issued through one replica works on another and stops
     working there within seconds of its revocation through the first."""
-    config_a = jwt_config(pg_url, tmp_path / "a", issuer)
-    config_b = jwt_config(pg_url, tmp_path / "b", issuer)
+    config_a = issuer.server_config(pg_url, tmp_path / "a", ROOT)
+    config_b = issuer.server_config(pg_url, tmp_path / "b", ROOT)
     async with serving(config_a) as a, serving(config_b) as b:
         async with client(a, issuer.token("root")) as root:
             await root.create_model("fraud")

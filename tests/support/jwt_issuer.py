@@ -13,6 +13,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from modelregistry_server.config import ServerConfig
 
 ISSUER = "https://idp.test.example"
 AUDIENCE = "modelreg-test"
@@ -38,6 +39,22 @@ class Issuer:
         ec_jwk = json.loads(ECAlgorithm.to_jwk(self.ec.public_key()))
         ec_jwk.update(kid="ec-1", use="sig")
         return {"keys": [rsa_jwk, ec_jwk]}
+
+    def server_config(self, db_url: str, tmp_path: Path, *admins: str, **more: Any) -> ServerConfig:
+        """A loopback server with authentication required, trusting this
+        issuer's JWTs, with `admins` as bootstrap admins."""
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        return ServerConfig(
+            listen="127.0.0.1:0",
+            data_dir=tmp_path / "data",
+            database_url=db_url,
+            auth="required",
+            jwt_jwks=str(self.write_jwks(tmp_path / "jwks.json")),
+            jwt_issuer=self.issuer,
+            jwt_audience=self.audience,
+            bootstrap_admins=admins,
+            **more,
+        )
 
     def write_jwks(self, path: Path) -> Path:
         path.write_text(json.dumps(self.jwks()))

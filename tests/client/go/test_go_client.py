@@ -25,9 +25,8 @@ import grpc
 import pytest
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
-from modelregistry_server.config import ServerConfig
 from support.in_process import serving
-from support.jwt_issuer import AUDIENCE, ISSUER, Issuer
+from support.jwt_issuer import Issuer
 from support.services import require
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -372,16 +371,7 @@ async def test_fetch_sends_its_token(run_fetch: Launcher, sqlite_url: str, tmp_p
     """On a registry with authentication on, modelreg-fetch gets in with
     -token (or -token-file) and is turned away without one."""
     issuer = Issuer()
-    config = ServerConfig(
-        listen="127.0.0.1:0",
-        data_dir=tmp_path / "data",
-        database_url=sqlite_url,
-        auth="required",
-        jwt_jwks=str(issuer.write_jwks(tmp_path / "jwks.json")),
-        jwt_issuer=ISSUER,
-        jwt_audience=AUDIENCE,
-        bootstrap_admins=("user:root",),
-    )
+    config = issuer.server_config(sqlite_url, tmp_path, "user:root")
     (tmp_path / "model.bin").write_bytes(b"weights")
     alias = "models/fraud/aliases/production"
     async with serving(config) as running:
