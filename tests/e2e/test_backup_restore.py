@@ -8,6 +8,8 @@ import asyncio
 import os
 import re
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,8 +54,12 @@ async def snapshot_view(address: str, pull_to: Path) -> dict[str, object]:
         aliases = [(a.name, a.version, a.etag) async for a in client.list_aliases("models/fraud")]
         events = [(e.revision, e.hash) async for e in client.list_events(page_size=1000)]
         await client.pull("models/fraud/aliases/production", pull_to)
-    files = {p.name: p.read_bytes() for p in pull_to.iterdir()}
-    return {"versions": versions, "aliases": aliases, "events": events, "files": files}
+    return {"versions": versions, "aliases": aliases, "events": events}
+
+
+def view(address: str, pull_to: Path) -> dict[str, object]:
+    seen = asyncio.run(snapshot_view(address, pull_to))
+    return {**seen, "files": {p.name: p.read_bytes() for p in pull_to.iterdir()}}
 
 
 @pytest.fixture
@@ -74,7 +80,7 @@ def test_restore_brings_back_everything(db_url: str, target_url: str, tmp_path: 
     srv.start()
     try:
         asyncio.run(build(srv.address, write_model(tmp_path / "model", b"fraud-v1")))
-        before = asyncio.run(snapshot_view(srv.address, tmp_path / "pulled-before"))
+        before = view(srv.address, tmp_path / "pulled-before")
         first = ok(modelreg("admin", "backup", str(dest), *storage_flags(source_dir, db_url)))
         # manifest + two files: all copied the first time, none the second.
         assert "3 referenced blobs: 3 blobs copied" in first
@@ -92,7 +98,7 @@ def test_restore_brings_back_everything(db_url: str, target_url: str, tmp_path: 
     srv = ServeProcess(restored_dir, "--database-url", target_url)
     srv.start()
     try:
-        after = asyncio.run(snapshot_view(srv.address, tmp_path / "pulled-after"))
+        after = view(srv.address, tmp_path / "pulled-after")
         assert after == before
         verified = modelreg("--server", srv.address, "events", "verify", "--expect", head[1])
         assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -125,3 +131,67 @@ def test_a_damaged_or_incomplete_backup_is_refused(tmp_path: Path) -> None:
         "admin", "restore", str(dest), *storage_flags(target, f"sqlite:///{target / 'r.db'}")
     )
     assert bad.returncode == 1 and "restore failed" in bad.stderr
+
+
+class Writer:
+    """Creates versions of one model one after another until told to stop,
+    and remembers which creates were acknowledged."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.acked: list[int] = []
+        self.stop = threading.Event()
+
+    async def _run(self) -> None:
+        async with RegistryClient(self.address) as client:
+            await client.create_model("busy")
+            while not self.stop.is_set():
+                v = await client.create_model_version("models/busy", source_uri="s3://runs/x")
+                self.acked.append(v.version)
+                await client.set_alias("models/busy/aliases/latest", v.version)
+
+    def run(self) -> None:
+        asyncio.run(self._run())
+
+
+async def versions_of(address: str, model: str) -> list[int]:
+    async with RegistryClient(address) as client:
+        return [v.version async for v in client.list_model_versions(model)]
+
+
+def test_a_backup_taken_during_writes_is_a_prefix_of_them(
+    db_url: str, target_url: str, tmp_path: Path
+) -> None:
+    source_dir = tmp_path / "source"
+    dest = tmp_path / "backup"
+    srv = ServeProcess(source_dir, "--database-url", db_url)
+    srv.start()
+    writer = Writer(srv.address)
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        while len(writer.acked) < 20:
+            time.sleep(0.05)
+        acked_before = len(writer.acked)
+        ok(modelreg("admin", "backup", str(dest), *storage_flags(source_dir, db_url)))
+        acked_after = len(writer.acked)
+    finally:
+        writer.stop.set()
+        thread.join(timeout=30)
+        srv.stop()
+    assert acked_after > acked_before, "no write ran during the backup"
+
+    restored_dir = tmp_path / "restored"
+    ok(modelreg("admin", "restore", str(dest), *storage_flags(restored_dir, target_url)))
+    srv = ServeProcess(restored_dir, "--database-url", target_url)
+    srv.start()
+    try:
+        restored = sorted(asyncio.run(versions_of(srv.address, "models/busy")))
+        verified = modelreg("--server", srv.address, "events", "verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        srv.stop()
+    # Every write acknowledged before the backup began is there, and what is
+    # there is a prefix of the writes (at most the one in flight at the end).
+    assert restored == list(range(1, len(restored) + 1))
+    assert acked_before <= len(restored) <= acked_after + 1
