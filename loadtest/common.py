@@ -25,6 +25,8 @@ from modelregistry.v1 import artifact_service_pb2 as apb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 T = TypeVar("T")
+# The largest chunk the server takes in one upload message.
+CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,9 @@ class Fleet:
     hot: int = 20
     rollouts: int = 5
     artifact_version: int = 8
+    # Bytes of each artifact version's file (4 KiB: metadata load tests;
+    # the recovery drill seeds megabytes each, gigabytes in all).
+    artifact_size: int = 4096
 
     def model_id(self, i: int) -> str:
         return f"{self.prefix}-{i:04d}"
@@ -92,7 +97,7 @@ def artifact_bytes(label: str, size: int = 4096) -> bytes:
 def blob_requests(
     data: bytes, *, version: str = "", media_type: str = ""
 ) -> list[apb.UploadRequest]:
-    """A whole upload of a small blob in one chunk: start, chunk, finish.
+    """A whole upload of a blob: start, chunks of at most `CHUNK` bytes, finish.
 
     If the server already has the blob it answers `started` then `finished`
     at once and ignores the rest, so the same messages serve both cases.
@@ -101,10 +106,19 @@ def blob_requests(
     start = apb.UploadStart(
         size_bytes=len(data), digest=digest, version=version, media_type=media_type
     )
-    chunk = apb.UploadChunk(offset=0, data=data, crc32c=google_crc32c.value(data))
+    chunks = [
+        apb.UploadRequest(
+            chunk=apb.UploadChunk(
+                offset=at,
+                data=data[at : at + CHUNK],
+                crc32c=google_crc32c.value(data[at : at + CHUNK]),
+            )
+        )
+        for at in range(0, len(data), CHUNK)
+    ]
     return [
         apb.UploadRequest(start=start),
-        apb.UploadRequest(chunk=chunk),
+        *chunks,
         apb.UploadRequest(finish=apb.UploadFinish(digest=digest)),
     ]
 

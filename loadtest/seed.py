@@ -124,7 +124,7 @@ async def seed_model(stubs: Stubs, fleet: Fleet, i: int, tally: Tally) -> None:
     by_number = {v.version: v for v in listed.model_versions}
     art = by_number.get(fleet.artifact_version)
     if art is not None and art.state == pb.ModelVersion.PENDING_UPLOAD:
-        data = artifact_bytes(art.name)
+        data = artifact_bytes(art.name, fleet.artifact_size)
         await retry(upload, (stubs.artifacts, blob_requests(data)))
         await retry(upload, (stubs.artifacts, manifest_requests(art.name, ARTIFACT_FILE, data)))
         tally.created["artifacts"] += 1
@@ -225,13 +225,20 @@ def add_fleet_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--rollouts", type=int, default=d.rollouts, help="rollouts in progress (%(default)s)"
     )
+    ap.add_argument(
+        "--artifact-kib",
+        type=int,
+        default=d.artifact_size // 1024,
+        help="KiB per artifact (%(default)s)",
+    )
 
 
 def fleet_from(ns: argparse.Namespace) -> Fleet:
     if ns.versions < 3:
         raise SystemExit("--versions must be at least 3 (production, staging, one unapproved)")
     art = min(Fleet.artifact_version, ns.versions - 2)
-    return Fleet(ns.models, ns.versions, ns.prefix, ns.hot, ns.rollouts, art)
+    size = getattr(ns, "artifact_kib", Fleet.artifact_size // 1024) * 1024
+    return Fleet(ns.models, ns.versions, ns.prefix, ns.hot, ns.rollouts, art, size)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from support.cli_help import db_upgrade_flags, flags_in, serve_flags
+from support.cli_help import admin_flags, db_upgrade_flags, flags_in, serve_flags
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 # Flags of other programs that the guide's prose mentions.
@@ -31,11 +31,14 @@ def test_commands_use_real_flags() -> None:
             elif words[i : i + 2] == ["db", "upgrade"]:
                 assert set(flags_in(rest[1:])) <= db_upgrade_flags(), words
                 checked += 1
+            elif words[i : i + 1] == ["admin"] and rest[:1] in (["backup"], ["restore"]):
+                assert set(flags_in(rest[1:])) <= admin_flags(), words
+                checked += 1
     assert checked >= 3
 
 
 def test_prose_names_real_flags() -> None:
     named = set(re.findall(r"`(--[a-z][a-z0-9-]*)", DOC.read_text()))
     assert named, "no flags found"
-    unknown = named - serve_flags() - db_upgrade_flags() - OTHER_TOOLS
+    unknown = named - serve_flags() - db_upgrade_flags() - admin_flags() - OTHER_TOOLS
     assert not unknown, unknown

@@ -34,6 +34,10 @@ def db_upgrade_flags() -> frozenset[str]:
     return flags_of("db", "upgrade")
 
 
+def admin_flags() -> frozenset[str]:
+    return flags_of("admin", "backup") | flags_of("admin", "restore")
+
+
 def flags_in(args: list[str]) -> list[str]:
     """The `--flag` words of a command line (`--flag=value` counts as `--flag`)."""
     return [arg.split("=", 1)[0] for arg in args if arg.startswith("--")]
