@@ -84,6 +84,28 @@ class ServerConfig:
         default="",
         metadata=flag("--blob-store", "file:///dir or s3://bucket/prefix (default: --data-dir)"),
     )
+    # PostgreSQL streaming replicas of the database, for read transactions.
+    read_database_urls: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "--read-database-url",
+            "a PostgreSQL streaming replica of --database-url: registry reads run there when it "
+            "has applied what this server has seen (else on the primary); repeat for several",
+            metavar="URL",
+            repeat=True,
+        ),
+    )
+    # How long a read waits for a lagging replica before it runs on the primary.
+    read_replica_wait_s: float = field(
+        default=0.05,
+        metadata=flag(
+            "--read-replica-wait-ms",
+            "a read waits this long for a lagging replica, then runs on the primary "
+            "(default %(default)s)",
+            float,
+            unit=0.001,
+        ),
+    )
     # S3-compatible endpoint; empty: the AWS default for the region.
     s3_endpoint_url: str = field(
         default="",

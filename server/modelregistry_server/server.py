@@ -30,11 +30,12 @@ from modelregistry.v1 import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from . import access_setup
+from . import access_setup, consistency_setup
 from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
+from .api.consistency import ConsistencyInterceptor
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
@@ -70,6 +71,7 @@ from .service.rollouts import Rollouts
 from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
+from .store.read_routing import ReadRouter, RevisionClock
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
@@ -174,6 +176,8 @@ class Parts:
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
+    clock: RevisionClock
+    reads: ReadRouter | None = None
 
     async def close(self) -> None:
         await self.blobs.close()
@@ -237,10 +241,13 @@ async def build(config: ServerConfig) -> Parts:
         access.store.on_commit(relay.wake)
     # Policy changes and revoked tokens, from any replica, drop access caches.
     hub.add_listener(access.listener())
+    writers = [store, uploads, events, access.store]
+    clock, reads = consistency_setup.build(config, store, writers, hub)
     ready = asyncio.Event()
     health_servicer = HealthServicer()
     server = _grpc_server(
         ready,
+        clock,
         access,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
@@ -264,11 +271,14 @@ async def build(config: ServerConfig) -> Parts:
         health=health_servicer,
         ready=ready,
         server=server,
+        clock=clock,
+        reads=reads,
     )
 
 
 def _grpc_server(
     ready: asyncio.Event,
+    clock: RevisionClock,
     access: AccessParts,
     health_servicer: HealthServicer,
     registry: RegistryServicer,
@@ -279,7 +289,11 @@ def _grpc_server(
     """The gRPC server with every service, health and reflection; RPCs are
     refused until `ready` is set, and pass the access gate."""
     server = grpc.aio.server(
-        interceptors=[RpcMetricsInterceptor(), RequestInterceptor(ready.is_set, access.gate)],
+        interceptors=[
+            RpcMetricsInterceptor(),
+            RequestInterceptor(ready.is_set, access.gate),
+            ConsistencyInterceptor(clock),
+        ],
         options=SERVER_OPTIONS,
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
@@ -319,6 +333,8 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     tasks.append(asyncio.create_task(parts.access.preload()))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
+    if parts.reads is not None:
+        tasks.append(asyncio.create_task(_when_ready(ready, parts.reads.run), name="read-replicas"))
     if config.event_retention_s > 0:
         tasks.append(
             asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))

@@ -83,6 +83,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
     """
+    INVALID_MIN_REVISION: _ErrorReason.ValueType  # 200
+    """INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
+    one decimal revision (0 to 2^63-1). Metadata: `field`.
+    """
     INVALID_PAGE_SIZE: _ErrorReason.ValueType  # 17
     """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
     INVALID_LABELS: _ErrorReason.ValueType  # 18
@@ -378,6 +382,10 @@ past protobuf's limit.
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 16
 """INVALID_ARGUMENT: the page token is forged, malformed or from another
 request. Metadata: `field`.
+"""
+INVALID_MIN_REVISION: ErrorReason.ValueType  # 200
+"""INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
+one decimal revision (0 to 2^63-1). Metadata: `field`.
 """
 INVALID_PAGE_SIZE: ErrorReason.ValueType  # 17
 """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""

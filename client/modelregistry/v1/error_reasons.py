@@ -111,6 +111,11 @@ class ErrorReason(enum.StrEnum):
     request. Metadata: `field`.
     """
 
+    INVALID_MIN_REVISION = "INVALID_MIN_REVISION"
+    """INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
+    one decimal revision (0 to 2^63-1). Metadata: `field`.
+    """
+
     INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
     """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
 
@@ -476,6 +481,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.INVALID_FILTER: "INVALID_ARGUMENT",
         ErrorReason.INVALID_REQUEST: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_TOKEN: "INVALID_ARGUMENT",
+        ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_SIZE: "INVALID_ARGUMENT",
         ErrorReason.INVALID_LABELS: "INVALID_ARGUMENT",
         ErrorReason.INVALID_ETAG: "INVALID_ARGUMENT",

@@ -35,7 +35,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+def make_engine(
+    url: str, pool_size: int = 20, connect_timeout: int = 5, pre_ping: bool = False
+) -> AsyncEngine:
+    """`pre_ping` tests every connection at checkout (for read replicas: a
+    replica that died fails there, where the read can still go elsewhere)."""
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_async_engine(url)
@@ -46,7 +50,8 @@ def make_engine(url: str, pool_size: int = 20) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
-        connect_args={"connect_timeout": 5},
+        connect_args={"connect_timeout": connect_timeout},
+        pool_pre_ping=pre_ping,
     )
     _check_idle_connections(engine)
     return engine

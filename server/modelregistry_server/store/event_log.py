@@ -28,7 +28,7 @@ from ..domain.names import ModelName
 from ..domain.request_context import current_actor
 from ..domain.resources import Page
 from .tables import C, E, H, event_log_head, events
-from .transactions import SqlBase, now_us, touch
+from .transactions import SqlBase, appended, now_us, touch
 
 NOTIFY_CHANNEL = "modelreg_events"
 # A read returns at most this many bytes of resource JSON (and at least one
@@ -55,9 +55,11 @@ async def append_event(
     model_text = str(model) if model is not None else ""
     if model_text:
         touch(model_text)
-    return await _append(
+    revision = await _append(
         conn, type_, model_text, resource, canonical_json(before), canonical_json(after)
     )
+    appended(revision)
+    return revision
 
 
 async def _append(

@@ -43,6 +43,8 @@ class SqlRegistryStore(SqlBase):
             await conn.execute(select(1))
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self._engine.dispose()
 
     async def get_or_create_setting(self, key: str, create: Callable[[], bytes]) -> bytes:

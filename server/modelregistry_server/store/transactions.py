@@ -13,7 +13,7 @@ import contextvars
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelregistry.v1.error_reasons import ErrorReason
 from opentelemetry import trace
@@ -23,8 +23,11 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..domain import errors
+from ..domain import errors, read_consistency
 from .engine import WRITE_OPTION
+
+if TYPE_CHECKING:
+    from .read_routing import ReadRouter
 
 _tracer = trace.get_tracer("modelreg.store")
 
@@ -47,6 +50,21 @@ def touch(model: str) -> None:
         touched.add(model)
 
 
+# The newest revision the current write transaction appended (see event_log).
+_appended: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "modelreg_appended_revision", default=None
+)
+
+
+def appended(revision: int) -> None:
+    """Note that the running write transaction appended event `revision`;
+    the call's answer reflects it."""
+    newest = _appended.get()
+    if newest is not None:
+        newest.append(revision)
+    read_consistency.note(revision)
+
+
 def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (PostgreSQL and SQLite
     spell them the same way, through different classes)."""
@@ -67,6 +85,8 @@ class SqlBase:
         self._dialect = engine.dialect.name
         self._commit_hooks: list[Callable[[], None]] = []
         self._model_hooks: list[Callable[[frozenset[str]], None]] = []
+        self._revision_hooks: list[Callable[[int], None]] = []
+        self._reads: ReadRouter | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -81,16 +101,36 @@ class SqlBase:
         has committed (before the write's caller sees the result)."""
         self._model_hooks.append(hook)
 
+    def on_revision_committed(self, hook: Callable[[int], None]) -> None:
+        """Call `hook` with the newest event revision a write transaction
+        appended, once it has committed."""
+        self._revision_hooks.append(hook)
+
+    @property
+    def read_router(self) -> ReadRouter | None:
+        return self._reads
+
+    def route_reads(self, router: ReadRouter) -> None:
+        """Run this store's read transactions where `router` says (replicas)."""
+        self._reads = router
+
     @asynccontextmanager
     async def _tx(self, op: str, write: bool = False) -> AsyncIterator[AsyncConnection]:
         touched: set[str] = set()
+        revisions: list[int] = []
         token = _touched.set(touched) if write else None
+        appended_token = _appended.set(revisions) if write else None
         try:
             async with self._traced_tx(op, write) as conn:
                 yield conn
         finally:
             if token is not None:
                 _touched.reset(token)
+            if appended_token is not None:
+                _appended.reset(appended_token)
+        if revisions:
+            for revision_hook in self._revision_hooks:
+                revision_hook(max(revisions))
         if write:
             for hook in self._commit_hooks:
                 hook()
@@ -109,7 +149,9 @@ class SqlBase:
             set_status_on_exception=False,
         ) as span:
             try:
-                async with self._engine.connect() as conn:
+                reads = None if write else self._reads
+                connect = reads.connect() if reads is not None else self._engine.connect()
+                async with connect as conn:
                     if not write and self._dialect == "postgresql":
                         # Reads run in autocommit: no BEGIN/COMMIT round trips.
                         # Each statement still sees one consistent snapshot,
