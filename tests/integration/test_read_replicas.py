@@ -163,3 +163,21 @@ async def test_min_revision_metadata_is_checked(replicated: Running) -> None:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 ErrorReason.INVALID_MIN_REVISION,
             )
+
+
+async def test_every_answer_carries_the_revision_it_reflects(tmp_path: Path) -> None:
+    """Without replicas too (the embedded default): a write's answer names the
+    revision it appended, and reads answer with that revision or a later one."""
+    config = ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "data")
+    async with (
+        serving(config) as running,
+        grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+    ):
+        stub = rpc_grpc.RegistryServiceStub(channel)
+        _, first = await call(stub.CreateModel, rpc.CreateModelRequest(model_id="a"))
+        _, second = await call(stub.CreateModel, rpc.CreateModelRequest(model_id="b"))
+        assert 0 < first < second
+        _, seen = await call(stub.GetModel, rpc.GetModelRequest(name="models/a"), first)
+        assert seen >= second
+        listed, seen = await call(stub.ListModels, rpc.ListModelsRequest())
+        assert len(listed.models) == 2 and seen >= second
