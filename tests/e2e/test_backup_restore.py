@@ -10,11 +10,13 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from modelregistry import RegistryClient
+from support.moto import s3_env
 from support.postgres import fresh_database
 from support.processes import ServeProcess, modelreg
 
@@ -195,3 +197,39 @@ def test_a_backup_taken_during_writes_is_a_prefix_of_them(
     # there is a prefix of the writes (at most the one in flight at the end).
     assert restored == list(range(1, len(restored) + 1))
     assert acked_before <= len(restored) <= acked_after + 1
+
+
+def test_backup_from_one_bucket_restores_into_another(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = str(request.getfixturevalue("moto_endpoint"))
+    s3_env(monkeypatch, tmp_path)  # the children inherit these
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    buckets = [f"dr-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
+
+    def flags(data_dir: Path, bucket: str) -> list[str]:
+        url = f"sqlite:///{data_dir / 'registry.db'}"
+        store = ["--blob-store", f"s3://{bucket}/registry", "--s3-endpoint-url", endpoint]
+        return [*storage_flags(data_dir, url), *store]
+
+    source_dir, restored_dir, dest = tmp_path / "source", tmp_path / "restored", tmp_path / "b"
+    srv = ServeProcess(source_dir, *flags(source_dir, buckets[0])[2:])
+    srv.start()
+    try:
+        asyncio.run(build(srv.address, write_model(tmp_path / "model", b"fraud-s3")))
+        before = view(srv.address, tmp_path / "pulled-before")
+    finally:
+        srv.stop()
+    ok(modelreg("admin", "backup", str(dest), *flags(source_dir, buckets[0])))
+    restored = ok(modelreg("admin", "restore", str(dest), *flags(restored_dir, buckets[1])))
+    assert "3 blobs copied" in restored
+    srv = ServeProcess(restored_dir, *flags(restored_dir, buckets[1])[2:])
+    srv.start()
+    try:
+        assert view(srv.address, tmp_path / "pulled-after") == before
+    finally:
+        srv.stop()
