@@ -97,7 +97,7 @@ class ServerConfig:
     )
     # How long a read waits for a lagging replica before it runs on the primary.
     read_replica_wait_s: float = field(
-        default=0.05,
+        default=0.02,
         metadata=flag(
             "--read-replica-wait-ms",
             "a read waits this long for a lagging replica, then runs on the primary "

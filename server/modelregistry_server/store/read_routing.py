@@ -151,20 +151,23 @@ class ReadRouter:
         for one; None: use the primary."""
         deadline = time.monotonic() + self.max_wait_s
         pause = 0.002
+        checked = False
         while True:
             fit = [r for r in self.replicas if r.healthy and r.applied >= floor]
             if fit:
                 return fit[next(self._turn) % len(fit)]
             lagging = [r for r in self.replicas if r.healthy]
-            remaining = deadline - time.monotonic()
             if not lagging:
                 self._fallback("down")
                 return None
-            if remaining <= 0:
-                self._fallback("lag")
-                return None
-            await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, 0.05)
+            if checked:  # the first time, ask the replicas at once: they are usually there
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fallback("lag")
+                    return None
+                await asyncio.sleep(min(pause, remaining))
+                pause = min(pause * 2, 0.02)
+            checked = True
             await asyncio.gather(*(r.check() for r in lagging))
 
     def _fallback(self, why: str) -> None:
