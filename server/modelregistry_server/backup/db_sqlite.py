@@ -60,6 +60,10 @@ def restore(source: Path, url: str) -> None:
     if target.exists() and target.stat().st_size > 0:
         raise BackupError(f"{target} exists: restore into a new database (move it away first)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("-wal", "-shm", "-journal"):
+        # Left by the database that was lost: SQLite would replay them into
+        # the restored file.
+        target.with_name(target.name + suffix).unlink(missing_ok=True)
     tmp = target.with_name(target.name + ".restoring")
     shutil.copyfile(source, tmp)
     with tmp.open("rb") as f:
