@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import grpc
@@ -63,6 +64,7 @@ from .readiness import (
 )
 from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
+from .service.gc import GarbageCollector
 from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
@@ -70,6 +72,7 @@ from .service.rollouts import Rollouts
 from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
+from .store.gc_sql import SqlGcStore
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
@@ -167,6 +170,7 @@ class Parts:
     tokens: PageTokens
     cache: ReadCache
     artifacts: Artifacts
+    collector: GarbageCollector
     hub: WatchHub
     relay: NatsRelay | None
     access: AccessParts
@@ -207,8 +211,15 @@ async def build(config: ServerConfig) -> Parts:
             download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
         )
     )
+    gc_store = SqlGcStore(engine)
+    collector = GarbageCollector(gc_store, blobs, config.gc_grace_s)
     artifacts = Artifacts(
-        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+        store,
+        uploads,
+        blobs,
+        ArtifactSettings(upload_ttl_s=config.upload_ttl_s),
+        limits,
+        claims=gc_store,
     )
     hub = WatchHub(
         events,
@@ -244,7 +255,7 @@ async def build(config: ServerConfig) -> Parts:
         access,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
-        ArtifactServicer(artifacts),
+        ArtifactServicer(artifacts, collector),
         RolloutServicer(Rollouts(store, tokens)),
         EventServicer(Events(events, hub, tokens)),
     )
@@ -257,6 +268,7 @@ async def build(config: ServerConfig) -> Parts:
         tokens=tokens,
         cache=cache,
         artifacts=artifacts,
+        collector=collector,
         hub=hub,
         relay=relay,
         access=access,
@@ -316,6 +328,9 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     )
     tasks.append(asyncio.create_task(readiness))
     tasks.append(asyncio.create_task(_when_ready(ready, parts.artifacts.reclaim_forever)))
+    if config.gc_interval_s > 0:
+        collect = partial(parts.collector.collect_forever, config.gc_interval_s)
+        tasks.append(asyncio.create_task(_when_ready(ready, collect), name="gc"))
     tasks.append(asyncio.create_task(parts.access.preload()))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))

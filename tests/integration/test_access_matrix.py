@@ -311,6 +311,12 @@ CASES = [
         (P.ARTIFACTS_DOWNLOAD, FRAUD),
     ),
     Case(
+        "CollectGarbage",
+        A + "CollectGarbage",
+        lambda w: art.CollectGarbageRequest(dry_run=True),
+        (P.BLOBS_COLLECT_GARBAGE, REGISTRY),
+    ),
+    Case(
         "StartRollout",
         RO + "StartRollout",
         lambda w: ro.StartRolloutRequest(

@@ -99,6 +99,7 @@ RULES: dict[str, tuple[Check, ...]] = {
         Check(P.ARTIFACTS_DOWNLOAD, Target.NAME, "alias"),
     ),
     ARTIFACT + "GetBlob": (Check(P.ARTIFACTS_DOWNLOAD, Target.BLOB, "digest"),),
+    ARTIFACT + "CollectGarbage": (Check(P.BLOBS_COLLECT_GARBAGE, Target.REGISTRY),),
     ROLLOUT + "StartRollout": _name(P.ROLLOUTS_START, "alias"),
     ROLLOUT + "GetRollout": (Check(P.ROLLOUTS_GET, Target.ROLLOUT, "name"),),
     ROLLOUT + "ListRollouts": _name(P.ROLLOUTS_GET, "parent"),

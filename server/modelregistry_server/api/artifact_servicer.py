@@ -13,7 +13,8 @@ from modelregistry.v1.error_reasons import ErrorReason
 from ..domain import errors
 from ..observability import metrics
 from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
-from . import convert
+from ..service.gc import GarbageCollector
+from . import convert, gc_convert
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -41,8 +42,9 @@ def _progress(committed: int) -> apb.UploadResponse:
 
 
 class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
-    def __init__(self, artifacts: Artifacts) -> None:
+    def __init__(self, artifacts: Artifacts, collector: GarbageCollector) -> None:
         self._artifacts = artifacts
+        self._collector = collector
 
     async def Upload(
         self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
@@ -152,3 +154,9 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
     async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
         blob = await self._artifacts.stat(request.digest)
         return apb.Blob(digest=blob.digest, size_bytes=blob.size)
+
+    async def CollectGarbage(
+        self, request: apb.CollectGarbageRequest, context: Ctx
+    ) -> apb.CollectGarbageResponse:
+        report = await self._collector.collect(request.dry_run, gc_convert.grace_of(request))
+        return gc_convert.report_to_pb(report)

@@ -36,6 +36,7 @@ class Permission(enum.StrEnum):
     SERVICE_ACCOUNTS_CREATE_TOKEN = "serviceAccounts.createToken"
     SERVICE_ACCOUNTS_LIST_TOKENS = "serviceAccounts.listTokens"
     SERVICE_ACCOUNTS_REVOKE_TOKEN = "serviceAccounts.revokeToken"
+    BLOBS_COLLECT_GARBAGE = "blobs.collectGarbage"
     # A model and its versions.
     MODELS_GET = "models.get"
     MODELS_UPDATE = "models.update"
@@ -74,6 +75,7 @@ PERMISSIONS: dict[Permission, PermissionInfo] = {
     P.SERVICE_ACCOUNTS_CREATE_TOKEN: PermissionInfo(Level.ROOT, "issue service-account tokens"),
     P.SERVICE_ACCOUNTS_LIST_TOKENS: PermissionInfo(Level.ROOT, "list service-account tokens"),
     P.SERVICE_ACCOUNTS_REVOKE_TOKEN: PermissionInfo(Level.ROOT, "revoke service-account tokens"),
+    P.BLOBS_COLLECT_GARBAGE: PermissionInfo(Level.ROOT, "delete unreferenced blobs (gc)"),
     P.MODELS_GET: PermissionInfo(Level.MODEL, "read a model; see it in ListModels"),
     P.MODELS_UPDATE: PermissionInfo(Level.MODEL, "change display name, description, labels"),
     P.MODELS_SET_PROTECTION: PermissionInfo(

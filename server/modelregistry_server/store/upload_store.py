@@ -21,6 +21,7 @@ from ..domain.names import VersionName
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from .access_lookups_sql import add_blob_refs
 from .event_log import append_event
+from .gc_sql import check_claims
 from .rows import to_version
 from .tables import M, U, V, model_versions, models, uploads
 from .transactions import SqlBase, now_us
@@ -106,7 +107,11 @@ class SqlUploadStore(SqlBase):
             )
 
     async def finish_upload(
-        self, upload_id: str, artifact: Artifact, files: tuple[str, ...] = ()
+        self,
+        upload_id: str,
+        artifact: Artifact,
+        files: tuple[tuple[str, int], ...] = (),
+        hold_deadline_us: int | None = None,
     ) -> ModelVersion | None:
         async with self._tx("finish_upload", write=True) as conn:
             record = (
@@ -145,7 +150,11 @@ class SqlUploadStore(SqlBase):
                 )
             ).one()
             version = to_version(row, name.model)
-            await add_blob_refs(conn, target.id, (artifact.digest, *files))
+            if hold_deadline_us is not None:
+                await check_claims(
+                    conn, (artifact.digest, *(d for d, _ in files)), hold_deadline_us
+                )
+            await add_blob_refs(conn, target.id, ((artifact.digest, artifact.size_bytes), *files))
             await append_event(conn, EventType.VERSION_READY, name.parent, str(name), None, version)
         return version
 
