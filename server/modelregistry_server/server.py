@@ -43,6 +43,7 @@ from .api.rollout_servicer import RolloutServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
+from .domain.quotas import UploadLimits
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
@@ -73,6 +74,7 @@ from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
 from .store.gc_sql import SqlGcStore
+from .store.quotas_sql import SqlQuotaStore
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
@@ -211,13 +213,17 @@ async def build(config: ServerConfig) -> Parts:
             download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
         )
     )
+    upload_limits = UploadLimits(
+        int(config.default_model_quota_bytes), config.max_open_uploads_per_principal
+    )
+    storage = partial(SqlQuotaStore(engine).storage, limits=upload_limits)
     gc_store = SqlGcStore(engine)
     collector = GarbageCollector(gc_store, blobs, config.gc_grace_s)
     artifacts = Artifacts(
         store,
         uploads,
         blobs,
-        ArtifactSettings(upload_ttl_s=config.upload_ttl_s),
+        ArtifactSettings(upload_ttl_s=config.upload_ttl_s, limits=upload_limits),
         limits,
         claims=gc_store,
     )
@@ -254,7 +260,7 @@ async def build(config: ServerConfig) -> Parts:
         ready,
         access,
         health_servicer,
-        RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
+        RegistryServicer(Registry(store, tokens, history=events, cache=cache, storage=storage)),
         ArtifactServicer(artifacts, collector),
         RolloutServicer(Rollouts(store, tokens)),
         EventServicer(Events(events, hub, tokens)),

@@ -32,7 +32,7 @@ def test_gc_frees_a_deleted_versions_blobs(tmp_path: Path) -> None:
             return {p.name for p in blob_dir.rglob("*") if p.is_file()}
 
         cli("models", "create", "fraud")
-        versions = []
+        versions: list[str] = []
         for own in (b"one" * 100_000, b"two" * 100_000):
             tree = tmp_path / f"tree-{len(versions)}"
             tree.mkdir()

@@ -144,6 +144,15 @@ CASES = [
         (P.MODELS_SET_PROTECTION, FRAUD),
     ),
     Case(
+        "UpdateModel quota",
+        R + "UpdateModel",
+        lambda w: reg.UpdateModelRequest(
+            model=pb.Model(name="models/fraud", storage_quota_bytes=1 << 30, etag=STALE),
+            update_mask=_mask("storage_quota_bytes"),
+        ),
+        (P.MODELS_SET_QUOTA, FRAUD),
+    ),
+    Case(
         "DeleteModel",
         R + "DeleteModel",
         lambda w: reg.DeleteModelRequest(name="models/fraud", etag=STALE, force=True),

@@ -63,7 +63,12 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         self, start: apb.UploadStart, requests: AsyncIterator[apb.UploadRequest]
     ) -> AsyncIterator[apb.UploadResponse]:
         result = await self._artifacts.start(
-            start.upload_id, start.size_bytes, start.digest, start.version, start.media_type
+            start.upload_id,
+            start.size_bytes,
+            start.digest,
+            start.version,
+            start.media_type,
+            start.model,
         )
         if isinstance(result, Published):
             yield apb.UploadResponse(

@@ -41,6 +41,7 @@ class Permission(enum.StrEnum):
     MODELS_GET = "models.get"
     MODELS_UPDATE = "models.update"
     MODELS_SET_PROTECTION = "models.setProtection"
+    MODELS_SET_QUOTA = "models.setQuota"
     MODELS_DELETE = "models.delete"
     VERSIONS_GET = "versions.get"
     VERSIONS_CREATE = "versions.create"
@@ -81,6 +82,7 @@ PERMISSIONS: dict[Permission, PermissionInfo] = {
     P.MODELS_SET_PROTECTION: PermissionInfo(
         Level.MODEL, "change protected aliases and separation of duties"
     ),
+    P.MODELS_SET_QUOTA: PermissionInfo(Level.MODEL, "change a model's storage quota"),
     P.MODELS_DELETE: PermissionInfo(Level.MODEL, "delete a model"),
     P.VERSIONS_GET: PermissionInfo(Level.MODEL, "read and list versions"),
     P.VERSIONS_CREATE: PermissionInfo(Level.MODEL, "create versions"),

@@ -24,10 +24,11 @@ from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
 from ..config import DEFAULTS
-from ..domain import errors
+from ..domain import errors, request_context
 from ..domain.digests import check_digest
 from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
-from ..domain.names import VersionName, parse_alias_name, parse_version_name
+from ..domain.names import VersionName, parse_alias_name, parse_model_name, parse_version_name
+from ..domain.quotas import UploadLimits
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from ..store.base import RegistryStore, UploadStore
 from .transfers import TransferLimits
@@ -52,6 +53,8 @@ class ArtifactSettings:
     # within half of it (the other half absorbs clock skew between replicas),
     # or it fails with BLOB_COLLECTED and the client retries.
     publish_hold_s: float = 300.0
+    # Quotas and the cap on open uploads per principal.
+    limits: UploadLimits = field(default_factory=UploadLimits)
 
 
 @dataclass
@@ -129,7 +132,13 @@ class Artifacts:
             yield
 
     async def start(
-        self, upload_id: str, size: int, digest: str, version: str, media_type: str
+        self,
+        upload_id: str,
+        size: int,
+        digest: str,
+        version: str,
+        media_type: str,
+        model: str = "",
     ) -> UploadSession | Published:
         """Begin or resume an upload; a known digest publishes at once (dedup)."""
         if upload_id:
@@ -160,9 +169,19 @@ class Artifacts:
                     f"a manifest is at most {MAX_MANIFEST_BYTES} bytes",
                     "size_bytes",
                 )
+        counted = parse_model_name(model, "model") if model and target is None else None
         new_id = uuid.uuid4().hex
+        ctx = request_context.current()
         record = await self._uploads.create_upload(
-            new_id, target, size, digest or None, media_type, self._ttl_us
+            new_id,
+            target,
+            size,
+            digest or None,
+            media_type,
+            self._ttl_us,
+            model=counted,
+            principal=ctx.caller if ctx is not None else "",
+            limits=self._settings.limits,
         )
         if digest:
             existing = await self._blobs.stat(digest)

@@ -9,8 +9,9 @@ than the grace period. One run:
 2. lists the blob store, then marks: reads every source. A blob written
    after the listing is not a candidate; one referenced after the mark is
    caught by step 3;
-3. sweeps each candidate in its own transaction that locks the digest,
-   checks every source again and only then deletes (`delete_if_unreferenced`).
+3. sweeps the candidates in batches, each in a transaction that locks the
+   digests, checks every source again and only then deletes
+   (`delete_unreferenced`).
 
 Writers claim blobs before they rely on them (`Artifacts` holds a lease and
 then checks the blob exists), so a publish racing a sweep either keeps the
@@ -37,6 +38,9 @@ from ..store.base import GcStore
 log = logging.getLogger("modelreg.gc")
 
 MIN_GRACE_S = 60.0
+# Candidates rechecked and deleted per transaction: few enough that a writer
+# claiming one of them waits briefly, many enough that commits do not dominate.
+SWEEP_BATCH = 200
 MAX_GRACE_S = 365 * 24 * 3600.0
 
 
@@ -93,19 +97,27 @@ class GarbageCollector:
                 listed.append(blob)
         marked = await self._store.referenced_digests()
         referenced = in_grace = deleted = freed = kept = 0
+        doomed: list[StoredBlob] = []
         for blob in listed:
             if blob.digest in marked:
                 referenced += 1
             elif blob.modified_at > cutoff:
                 in_grace += 1
-            elif dry_run:
-                deleted += 1
-                freed += blob.size
             else:
-                outcome = await self._store.delete_if_unreferenced(blob.digest, self._blobs.delete)
-                if outcome is None:
+                doomed.append(blob)
+        for at in range(0, len(doomed), SWEEP_BATCH):
+            batch = doomed[at : at + SWEEP_BATCH]
+            if dry_run:
+                deleted += len(batch)
+                freed += sum(b.size for b in batch)
+                continue
+            outcome = await self._store.delete_unreferenced(
+                [b.digest for b in batch], self._blobs.delete
+            )
+            for blob in batch:
+                if blob.digest not in outcome:
                     kept += 1
-                elif outcome:
+                elif outcome[blob.digest]:
                     deleted += 1
                     freed += blob.size
         if not dry_run:

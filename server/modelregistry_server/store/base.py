@@ -17,6 +17,7 @@ from ..domain.etags import Etag
 from ..domain.events import Event
 from ..domain.filters import Filter
 from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.quotas import UploadLimits
 from ..domain.resources import (
     Alias,
     Artifact,
@@ -131,8 +132,14 @@ class UploadStore(Protocol):
         digest: str | None,
         media_type: str,
         ttl_us: int,
+        *,
+        model: ModelName | None = None,
+        principal: str = "",
+        limits: UploadLimits = ...,
     ) -> UploadRecord:
-        """A session for `version`, which must be PENDING_UPLOAD (or none)."""
+        """A session for `version`, which must be PENDING_UPLOAD (or none),
+        counted against its model (or `model` for a blob upload) and
+        `principal`: QUOTA_EXCEEDED or TOO_MANY_OPEN_UPLOADS if it does not fit."""
 
     async def get_upload(self, upload_id: str) -> UploadRecord:
         """The live session; NOT_FOUND once expired, cancelled or finished."""
@@ -170,6 +177,12 @@ class GcStore(Protocol):
     ) -> bool | None:
         """Under the digest's lock: recheck, delete. True deleted, False
         already gone, None kept (referenced again)."""
+
+    async def delete_unreferenced(
+        self, digests: list[str], delete_blob: Callable[[str], Awaitable[bool]]
+    ) -> dict[str, bool]:
+        """The same for a batch in one transaction: {digest: deleted (True)
+        or already gone (False)}; digests left out were kept."""
 
     async def hold(self, digests: Iterable[str], ttl_us: int) -> None:
         """Claim blobs for a while; waits for a sweep of any of them to end."""

@@ -18,11 +18,12 @@ On SQLite the write transaction itself is the lock.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
-from sqlalchemy import ColumnElement, delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
@@ -52,14 +53,19 @@ REFERENCE_SOURCES: tuple[ReferenceSource, ...] = (
 )
 
 
-async def referenced(conn: AsyncConnection, digest: str, now: int) -> bool:
+# Blob deletions running at once within a sweep batch.
+SWEEP_PARALLELISM = 16
+
+
+async def referenced_among(conn: AsyncConnection, digests: list[str], now: int) -> set[str]:
+    """Which of `digests` some source names right now."""
+    found: set[str] = set()
     for source in REFERENCE_SOURCES:
-        found = await conn.execute(
-            select(source.digest).where(source.digest == digest, *source.live(now)).limit(1)
+        rows = await conn.execute(
+            select(source.digest).where(source.digest.in_(digests), *source.live(now)).distinct()
         )
-        if found.first() is not None:
-            return True
-    return False
+        found.update(rows.scalars())
+    return found
 
 
 class SqlGcStore(SqlBase):
@@ -82,22 +88,44 @@ class SqlGcStore(SqlBase):
     ) -> bool | None:
         """Delete the blob unless something references it now: True when it
         was deleted, False when it was already gone, None when it is kept."""
+        outcome = await self.delete_unreferenced([digest], delete_blob)
+        return outcome.get(digest)
+
+    async def delete_unreferenced(
+        self, digests: list[str], delete_blob: Callable[[str], Awaitable[bool]]
+    ) -> dict[str, bool]:
+        """The sweep of one batch, in one transaction: lock the digests' rows,
+        ask every source again, delete what nothing references. Returns the
+        digests it deleted (True) or found gone (False); the others are kept."""
+        batch = sorted(set(digests))
+        if not batch:
+            return {}
         async with self._tx("gc_sweep", write=True) as conn:
             await conn.execute(
                 dialect_insert(conn, blob_leases)
-                .values(digest=digest, expire_time_us=0)
+                .values([{"digest": d, "expire_time_us": 0} for d in batch])
                 .on_conflict_do_nothing()
             )
-            await conn.execute(select(BL.digest).where(BL.digest == digest).with_for_update())
+            await conn.execute(
+                select(BL.digest).where(BL.digest.in_(batch)).order_by(BL.digest).with_for_update()
+            )
             now = now_us()
-            if await referenced(conn, digest, now):
-                await conn.execute(
-                    delete(blob_leases).where(BL.digest == digest, BL.expire_time_us <= now)
+            keep = await referenced_among(conn, batch, now)
+            doomed = [d for d in batch if d not in keep]
+            gate = asyncio.Semaphore(SWEEP_PARALLELISM)
+
+            async def delete_one(digest: str) -> bool:
+                async with gate:
+                    return await delete_blob(digest)
+
+            results = await asyncio.gather(*(delete_one(d) for d in doomed))
+            await conn.execute(
+                delete(blob_leases).where(
+                    BL.digest.in_(batch),
+                    or_(BL.digest.in_(doomed), BL.expire_time_us <= now),
                 )
-                return None
-            deleted = await delete_blob(digest)
-            await conn.execute(delete(blob_leases).where(BL.digest == digest))
-            return deleted
+            )
+        return dict(zip(doomed, results, strict=True))
 
     async def hold(self, digests: Iterable[str], ttl_us: int) -> None:
         """Claim blobs for `ttl_us`; waits while a sweep of any of them runs."""

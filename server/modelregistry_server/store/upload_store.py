@@ -17,14 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
 from ..domain.events import EventType
-from ..domain.names import VersionName
+from ..domain.names import ModelName, VersionName
+from ..domain.quotas import UploadLimits
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from .access_lookups_sql import add_blob_refs
 from .event_log import append_event
 from .gc_sql import check_claims
+from .quotas_sql import check_upload_limits
 from .rows import to_version
 from .tables import M, U, V, model_versions, models, uploads
 from .transactions import SqlBase, now_us
+
+NO_LIMITS = UploadLimits()
 
 
 def version_not_pending(name: VersionName, state: str) -> errors.FailedPrecondition:
@@ -61,12 +65,25 @@ class SqlUploadStore(SqlBase):
         digest: str | None,
         media_type: str,
         ttl_us: int,
+        *,
+        model: ModelName | None = None,
+        principal: str = "",
+        limits: UploadLimits = NO_LIMITS,
     ) -> UploadRecord:
         now = now_us()
         async with self._tx("create_upload", write=True) as conn:
             version_id = None
             if version is not None:
                 version_id = await self._pending_version_id(conn, version, lock=False)
+            model_id = await check_upload_limits(
+                conn,
+                version=version,
+                model=None if version is not None else model,
+                principal=principal,
+                size_bytes=size_bytes,
+                digest=digest,
+                limits=limits,
+            )
             await conn.execute(
                 insert(uploads).values(
                     id=upload_id,
@@ -77,6 +94,8 @@ class SqlUploadStore(SqlBase):
                     create_time_us=now,
                     update_time_us=now,
                     expire_time_us=now + ttl_us,
+                    model_id=model_id,
+                    principal=principal,
                 )
             )
         return UploadRecord(
