@@ -161,7 +161,11 @@ async def push_files(
     sent = skipped = resumed = 0
     for entry, local in locals_by_digest.values():
         done = await uploader.upload(
-            local, entry.digest, entry.size_bytes, on_offset=meter.blob(entry.path)
+            local,
+            entry.digest,
+            entry.size_bytes,
+            on_offset=meter.blob(entry.path),
+            model=version_name.split("/versions/")[0],
         )
         sent += done.bytes_sent
         resumed += done.resumed_from

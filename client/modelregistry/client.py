@@ -22,6 +22,7 @@ from .access_methods import AccessMethods
 from .core import Core
 from .credentials import find_token, token_interceptors
 from .event_methods import EventMethods
+from .gc_methods import GcMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .rollout_methods import RolloutMethods
 from .transport import DEFAULT_TARGET, Pem, RetryPolicy, channel_credentials
@@ -35,7 +36,7 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
+class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies

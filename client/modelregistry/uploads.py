@@ -170,12 +170,14 @@ class BlobUploader:
         version: str = "",
         media_type: str = "",
         on_offset: OnOffset | None = None,
+        model: str = "",
     ) -> BlobUpload:
         """Upload `source` (a file, or bytes) of `size` bytes and `digest`.
 
         With `version` this is the version's manifest: such uploads are small
         and not remembered in the state files (the version would refuse a
-        second artifact anyway).
+        second artifact anyway). `model` (`models/{model}`): the model a blob
+        upload is for; its size counts against that model's storage quota.
         """
         states = self._states if not version else None
         saved = states.load(self._target, digest, size) if states else None
@@ -185,6 +187,7 @@ class BlobUploader:
         attempt = 1
         while True:
             stream = _Stream(source, digest, size, version, media_type, self._chunk, on_offset)
+            stream.model = model
             try:
                 done = await stream.run(self._stub, upload_id, self._remember(states, digest, size))
             except grpc.aio.AioRpcError as rpc_err:
@@ -248,6 +251,7 @@ class _Stream:
         self.source, self.digest, self.size = source, digest, size
         self.version, self.media_type, self.chunk = version, media_type, chunk
         self.on_offset = on_offset
+        self.model = ""
         self.upload_id = ""
         self.started_at: int | None = None
         self.already_existed = False
@@ -266,6 +270,7 @@ class _Stream:
                 digest=self.digest,
                 version=self.version,
                 media_type=self.media_type,
+                model=self.model,
             )
             await call.write(apb.UploadRequest(start=start))
             started = (await self._read(call)).started

@@ -124,6 +124,47 @@ class ServerConfig:
             unit=HOUR_S,
         ),
     )
+    # Garbage collection (service/gc.py): unreferenced blobs younger than the
+    # grace are kept; a finished blob upload is leased to its manifest for
+    # the upload TTL. On by default: a registry that never deletes fills its
+    # disk, and a sweep is safe while serving. 0 turns the periodic run off.
+    gc_interval_s: float = field(
+        default=6 * HOUR_S,
+        metadata=flag(
+            "--gc-interval-hours",
+            "collect unreferenced blobs this often; 0: never (default %(default)s)",
+            float,
+            unit=HOUR_S,
+        ),
+    )
+    gc_grace_s: float = field(
+        default=24 * HOUR_S,
+        metadata=flag(
+            "--gc-grace-hours",
+            "keep unreferenced blobs younger than this (default %(default)s)",
+            float,
+            unit=HOUR_S,
+        ),
+    )
+    # Quotas (service/quotas.py): a model's unique stored bytes plus its open
+    # uploads; 0 is unlimited. Models may set their own.
+    default_model_quota_bytes: int = field(
+        default=0,
+        metadata=flag(
+            "--default-model-quota-gib",
+            "storage quota of a model without its own, GiB; 0: unlimited (default %(default)s)",
+            float,
+            unit=1024**3,
+        ),
+    )
+    max_open_uploads_per_principal: int = field(
+        default=32,
+        metadata=flag(
+            "--max-open-uploads-per-principal",
+            "unfinished, unexpired uploads one caller may have (default %(default)s)",
+            int,
+        ),
+    )
     # Streams past these get RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) with a
     # retry delay; see service/transfers.py.
     max_downloads: int = field(

@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import grpc
@@ -43,6 +44,7 @@ from .api.rollout_servicer import RolloutServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
+from .domain.quotas import UploadLimits
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
@@ -64,6 +66,7 @@ from .readiness import (
 )
 from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
+from .service.gc import GarbageCollector
 from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
@@ -72,6 +75,8 @@ from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
 from .store.read_routing import ReadRouter, RevisionClock
+from .store.gc_sql import SqlGcStore
+from .store.quotas_sql import SqlQuotaStore
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
@@ -169,6 +174,7 @@ class Parts:
     tokens: PageTokens
     cache: ReadCache
     artifacts: Artifacts
+    collector: GarbageCollector
     hub: WatchHub
     relay: NatsRelay | None
     access: AccessParts
@@ -211,8 +217,19 @@ async def build(config: ServerConfig) -> Parts:
             download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
         )
     )
+    upload_limits = UploadLimits(
+        int(config.default_model_quota_bytes), config.max_open_uploads_per_principal
+    )
+    storage = partial(SqlQuotaStore(engine).storage, limits=upload_limits)
+    gc_store = SqlGcStore(engine)
+    collector = GarbageCollector(gc_store, blobs, config.gc_grace_s)
     artifacts = Artifacts(
-        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+        store,
+        uploads,
+        blobs,
+        ArtifactSettings(upload_ttl_s=config.upload_ttl_s, limits=upload_limits),
+        limits,
+        claims=gc_store,
     )
     hub = WatchHub(
         events,
@@ -250,8 +267,8 @@ async def build(config: ServerConfig) -> Parts:
         clock,
         access,
         health_servicer,
-        RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
-        ArtifactServicer(artifacts),
+        RegistryServicer(Registry(store, tokens, history=events, cache=cache, storage=storage)),
+        ArtifactServicer(artifacts, collector),
         RolloutServicer(Rollouts(store, tokens)),
         EventServicer(Events(events, hub, tokens)),
     )
@@ -264,6 +281,7 @@ async def build(config: ServerConfig) -> Parts:
         tokens=tokens,
         cache=cache,
         artifacts=artifacts,
+        collector=collector,
         hub=hub,
         relay=relay,
         access=access,
@@ -330,6 +348,9 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     )
     tasks.append(asyncio.create_task(readiness))
     tasks.append(asyncio.create_task(_when_ready(ready, parts.artifacts.reclaim_forever)))
+    if config.gc_interval_s > 0:
+        collect = partial(parts.collector.collect_forever, config.gc_interval_s)
+        tasks.append(asyncio.create_task(_when_ready(ready, collect), name="gc"))
     tasks.append(asyncio.create_task(parts.access.preload()))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))

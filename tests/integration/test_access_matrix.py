@@ -144,6 +144,15 @@ CASES = [
         (P.MODELS_SET_PROTECTION, FRAUD),
     ),
     Case(
+        "UpdateModel quota",
+        R + "UpdateModel",
+        lambda w: reg.UpdateModelRequest(
+            model=pb.Model(name="models/fraud", storage_quota_bytes=1 << 30, etag=STALE),
+            update_mask=_mask("storage_quota_bytes"),
+        ),
+        (P.MODELS_SET_QUOTA, FRAUD),
+    ),
+    Case(
         "DeleteModel",
         R + "DeleteModel",
         lambda w: reg.DeleteModelRequest(name="models/fraud", etag=STALE, force=True),
@@ -309,6 +318,12 @@ CASES = [
         A + "GetBlob",
         lambda w: art.GetBlobRequest(digest=w.file_digest),
         (P.ARTIFACTS_DOWNLOAD, FRAUD),
+    ),
+    Case(
+        "CollectGarbage",
+        A + "CollectGarbage",
+        lambda w: art.CollectGarbageRequest(dry_run=True),
+        (P.BLOBS_COLLECT_GARBAGE, REGISTRY),
     ),
     Case(
         "StartRollout",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 
@@ -48,3 +49,24 @@ def labels_of(args: argparse.Namespace) -> dict[str, str] | None:
     """The labels given with --label (None if there were none); later wins."""
     given: list[tuple[str, str]] | None = args.labels
     return dict(given) if given is not None else None
+
+
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTP]i?B|B)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "pb": 1000**5,
+}
+_SIZE_UNITS.update({"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "pib": 1024**5})
+
+
+def byte_size(value: str) -> int:
+    """`1048576`, `500MiB`, `2TB`, `1.5GiB`."""
+    m = _SIZE.fullmatch(value.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500GiB or 2TB, got {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])

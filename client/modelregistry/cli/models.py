@@ -6,7 +6,7 @@ import argparse
 
 from ..client import RegistryClient
 from ..v1 import resources_pb2 as pb
-from .args import add_labels, labels_of, model_name
+from .args import add_labels, byte_size, labels_of, model_name
 from .connection import UsageError, command
 from .output import Deleted, Listing, Result
 
@@ -53,10 +53,13 @@ async def update(client: RegistryClient, args: argparse.Namespace) -> Result:
     if args.separation_of_duties is not None:
         model.separation_of_duties = args.separation_of_duties
         mask.append("separation_of_duties")
+    if args.storage_quota is not None:
+        model.storage_quota_bytes = args.storage_quota
+        mask.append("storage_quota_bytes")
     if not mask:
         raise UsageError(
             "nothing to update: give --display-name, --description, --label, "
-            "--protected-alias or --[no-]separation-of-duties"
+            "--protected-alias, --[no-]separation-of-duties or --storage-quota"
         )
     return await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
 
@@ -120,6 +123,14 @@ def add_parsers(
         action=argparse.BooleanOptionalAction,
         default=None,
         help="whether a version's creator is barred from reviewing it",
+    )
+    p.add_argument(
+        "--storage-quota",
+        type=byte_size,
+        default=None,
+        metavar="SIZE",
+        help="bytes its versions and open uploads may store, e.g. 500GiB or 2TB; 0: the"
+        " registry default (owners and admins only)",
     )
     p.add_argument("--etag", default="", help="only if the model still has this etag")
     p.set_defaults(func=command(update))

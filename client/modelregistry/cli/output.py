@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, TextIO
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
@@ -282,6 +282,8 @@ def fields(message: Message, prefix: str = "") -> list[tuple[str, str]]:
             rows.append((key, ""))
         elif isinstance(value, timestamp_pb2.Timestamp):
             rows.append((key, format_time(value)))
+        elif isinstance(value, duration_pb2.Duration):
+            rows.append((key, f"{value.ToTimedelta().total_seconds():.3f}s"))
         elif isinstance(value, struct_pb2.Struct):
             rows.append((key, json.dumps(json_format.MessageToDict(value), sort_keys=True)))
         else:
@@ -314,4 +316,16 @@ def _table(result: Message | Listing | Deleted) -> str:
         columns = COLUMNS[result.kind]
         header = [title for title, _ in columns]
         return align([header, *([cell(m) for _, cell in columns] for m in result.items)])
-    return align(fields(result))
+    rows = fields(result)
+    if isinstance(result, pb.Model):
+        rows.append(("storage", storage_use(result)))
+    return align(rows)
+
+
+def storage_use(m: pb.Model) -> str:
+    """`1.2 GiB of 10.0 GiB (12%)`, or `1.2 GiB (no quota)`."""
+    used = format_size(m.storage_used_bytes)
+    if not m.storage_limit_bytes:
+        return f"{used} (no quota)"
+    share = 100 * m.storage_used_bytes / m.storage_limit_bytes
+    return f"{used} of {format_size(m.storage_limit_bytes)} ({share:.0f}%)"

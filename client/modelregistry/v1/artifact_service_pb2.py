@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelregistry/v1/artifact_service.proto\x12\x10modelregistry.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelregistry/v1/resources.proto\"*\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"i\n\x0bUploadStart\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\";\n\x0bUploadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\"\x1e\n\x0cUploadFinish\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\xa9\x01\n\rUploadRequest\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.modelregistry.v1.UploadStartH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.UploadChunkH\x00\x12\x30\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1e.modelregistry.v1.UploadFinishH\x00\x42\x06\n\x04kind\"\x9e\x01\n\rUploadStarted\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ommitted_offset\x18\x02 \x01(\x03\x12\x16\n\x0e\x61lready_exists\x18\x03 \x01(\x08\x12\x17\n\x0fmax_chunk_bytes\x18\x04 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x0eUploadProgress\x12\x18\n\x10\x63ommitted_offset\x18\x01 \x01(\x03\"m\n\x0eUploadFinished\x12$\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.Blob\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\"\xb8\x01\n\x0eUploadResponse\x12\x32\n\x07started\x18\x01 \x01(\x0b\x32\x1f.modelregistry.v1.UploadStartedH\x00\x12\x34\n\x08progress\x18\x02 \x01(\x0b\x32 .modelregistry.v1.UploadProgressH\x00\x12\x34\n\x08\x66inished\x18\x03 \x01(\x0b\x32 .modelregistry.v1.UploadFinishedH\x00\x42\x06\n\x04kind\"%\n\x10GetUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\xa1\x01\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ommitted_offset\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x86\x01\n\x0f\x44ownloadRequest\x12\x10\n\x06\x64igest\x18\x01 \x01(\tH\x00\x12\x11\n\x07version\x18\x02 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x06 \x01(\x05\x42\x08\n\x06target\"[\n\x0e\x44ownloadHeader\x12$\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.Blob\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x80\x01\n\x10\x44ownloadResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .modelregistry.v1.DownloadHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.modelregistry.v1.DownloadChunkH\x00\x42\x06\n\x04kind\"=\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\" \n\x0eGetBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t2\x9c\x03\n\x0f\x41rtifactService\x12O\n\x06Upload\x12\x1f.modelregistry.v1.UploadRequest\x1a .modelregistry.v1.UploadResponse(\x01\x30\x01\x12O\n\tGetUpload\x12\".modelregistry.v1.GetUploadRequest\x1a\x1e.modelregistry.v1.UploadStatus\x12M\n\x0c\x43\x61ncelUpload\x12%.modelregistry.v1.CancelUploadRequest\x1a\x16.google.protobuf.Empty\x12S\n\x08\x44ownload\x12!.modelregistry.v1.DownloadRequest\x1a\".modelregistry.v1.DownloadResponse0\x01\x12\x43\n\x07GetBlob\x12 .modelregistry.v1.GetBlobRequest\x1a\x16.modelregistry.v1.BlobBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'modelregistry/v1/artifact_service.proto\x12\x10modelregistry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a modelregistry/v1/resources.proto\"*\n\x04\x42lob\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"y\n\x0bUploadStart\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\nmedia_type\x18\x05 \x01(\t\x12\x0e\n\x05model\x18\x8c\x01 \x01(\t\";\n\x0bUploadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\"\x1e\n\x0cUploadFinish\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\xa9\x01\n\rUploadRequest\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.modelregistry.v1.UploadStartH\x00\x12.\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1d.modelregistry.v1.UploadChunkH\x00\x12\x30\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1e.modelregistry.v1.UploadFinishH\x00\x42\x06\n\x04kind\"\x9e\x01\n\rUploadStarted\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ommitted_offset\x18\x02 \x01(\x03\x12\x16\n\x0e\x61lready_exists\x18\x03 \x01(\x08\x12\x17\n\x0fmax_chunk_bytes\x18\x04 \x01(\x03\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x0eUploadProgress\x12\x18\n\x10\x63ommitted_offset\x18\x01 \x01(\x03\"m\n\x0eUploadFinished\x12$\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.Blob\x12\x35\n\rmodel_version\x18\x02 \x01(\x0b\x32\x1e.modelregistry.v1.ModelVersion\"\xb8\x01\n\x0eUploadResponse\x12\x32\n\x07started\x18\x01 \x01(\x0b\x32\x1f.modelregistry.v1.UploadStartedH\x00\x12\x34\n\x08progress\x18\x02 \x01(\x0b\x32 .modelregistry.v1.UploadProgressH\x00\x12\x34\n\x08\x66inished\x18\x03 \x01(\x0b\x32 .modelregistry.v1.UploadFinishedH\x00\x42\x06\n\x04kind\"%\n\x10GetUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\xa1\x01\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ommitted_offset\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x86\x01\n\x0f\x44ownloadRequest\x12\x10\n\x06\x64igest\x18\x01 \x01(\tH\x00\x12\x11\n\x07version\x18\x02 \x01(\tH\x00\x12\x0f\n\x05\x61lias\x18\x03 \x01(\tH\x00\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x0e\n\x06length\x18\x05 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x06 \x01(\x05\x42\x08\n\x06target\"[\n\x0e\x44ownloadHeader\x12$\n\x04\x62lob\x18\x01 \x01(\x0b\x32\x16.modelregistry.v1.Blob\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x80\x01\n\x10\x44ownloadResponse\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .modelregistry.v1.DownloadHeaderH\x00\x12\x30\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1f.modelregistry.v1.DownloadChunkH\x00\x42\x06\n\x04kind\"=\n\rDownloadChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\" \n\x0eGetBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"R\n\x15\x43ollectGarbageRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12(\n\x05grace\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xf1\x01\n\x16\x43ollectGarbageResponse\x12\x15\n\rblobs_scanned\x18\x01 \x01(\x03\x12\x18\n\x10\x62lobs_referenced\x18\x02 \x01(\x03\x12\x16\n\x0e\x62lobs_in_grace\x18\x03 \x01(\x03\x12\x15\n\rblobs_deleted\x18\x04 \x01(\x03\x12\x15\n\rbytes_deleted\x18\x05 \x01(\x03\x12\"\n\x1a\x62lobs_reclaimed_by_writers\x18\x06 \x01(\x03\x12\x0f\n\x07\x64ry_run\x18\x07 \x01(\x08\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration2\x81\x04\n\x0f\x41rtifactService\x12O\n\x06Upload\x12\x1f.modelregistry.v1.UploadRequest\x1a .modelregistry.v1.UploadResponse(\x01\x30\x01\x12O\n\tGetUpload\x12\".modelregistry.v1.GetUploadRequest\x1a\x1e.modelregistry.v1.UploadStatus\x12M\n\x0c\x43\x61ncelUpload\x12%.modelregistry.v1.CancelUploadRequest\x1a\x16.google.protobuf.Empty\x12S\n\x08\x44ownload\x12!.modelregistry.v1.DownloadRequest\x1a\".modelregistry.v1.DownloadResponse0\x01\x12\x43\n\x07GetBlob\x12 .modelregistry.v1.GetBlobRequest\x1a\x16.modelregistry.v1.Blob\x12\x63\n\x0e\x43ollectGarbage\x12\'.modelregistry.v1.CollectGarbageRequest\x1a(.modelregistry.v1.CollectGarbageResponseBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +36,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelregistry.v1.artifact_s
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1'
-  _globals['_BLOB']._serialized_start=157
-  _globals['_BLOB']._serialized_end=199
-  _globals['_UPLOADSTART']._serialized_start=201
-  _globals['_UPLOADSTART']._serialized_end=306
-  _globals['_UPLOADCHUNK']._serialized_start=308
-  _globals['_UPLOADCHUNK']._serialized_end=367
-  _globals['_UPLOADFINISH']._serialized_start=369
-  _globals['_UPLOADFINISH']._serialized_end=399
-  _globals['_UPLOADREQUEST']._serialized_start=402
-  _globals['_UPLOADREQUEST']._serialized_end=571
-  _globals['_UPLOADSTARTED']._serialized_start=574
-  _globals['_UPLOADSTARTED']._serialized_end=732
-  _globals['_UPLOADPROGRESS']._serialized_start=734
-  _globals['_UPLOADPROGRESS']._serialized_end=776
-  _globals['_UPLOADFINISHED']._serialized_start=778
-  _globals['_UPLOADFINISHED']._serialized_end=887
-  _globals['_UPLOADRESPONSE']._serialized_start=890
-  _globals['_UPLOADRESPONSE']._serialized_end=1074
-  _globals['_GETUPLOADREQUEST']._serialized_start=1076
-  _globals['_GETUPLOADREQUEST']._serialized_end=1113
-  _globals['_UPLOADSTATUS']._serialized_start=1116
-  _globals['_UPLOADSTATUS']._serialized_end=1277
-  _globals['_CANCELUPLOADREQUEST']._serialized_start=1279
-  _globals['_CANCELUPLOADREQUEST']._serialized_end=1319
-  _globals['_DOWNLOADREQUEST']._serialized_start=1322
-  _globals['_DOWNLOADREQUEST']._serialized_end=1456
-  _globals['_DOWNLOADHEADER']._serialized_start=1458
-  _globals['_DOWNLOADHEADER']._serialized_end=1549
-  _globals['_DOWNLOADRESPONSE']._serialized_start=1552
-  _globals['_DOWNLOADRESPONSE']._serialized_end=1680
-  _globals['_DOWNLOADCHUNK']._serialized_start=1682
-  _globals['_DOWNLOADCHUNK']._serialized_end=1743
-  _globals['_GETBLOBREQUEST']._serialized_start=1745
-  _globals['_GETBLOBREQUEST']._serialized_end=1777
-  _globals['_ARTIFACTSERVICE']._serialized_start=1780
-  _globals['_ARTIFACTSERVICE']._serialized_end=2192
+  _globals['_BLOB']._serialized_start=189
+  _globals['_BLOB']._serialized_end=231
+  _globals['_UPLOADSTART']._serialized_start=233
+  _globals['_UPLOADSTART']._serialized_end=354
+  _globals['_UPLOADCHUNK']._serialized_start=356
+  _globals['_UPLOADCHUNK']._serialized_end=415
+  _globals['_UPLOADFINISH']._serialized_start=417
+  _globals['_UPLOADFINISH']._serialized_end=447
+  _globals['_UPLOADREQUEST']._serialized_start=450
+  _globals['_UPLOADREQUEST']._serialized_end=619
+  _globals['_UPLOADSTARTED']._serialized_start=622
+  _globals['_UPLOADSTARTED']._serialized_end=780
+  _globals['_UPLOADPROGRESS']._serialized_start=782
+  _globals['_UPLOADPROGRESS']._serialized_end=824
+  _globals['_UPLOADFINISHED']._serialized_start=826
+  _globals['_UPLOADFINISHED']._serialized_end=935
+  _globals['_UPLOADRESPONSE']._serialized_start=938
+  _globals['_UPLOADRESPONSE']._serialized_end=1122
+  _globals['_GETUPLOADREQUEST']._serialized_start=1124
+  _globals['_GETUPLOADREQUEST']._serialized_end=1161
+  _globals['_UPLOADSTATUS']._serialized_start=1164
+  _globals['_UPLOADSTATUS']._serialized_end=1325
+  _globals['_CANCELUPLOADREQUEST']._serialized_start=1327
+  _globals['_CANCELUPLOADREQUEST']._serialized_end=1367
+  _globals['_DOWNLOADREQUEST']._serialized_start=1370
+  _globals['_DOWNLOADREQUEST']._serialized_end=1504
+  _globals['_DOWNLOADHEADER']._serialized_start=1506
+  _globals['_DOWNLOADHEADER']._serialized_end=1597
+  _globals['_DOWNLOADRESPONSE']._serialized_start=1600
+  _globals['_DOWNLOADRESPONSE']._serialized_end=1728
+  _globals['_DOWNLOADCHUNK']._serialized_start=1730
+  _globals['_DOWNLOADCHUNK']._serialized_end=1791
+  _globals['_GETBLOBREQUEST']._serialized_start=1793
+  _globals['_GETBLOBREQUEST']._serialized_end=1825
+  _globals['_COLLECTGARBAGEREQUEST']._serialized_start=1827
+  _globals['_COLLECTGARBAGEREQUEST']._serialized_end=1909
+  _globals['_COLLECTGARBAGERESPONSE']._serialized_start=1912
+  _globals['_COLLECTGARBAGERESPONSE']._serialized_end=2153
+  _globals['_ARTIFACTSERVICE']._serialized_start=2156
+  _globals['_ARTIFACTSERVICE']._serialized_end=2669
 # @@protoc_insertion_point(module_scope)

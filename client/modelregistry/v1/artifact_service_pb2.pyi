@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from modelregistry.v1 import resources_pb2 as _resources_pb2
@@ -55,6 +56,7 @@ class UploadStart(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
     """Empty to begin a new upload (the server assigns an id); the id of an
     earlier upload to resume it.
@@ -75,6 +77,13 @@ class UploadStart(_message.Message):
     """Media type of the blob; for a version's manifest
     `application/vnd.modelreg.manifest.v1+json`.
     """
+    model: _builtins.str
+    """The model a blob upload (no `version`) is for: its declared size counts
+    against that model's storage quota while it is open, and the caller
+    needs `versions.upload` on it. Optional; the SDK sets it when pushing a
+    version. Ignored when `version` is set (the version's model counts).
+    Format: `models/{model}`.
+    """
     def __init__(
         self,
         *,
@@ -83,10 +92,11 @@ class UploadStart(_message.Message):
         digest: _builtins.str = ...,
         version: _builtins.str = ...,
         media_type: _builtins.str = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "media_type", b"media_type", "size_bytes", b"size_bytes", "upload_id", b"upload_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "media_type", b"media_type", "model", b"model", "size_bytes", b"size_bytes", "upload_id", b"upload_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -567,3 +577,88 @@ class GetBlobRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBlobRequest: _TypeAlias = GetBlobRequest  # noqa: Y015
+
+@_typing.final
+class CollectGarbageRequest(_message.Message):
+    """Request for CollectGarbage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    GRACE_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """Report what would be deleted, delete nothing."""
+    @_builtins.property
+    def grace(self) -> _duration_pb2.Duration:
+        """Blobs younger than this are kept even when unreferenced (they may belong
+        to a push whose manifest has not arrived yet). Unset: the server's
+        default (`--gc-grace-hours`). At least 1 minute, at most 365 days.
+        """
+
+    def __init__(
+        self,
+        *,
+        dry_run: _builtins.bool = ...,
+        grace: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grace", b"grace"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "grace", b"grace"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectGarbageRequest: _TypeAlias = CollectGarbageRequest  # noqa: Y015
+
+@_typing.final
+class CollectGarbageResponse(_message.Message):
+    """What one collection found and did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BLOBS_SCANNED_FIELD_NUMBER: _builtins.int
+    BLOBS_REFERENCED_FIELD_NUMBER: _builtins.int
+    BLOBS_IN_GRACE_FIELD_NUMBER: _builtins.int
+    BLOBS_DELETED_FIELD_NUMBER: _builtins.int
+    BYTES_DELETED_FIELD_NUMBER: _builtins.int
+    BLOBS_RECLAIMED_BY_WRITERS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    blobs_scanned: _builtins.int
+    """Blobs in the store."""
+    blobs_referenced: _builtins.int
+    """Blobs some reference keeps."""
+    blobs_in_grace: _builtins.int
+    """Unreferenced blobs kept because they are younger than the grace period."""
+    blobs_deleted: _builtins.int
+    """Blobs deleted (dry run: that would be deleted)."""
+    bytes_deleted: _builtins.int
+    """Their bytes."""
+    blobs_reclaimed_by_writers: _builtins.int
+    """Candidates a concurrent upload or publish claimed between mark and
+    sweep: kept.
+    """
+    dry_run: _builtins.bool
+    """Whether nothing was deleted."""
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """Wall-clock time of the run."""
+
+    def __init__(
+        self,
+        *,
+        blobs_scanned: _builtins.int = ...,
+        blobs_referenced: _builtins.int = ...,
+        blobs_in_grace: _builtins.int = ...,
+        blobs_deleted: _builtins.int = ...,
+        bytes_deleted: _builtins.int = ...,
+        blobs_reclaimed_by_writers: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+        duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blobs_deleted", b"blobs_deleted", "blobs_in_grace", b"blobs_in_grace", "blobs_reclaimed_by_writers", b"blobs_reclaimed_by_writers", "blobs_referenced", b"blobs_referenced", "blobs_scanned", b"blobs_scanned", "bytes_deleted", b"bytes_deleted", "dry_run", b"dry_run", "duration", b"duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CollectGarbageResponse: _TypeAlias = CollectGarbageResponse  # noqa: Y015

@@ -64,7 +64,9 @@ class ArtifactServiceStub:
     end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
     UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+    quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -98,6 +100,11 @@ class ArtifactServiceStub:
                 '/modelregistry.v1.ArtifactService/GetBlob',
                 request_serializer=modelregistry_dot_v1_dot_artifact__service__pb2.GetBlobRequest.SerializeToString,
                 response_deserializer=modelregistry_dot_v1_dot_artifact__service__pb2.Blob.FromString,
+                _registered_method=True)
+        self.CollectGarbage = channel.unary_unary(
+                '/modelregistry.v1.ArtifactService/CollectGarbage',
+                request_serializer=modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageRequest.SerializeToString,
+                response_deserializer=modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageResponse.FromString,
                 _registered_method=True)
 
 
@@ -139,7 +146,9 @@ class ArtifactServiceServicer:
     end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
     UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+    quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -187,6 +196,16 @@ class ArtifactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CollectGarbage(self, request, context):
+        """Deletes blobs that nothing references: no version's manifest or file, no
+        unexpired upload, no recent lease, and older than the grace period.
+        Safe while the registry serves (see docs/garbage-collection.md).
+        Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArtifactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -214,6 +233,11 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.GetBlob,
                     request_deserializer=modelregistry_dot_v1_dot_artifact__service__pb2.GetBlobRequest.FromString,
                     response_serializer=modelregistry_dot_v1_dot_artifact__service__pb2.Blob.SerializeToString,
+            ),
+            'CollectGarbage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CollectGarbage,
+                    request_deserializer=modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageRequest.FromString,
+                    response_serializer=modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -261,7 +285,9 @@ class ArtifactService:
     end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
     UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+    quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -390,6 +416,33 @@ class ArtifactService:
             '/modelregistry.v1.ArtifactService/GetBlob',
             modelregistry_dot_v1_dot_artifact__service__pb2.GetBlobRequest.SerializeToString,
             modelregistry_dot_v1_dot_artifact__service__pb2.Blob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CollectGarbage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelregistry.v1.ArtifactService/CollectGarbage',
+            modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageRequest.SerializeToString,
+            modelregistry_dot_v1_dot_artifact__service__pb2.CollectGarbageResponse.FromString,
             options,
             channel_credentials,
             insecure,

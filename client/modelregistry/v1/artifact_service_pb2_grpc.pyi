@@ -65,7 +65,9 @@ class ArtifactServiceStub:
       end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
       UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+      quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -94,6 +96,12 @@ class ArtifactServiceStub:
     """
     GetBlob: _grpc.UnaryUnaryMultiCallable[_artifact_service_pb2.GetBlobRequest, _artifact_service_pb2.Blob]
     """Returns a blob's size, or NOT_FOUND (BLOB_NOT_FOUND)."""
+    CollectGarbage: _grpc.UnaryUnaryMultiCallable[_artifact_service_pb2.CollectGarbageRequest, _artifact_service_pb2.CollectGarbageResponse]
+    """Deletes blobs that nothing references: no version's manifest or file, no
+    unexpired upload, no recent lease, and older than the grace period.
+    Safe while the registry serves (see docs/garbage-collection.md).
+    Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+    """
 
 @_typing.type_check_only
 class ArtifactServiceAsyncStub(ArtifactServiceStub):
@@ -134,7 +142,9 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
       end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
       UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+      quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -160,6 +170,12 @@ class ArtifactServiceAsyncStub(ArtifactServiceStub):
     """
     GetBlob: _aio.UnaryUnaryMultiCallable[_artifact_service_pb2.GetBlobRequest, _artifact_service_pb2.Blob]  # type: ignore[assignment]
     """Returns a blob's size, or NOT_FOUND (BLOB_NOT_FOUND)."""
+    CollectGarbage: _aio.UnaryUnaryMultiCallable[_artifact_service_pb2.CollectGarbageRequest, _artifact_service_pb2.CollectGarbageResponse]  # type: ignore[assignment]
+    """Deletes blobs that nothing references: no version's manifest or file, no
+    unexpired upload, no recent lease, and older than the grace period.
+    Safe while the registry serves (see docs/garbage-collection.md).
+    Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+    """
 
 class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
     """The data plane: content-addressed artifacts moved as checksummed chunk
@@ -199,7 +215,9 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
       end).
     * ABORTED: UPLOAD_IN_PROGRESS (another stream is writing this upload),
       UPLOAD_BUSY (its staging is held by another server process).
-    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL.
+    * RESOURCE_EXHAUSTED: BLOB_STORE_FULL, QUOTA_EXCEEDED (the model's storage
+      quota), TOO_MANY_OPEN_UPLOADS (per principal).
+    * ABORTED (also): BLOB_COLLECTED (collected while being published: retry).
     * UNAVAILABLE: BLOB_STORE_UNAVAILABLE, STORAGE_UNAVAILABLE, NOT_READY.
     """
 
@@ -253,5 +271,17 @@ class ArtifactServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_artifact_service_pb2.Blob, _abc.Awaitable[_artifact_service_pb2.Blob]]:
         """Returns a blob's size, or NOT_FOUND (BLOB_NOT_FOUND)."""
+
+    @_abc_1.abstractmethod
+    def CollectGarbage(
+        self,
+        request: _artifact_service_pb2.CollectGarbageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_service_pb2.CollectGarbageResponse, _abc.Awaitable[_artifact_service_pb2.CollectGarbageResponse]]:
+        """Deletes blobs that nothing references: no version's manifest or file, no
+        unexpired upload, no recent lease, and older than the grace period.
+        Safe while the registry serves (see docs/garbage-collection.md).
+        Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+        """
 
 def add_ArtifactServiceServicer_to_server(servicer: ArtifactServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -265,6 +265,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED: the response would be larger than the server sends
     in one message.
     """
+    QUOTA_EXCEEDED: _ErrorReason.ValueType  # 140
+    """RESOURCE_EXHAUSTED: the upload would take the model's stored bytes past
+    its storage quota; nothing was stored. Free space (delete versions) or
+    ask an owner to raise the quota. Metadata: `resource`, `limit` (the
+    quota in bytes), `size` (bytes the upload declared), `used_bytes`.
+    """
+    TOO_MANY_OPEN_UPLOADS: _ErrorReason.ValueType  # 141
+    """RESOURCE_EXHAUSTED: the caller already has as many open (unfinished,
+    unexpired) uploads as one principal may; finish or cancel one first.
+    Metadata: `principal`, `limit`.
+    """
+    BLOB_COLLECTED: _ErrorReason.ValueType  # 142
+    """ABORTED: the blob this upload finished with was garbage-collected
+    (unreferenced and past the grace period) while the upload was being
+    published; upload it again. Metadata: `digest`.
+    """
     IAM_PERMISSION_DENIED: _ErrorReason.ValueType  # 63
     """PERMISSION_DENIED: the caller lacks the permission on the resource (the
     same answer whether or not the resource exists); the message names the
@@ -565,6 +581,22 @@ RESPONSE_TOO_LARGE: ErrorReason.ValueType  # 72
 """RESOURCE_EXHAUSTED: the response would be larger than the server sends
 in one message.
 """
+QUOTA_EXCEEDED: ErrorReason.ValueType  # 140
+"""RESOURCE_EXHAUSTED: the upload would take the model's stored bytes past
+its storage quota; nothing was stored. Free space (delete versions) or
+ask an owner to raise the quota. Metadata: `resource`, `limit` (the
+quota in bytes), `size` (bytes the upload declared), `used_bytes`.
+"""
+TOO_MANY_OPEN_UPLOADS: ErrorReason.ValueType  # 141
+"""RESOURCE_EXHAUSTED: the caller already has as many open (unfinished,
+unexpired) uploads as one principal may; finish or cancel one first.
+Metadata: `principal`, `limit`.
+"""
+BLOB_COLLECTED: ErrorReason.ValueType  # 142
+"""ABORTED: the blob this upload finished with was garbage-collected
+(unreferenced and past the grace period) while the upload was being
+published; upload it again. Metadata: `digest`.
+"""
 IAM_PERMISSION_DENIED: ErrorReason.ValueType  # 63
 """PERMISSION_DENIED: the caller lacks the permission on the resource (the
 same answer whether or not the resource exists); the message names the
@@ -659,6 +691,8 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """How long to wait before retrying, in milliseconds."""
     LIMIT: _ErrorMetadataKey.ValueType  # 22
     """The limit that was reached."""
+    USED_BYTES: _ErrorMetadataKey.ValueType  # 60
+    """Bytes a model's versions and open uploads already take."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -711,4 +745,6 @@ RETRY_DELAY_MS: ErrorMetadataKey.ValueType  # 21
 """How long to wait before retrying, in milliseconds."""
 LIMIT: ErrorMetadataKey.ValueType  # 22
 """The limit that was reached."""
+USED_BYTES: ErrorMetadataKey.ValueType  # 60
+"""Bytes a model's versions and open uploads already take."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

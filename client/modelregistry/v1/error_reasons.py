@@ -337,6 +337,25 @@ class ErrorReason(enum.StrEnum):
     in one message.
     """
 
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    """RESOURCE_EXHAUSTED: the upload would take the model's stored bytes past
+    its storage quota; nothing was stored. Free space (delete versions) or
+    ask an owner to raise the quota. Metadata: `resource`, `limit` (the
+    quota in bytes), `size` (bytes the upload declared), `used_bytes`.
+    """
+
+    TOO_MANY_OPEN_UPLOADS = "TOO_MANY_OPEN_UPLOADS"
+    """RESOURCE_EXHAUSTED: the caller already has as many open (unfinished,
+    unexpired) uploads as one principal may; finish or cancel one first.
+    Metadata: `principal`, `limit`.
+    """
+
+    BLOB_COLLECTED = "BLOB_COLLECTED"
+    """ABORTED: the blob this upload finished with was garbage-collected
+    (unreferenced and past the grace period) while the upload was being
+    published; upload it again. Metadata: `digest`.
+    """
+
     IAM_PERMISSION_DENIED = "IAM_PERMISSION_DENIED"
     """PERMISSION_DENIED: the caller lacks the permission on the resource (the
     same answer whether or not the resource exists); the message names the
@@ -460,6 +479,9 @@ class ErrorMetadataKey(enum.StrEnum):
     LIMIT = "limit"
     """The limit that was reached."""
 
+    USED_BYTES = "used_bytes"
+    """Bytes a model's versions and open uploads already take."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -525,6 +547,9 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.BLOB_STORE_FULL: "RESOURCE_EXHAUSTED",
         ErrorReason.TOO_MANY_TRANSFERS: "RESOURCE_EXHAUSTED",
         ErrorReason.RESPONSE_TOO_LARGE: "RESOURCE_EXHAUSTED",
+        ErrorReason.QUOTA_EXCEEDED: "RESOURCE_EXHAUSTED",
+        ErrorReason.TOO_MANY_OPEN_UPLOADS: "RESOURCE_EXHAUSTED",
+        ErrorReason.BLOB_COLLECTED: "ABORTED",
         ErrorReason.IAM_PERMISSION_DENIED: "PERMISSION_DENIED",
         ErrorReason.SEPARATION_OF_DUTIES: "PERMISSION_DENIED",
         ErrorReason.CREDENTIALS_MISSING: "UNAUTHENTICATED",

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n modelregistry/v1/resources.proto\x12\x10modelregistry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x33\n\x06labels\x18\x05 \x03(\x0b\x32#.modelregistry.v1.Model.LabelsEntry\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x16\n\x0elatest_version\x18\t \x01(\x03\x12\x19\n\x11protected_aliases\x18\n \x03(\t\x12\x1c\n\x14separation_of_duties\x18\x0b \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xce\x01\n\x08\x41pproval\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .modelregistry.v1.Approval.State\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\"\\\n\x08\x41rtifact\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x18\n\x10\x63hunk_size_bytes\x18\x03 \x01(\x03\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\xd8\x04\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.modelregistry.v1.ModelVersion.State\x12\x12\n\nsource_uri\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12:\n\x06labels\x18\x07 \x03(\x0b\x32*.modelregistry.v1.ModelVersion.LabelsEntry\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x61rtifact\x18\t \x01(\x0b\x32\x1a.modelregistry.v1.Artifact\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12,\n\x08\x61pproval\x18\r \x01(\x0b\x32\x1a.modelregistry.v1.Approval\x12\x0f\n\x07\x63reator\x18\x0e \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePENDING_UPLOAD\x10\x01\x12\t\n\x05READY\x10\x02\x12\x0c\n\x08\x41RCHIVED\x10\x03\"\x96\x01\n\x05\x41lias\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcb\x01\n\x05\x45vent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x07 \x01(\t\x12\x12\n\nafter_json\x18\x08 \x01(\t\x12\x11\n\tprev_hash\x18\t \x01(\t\x12\x0c\n\x04hash\x18\n \x01(\t\"\xf1\x02\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x16\n\x0estable_version\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\x05\x12\x0f\n\x07percent\x18\x06 \x01(\x05\x12.\n\x05state\x18\x07 \x01(\x0e\x32\x1f.modelregistry.v1.Rollout.State\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\n\n\x06PAUSED\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\x0f\n\x0bROLLED_BACK\x10\x04\x42IZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n modelregistry/v1/resources.proto\x12\x10modelregistry.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x33\n\x06labels\x18\x05 \x03(\x0b\x32#.modelregistry.v1.Model.LabelsEntry\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\x12\x16\n\x0elatest_version\x18\t \x01(\x03\x12\x19\n\x11protected_aliases\x18\n \x03(\t\x12\x1c\n\x14separation_of_duties\x18\x0b \x01(\x08\x12\x1c\n\x13storage_quota_bytes\x18\x8c\x01 \x01(\x03\x12\x1c\n\x13storage_limit_bytes\x18\x8d\x01 \x01(\x03\x12\x1b\n\x12storage_used_bytes\x18\x8e\x01 \x01(\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xce\x01\n\x08\x41pproval\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .modelregistry.v1.Approval.State\x12\r\n\x05\x61\x63tor\x18\x02 \x01(\t\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0c\n\x08\x41PPROVED\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\"\\\n\x08\x41rtifact\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x18\n\x10\x63hunk_size_bytes\x18\x03 \x01(\x03\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"\xd8\x04\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.modelregistry.v1.ModelVersion.State\x12\x12\n\nsource_uri\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12:\n\x06labels\x18\x07 \x03(\x0b\x32*.modelregistry.v1.ModelVersion.LabelsEntry\x12)\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x08\x61rtifact\x18\t \x01(\x0b\x32\x1a.modelregistry.v1.Artifact\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0c \x01(\t\x12,\n\x08\x61pproval\x18\r \x01(\x0b\x32\x1a.modelregistry.v1.Approval\x12\x0f\n\x07\x63reator\x18\x0e \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n\x0ePENDING_UPLOAD\x10\x01\x12\t\n\x05READY\x10\x02\x12\x0c\n\x08\x41RCHIVED\x10\x03\"\x96\x01\n\x05\x41lias\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcb\x01\n\x05\x45vent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x07 \x01(\t\x12\x12\n\nafter_json\x18\x08 \x01(\t\x12\x11\n\tprev_hash\x18\t \x01(\t\x12\x0c\n\x04hash\x18\n \x01(\t\"\xf1\x02\n\x07Rollout\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x16\n\x0estable_version\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x04 \x01(\t\x12\r\n\x05steps\x18\x05 \x03(\x05\x12\x0f\n\x07percent\x18\x06 \x01(\x05\x12.\n\x05state\x18\x07 \x01(\x0e\x32\x1f.modelregistry.v1.Rollout.State\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"V\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\n\n\x06PAUSED\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\x0f\n\x0bROLLED_BACK\x10\x04\x42IZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +39,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELVERSION_LABELSENTRY']._loaded_options = None
   _globals['_MODELVERSION_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_MODEL']._serialized_start=118
-  _globals['_MODEL']._serialized_end=488
-  _globals['_MODEL_LABELSENTRY']._serialized_start=443
-  _globals['_MODEL_LABELSENTRY']._serialized_end=488
-  _globals['_APPROVAL']._serialized_start=491
-  _globals['_APPROVAL']._serialized_end=697
-  _globals['_APPROVAL_STATE']._serialized_start=626
-  _globals['_APPROVAL_STATE']._serialized_end=697
-  _globals['_ARTIFACT']._serialized_start=699
-  _globals['_ARTIFACT']._serialized_end=791
-  _globals['_MODELVERSION']._serialized_start=794
-  _globals['_MODELVERSION']._serialized_end=1394
-  _globals['_MODELVERSION_LABELSENTRY']._serialized_start=443
-  _globals['_MODELVERSION_LABELSENTRY']._serialized_end=488
-  _globals['_MODELVERSION_STATE']._serialized_start=1319
-  _globals['_MODELVERSION_STATE']._serialized_end=1394
-  _globals['_ALIAS']._serialized_start=1397
-  _globals['_ALIAS']._serialized_end=1547
-  _globals['_EVENT']._serialized_start=1550
-  _globals['_EVENT']._serialized_end=1753
-  _globals['_ROLLOUT']._serialized_start=1756
-  _globals['_ROLLOUT']._serialized_end=2125
-  _globals['_ROLLOUT_STATE']._serialized_start=2039
-  _globals['_ROLLOUT_STATE']._serialized_end=2125
+  _globals['_MODEL']._serialized_end=577
+  _globals['_MODEL_LABELSENTRY']._serialized_start=532
+  _globals['_MODEL_LABELSENTRY']._serialized_end=577
+  _globals['_APPROVAL']._serialized_start=580
+  _globals['_APPROVAL']._serialized_end=786
+  _globals['_APPROVAL_STATE']._serialized_start=715
+  _globals['_APPROVAL_STATE']._serialized_end=786
+  _globals['_ARTIFACT']._serialized_start=788
+  _globals['_ARTIFACT']._serialized_end=880
+  _globals['_MODELVERSION']._serialized_start=883
+  _globals['_MODELVERSION']._serialized_end=1483
+  _globals['_MODELVERSION_LABELSENTRY']._serialized_start=532
+  _globals['_MODELVERSION_LABELSENTRY']._serialized_end=577
+  _globals['_MODELVERSION_STATE']._serialized_start=1408
+  _globals['_MODELVERSION_STATE']._serialized_end=1483
+  _globals['_ALIAS']._serialized_start=1486
+  _globals['_ALIAS']._serialized_end=1636
+  _globals['_EVENT']._serialized_start=1639
+  _globals['_EVENT']._serialized_end=1842
+  _globals['_ROLLOUT']._serialized_start=1845
+  _globals['_ROLLOUT']._serialized_end=2214
+  _globals['_ROLLOUT_STATE']._serialized_start=2128
+  _globals['_ROLLOUT_STATE']._serialized_end=2214
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,9 @@ class Model(_message.Message):
     LATEST_VERSION_FIELD_NUMBER: _builtins.int
     PROTECTED_ALIASES_FIELD_NUMBER: _builtins.int
     SEPARATION_OF_DUTIES_FIELD_NUMBER: _builtins.int
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _builtins.int
+    STORAGE_LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    STORAGE_USED_BYTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}`. Output only on create (the server
     builds it from `model_id`); identifies the model on update.
@@ -89,6 +92,21 @@ class Model(_message.Message):
     """Separation of duties: a version's creator may not approve or reject it
     (PERMISSION_DENIED, SEPARATION_OF_DUTIES). Changing it needs
     `models.setProtection`.
+    """
+    storage_quota_bytes: _builtins.int
+    """Storage quota of this model in bytes: the unique blobs its versions
+    reference plus its open uploads may take at most this much. 0: the
+    registry-wide default (`--default-model-quota-gib`). Set by owners and
+    admins only (UpdateModel with `storage_quota_bytes` in the mask); 1 MiB
+    to 1 PiB, or 0.
+    """
+    storage_limit_bytes: _builtins.int
+    """Output only. The quota in force: `storage_quota_bytes`, or the registry
+    default when that is 0; 0 means unlimited.
+    """
+    storage_used_bytes: _builtins.int
+    """Output only. Bytes of unique blobs referenced by this model's versions
+    plus the declared sizes of its open uploads. Filled by GetModel.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -128,10 +146,13 @@ class Model(_message.Message):
         latest_version: _builtins.int = ...,
         protected_aliases: _abc.Iterable[_builtins.str] | None = ...,
         separation_of_duties: _builtins.bool = ...,
+        storage_quota_bytes: _builtins.int = ...,
+        storage_limit_bytes: _builtins.int = ...,
+        storage_used_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "protected_aliases", b"protected_aliases", "separation_of_duties", b"separation_of_duties", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "description", b"description", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "latest_version", b"latest_version", "name", b"name", "protected_aliases", b"protected_aliases", "separation_of_duties", b"separation_of_duties", "storage_limit_bytes", b"storage_limit_bytes", "storage_quota_bytes", b"storage_quota_bytes", "storage_used_bytes", b"storage_used_bytes", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from ..domain.names import (
 from ..domain.permissions import Permission
 from ..domain.policies import REGISTRY, Decision, PolicyResource, parse_policy_resource
 from ..domain.principals import Principal
-from .access_rules import PROTECTION_FIELDS, RULES, Check, Target, When
+from .access_rules import PROTECTION_FIELDS, QUOTA_FIELDS, RULES, Check, Target, When
 
 
 class AccessLookups(Protocol):
@@ -95,7 +95,7 @@ def _changed_model_fields(request: Any) -> set[str]:
     the mask's paths, `*` for all, or the fields it sets when empty."""
     paths = set(request.update_mask.paths)
     if "*" in paths:
-        return {"display_name", *PROTECTION_FIELDS}
+        return {"display_name", *PROTECTION_FIELDS, *QUOTA_FIELDS}
     if paths:
         return paths
     m = request.model
@@ -105,6 +105,7 @@ def _changed_model_fields(request: Any) -> set[str]:
         "labels": bool(m.labels),
         "protected_aliases": bool(m.protected_aliases),
         "separation_of_duties": m.separation_of_duties,
+        "storage_quota_bytes": bool(m.storage_quota_bytes),
     }
     return {path for path, set_ in populated.items() if set_}
 
@@ -117,7 +118,9 @@ def _applies(check: Check, request: Any, principal: Principal) -> bool:
     changed = _changed_model_fields(request)
     if check.when == When.PROTECTION_FIELDS:
         return bool(changed & PROTECTION_FIELDS)
-    return not changed or bool(changed - PROTECTION_FIELDS)
+    if check.when == When.QUOTA_FIELDS:
+        return bool(changed & QUOTA_FIELDS)
+    return not changed or bool(changed - PROTECTION_FIELDS - QUOTA_FIELDS)
 
 
 class AccessControl:
@@ -206,6 +209,11 @@ class AccessControl:
                 _, version = await self._lookups.upload_version(start.upload_id)
             elif start.version:
                 version = parse_version_name(start.version, "version")
+            elif start.model:  # a blob upload for (and counted against) this model
+                model = parse_model_name(start.model, "model")
+                return await self.authorizer.decide(
+                    principal, permission, PolicyResource(model.model)
+                )
         elif request.upload_id:
             _, version = await self._lookups.upload_version(request.upload_id)
         if version is not None:

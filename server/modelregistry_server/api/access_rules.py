@@ -42,6 +42,7 @@ class When(enum.Enum):
     ALWAYS = "always"
     MODEL_FIELDS = "the update changes display_name, description or labels"
     PROTECTION_FIELDS = "the update changes protected_aliases or separation_of_duties"
+    QUOTA_FIELDS = "the update changes storage_quota_bytes"
     OTHER_PRINCIPAL = "the request tests another principal than the caller"
 
 
@@ -66,6 +67,7 @@ ROLLOUT = "/modelregistry.v1.RolloutService/"
 EVENT = "/modelregistry.v1.EventService/"
 ACCESS = "/modelregistry.v1.AccessService/"
 PROTECTION_FIELDS = frozenset({"protected_aliases", "separation_of_duties"})
+QUOTA_FIELDS = frozenset({"storage_quota_bytes"})
 
 RULES: dict[str, tuple[Check, ...]] = {
     REGISTRY + "CreateModel": (Check(P.MODELS_CREATE, Target.REGISTRY),),
@@ -74,6 +76,7 @@ RULES: dict[str, tuple[Check, ...]] = {
     REGISTRY + "UpdateModel": (
         Check(P.MODELS_UPDATE, Target.NAME, "model.name", When.MODEL_FIELDS),
         Check(P.MODELS_SET_PROTECTION, Target.NAME, "model.name", When.PROTECTION_FIELDS),
+        Check(P.MODELS_SET_QUOTA, Target.NAME, "model.name", When.QUOTA_FIELDS),
     ),
     REGISTRY + "DeleteModel": _name(P.MODELS_DELETE),
     REGISTRY + "CreateModelVersion": _name(P.VERSIONS_CREATE, "parent"),
@@ -99,6 +102,7 @@ RULES: dict[str, tuple[Check, ...]] = {
         Check(P.ARTIFACTS_DOWNLOAD, Target.NAME, "alias"),
     ),
     ARTIFACT + "GetBlob": (Check(P.ARTIFACTS_DOWNLOAD, Target.BLOB, "digest"),),
+    ARTIFACT + "CollectGarbage": (Check(P.BLOBS_COLLECT_GARBAGE, Target.REGISTRY),),
     ROLLOUT + "StartRollout": _name(P.ROLLOUTS_START, "alias"),
     ROLLOUT + "GetRollout": (Check(P.ROLLOUTS_GET, Target.ROLLOUT, "name"),),
     ROLLOUT + "ListRollouts": _name(P.ROLLOUTS_GET, "parent"),

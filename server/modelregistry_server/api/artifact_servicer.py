@@ -13,7 +13,8 @@ from modelregistry.v1.error_reasons import ErrorReason
 from ..domain import errors
 from ..observability import metrics
 from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
-from . import convert
+from ..service.gc import GarbageCollector
+from . import convert, gc_convert
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -41,8 +42,9 @@ def _progress(committed: int) -> apb.UploadResponse:
 
 
 class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
-    def __init__(self, artifacts: Artifacts) -> None:
+    def __init__(self, artifacts: Artifacts, collector: GarbageCollector) -> None:
         self._artifacts = artifacts
+        self._collector = collector
 
     async def Upload(
         self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
@@ -61,7 +63,12 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         self, start: apb.UploadStart, requests: AsyncIterator[apb.UploadRequest]
     ) -> AsyncIterator[apb.UploadResponse]:
         result = await self._artifacts.start(
-            start.upload_id, start.size_bytes, start.digest, start.version, start.media_type
+            start.upload_id,
+            start.size_bytes,
+            start.digest,
+            start.version,
+            start.media_type,
+            start.model,
         )
         if isinstance(result, Published):
             yield apb.UploadResponse(
@@ -152,3 +159,9 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
     async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
         blob = await self._artifacts.stat(request.digest)
         return apb.Blob(digest=blob.digest, size_bytes=blob.size)
+
+    async def CollectGarbage(
+        self, request: apb.CollectGarbageRequest, context: Ctx
+    ) -> apb.CollectGarbageResponse:
+        report = await self._collector.collect(request.dry_run, gc_convert.grace_of(request))
+        return gc_convert.report_to_pb(report)

@@ -65,6 +65,7 @@ def model_to_pb(m: Model) -> pb.Model:
         latest_version=m.latest_version,
         protected_aliases=list(m.protected_aliases),
         separation_of_duties=m.separation_of_duties,
+        storage_quota_bytes=m.storage_quota_bytes,
     )
 
 
@@ -75,6 +76,7 @@ def model_fields(m: pb.Model) -> ModelFields:
         labels=dict(m.labels),
         protected_aliases=tuple(m.protected_aliases),
         separation_of_duties=m.separation_of_duties,
+        storage_quota_bytes=m.storage_quota_bytes,
     )
 
 

@@ -27,8 +27,13 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
         return convert.model_to_pb(model)
 
     async def GetModel(self, request: rpc.GetModelRequest, context: Ctx) -> pb.Model:
-        model = await self._registry.get_model(parse_model_name(request.name))
-        return convert.model_to_pb(model)
+        name = parse_model_name(request.name)
+        out = convert.model_to_pb(await self._registry.get_model(name))
+        storage = await self._registry.model_storage(name)
+        if storage is not None:
+            out.storage_limit_bytes = storage.limit_bytes
+            out.storage_used_bytes = storage.used_bytes
+        return out
 
     async def ListModels(
         self, request: rpc.ListModelsRequest, context: Ctx

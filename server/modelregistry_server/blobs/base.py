@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,6 +50,16 @@ class BlobInfo:
 
     digest: str
     size: int
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A published blob as listed, with its age (garbage collection goes by it)."""
+
+    digest: str
+    size: int
+    # Unix time the blob was last written (published).
+    modified_at: float
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,10 @@ class BlobStore(Protocol):
 
     async def delete(self, digest: str) -> bool:
         """Unpublish a blob; False if it was not there. Callers check references first."""
+        ...
+
+    def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """Every published blob, in no particular order, without holding them all."""
         ...
 
     async def close(self) -> None:

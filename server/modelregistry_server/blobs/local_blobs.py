@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 
 from ..domain.errors import (
@@ -27,8 +27,10 @@ from ..domain.errors import (
 from ..private_files import private_dir
 from .base import (
     DEFAULT_READ_CHUNK,
+    DIGEST_PREFIX,
     BlobInfo,
     OpenUploads,
+    StoredBlob,
     UploadInfo,
     check_digest,
     check_range,
@@ -211,6 +213,30 @@ class LocalBlobStore:
 
         with storage_errors():
             return await asyncio.to_thread(remove)
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        def scan(fan_out: str) -> list[StoredBlob]:
+            found: list[StoredBlob] = []
+            try:
+                entries = os.scandir(self._layout.blobs / fan_out)
+            except FileNotFoundError:
+                return found
+            with entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue
+                    found.append(StoredBlob(DIGEST_PREFIX + entry.name, st.st_size, st.st_mtime))
+            return found
+
+        with storage_errors():
+            fan_outs = sorted(await asyncio.to_thread(os.listdir, self._layout.blobs))
+        for fan_out in fan_outs:
+            with storage_errors():
+                batch = await asyncio.to_thread(scan, fan_out)
+            for blob in batch:
+                yield blob
 
     async def close(self) -> None:
         """Nothing to release: file handles belong to uploads and readers."""

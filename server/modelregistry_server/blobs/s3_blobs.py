@@ -9,7 +9,7 @@ chunks.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,8 +22,10 @@ from ..domain.errors import (
 )
 from .base import (
     DEFAULT_READ_CHUNK,
+    DIGEST_PREFIX,
     BlobInfo,
     OpenUploads,
+    StoredBlob,
     UploadInfo,
     check_digest,
     check_range,
@@ -211,6 +213,14 @@ class S3BlobStore:
                 parts[:] = [parts[0] if len(parts) == 1 else b"".join(parts)]
                 del part
                 yield parts.pop()
+
+    async def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        async for obj in self._client.objects(self.layout.blobs):
+            hex_digest = obj["Key"][len(self.layout.blobs) :]
+            if "/" not in hex_digest:
+                yield StoredBlob(
+                    DIGEST_PREFIX + hex_digest, int(obj["Size"]), obj["LastModified"].timestamp()
+                )
 
     async def delete(self, digest: str) -> bool:
         if await self.stat(digest) is None:

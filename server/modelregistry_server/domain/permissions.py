@@ -36,10 +36,12 @@ class Permission(enum.StrEnum):
     SERVICE_ACCOUNTS_CREATE_TOKEN = "serviceAccounts.createToken"
     SERVICE_ACCOUNTS_LIST_TOKENS = "serviceAccounts.listTokens"
     SERVICE_ACCOUNTS_REVOKE_TOKEN = "serviceAccounts.revokeToken"
+    BLOBS_COLLECT_GARBAGE = "blobs.collectGarbage"
     # A model and its versions.
     MODELS_GET = "models.get"
     MODELS_UPDATE = "models.update"
     MODELS_SET_PROTECTION = "models.setProtection"
+    MODELS_SET_QUOTA = "models.setQuota"
     MODELS_DELETE = "models.delete"
     VERSIONS_GET = "versions.get"
     VERSIONS_CREATE = "versions.create"
@@ -74,11 +76,13 @@ PERMISSIONS: dict[Permission, PermissionInfo] = {
     P.SERVICE_ACCOUNTS_CREATE_TOKEN: PermissionInfo(Level.ROOT, "issue service-account tokens"),
     P.SERVICE_ACCOUNTS_LIST_TOKENS: PermissionInfo(Level.ROOT, "list service-account tokens"),
     P.SERVICE_ACCOUNTS_REVOKE_TOKEN: PermissionInfo(Level.ROOT, "revoke service-account tokens"),
+    P.BLOBS_COLLECT_GARBAGE: PermissionInfo(Level.ROOT, "delete unreferenced blobs (gc)"),
     P.MODELS_GET: PermissionInfo(Level.MODEL, "read a model; see it in ListModels"),
     P.MODELS_UPDATE: PermissionInfo(Level.MODEL, "change display name, description, labels"),
     P.MODELS_SET_PROTECTION: PermissionInfo(
         Level.MODEL, "change protected aliases and separation of duties"
     ),
+    P.MODELS_SET_QUOTA: PermissionInfo(Level.MODEL, "change a model's storage quota"),
     P.MODELS_DELETE: PermissionInfo(Level.MODEL, "delete a model"),
     P.VERSIONS_GET: PermissionInfo(Level.MODEL, "read and list versions"),
     P.VERSIONS_CREATE: PermissionInfo(Level.MODEL, "create versions"),

@@ -61,6 +61,8 @@ class Model:
     latest_version: int
     protected_aliases: tuple[str, ...] = ()
     separation_of_duties: bool = False
+    # 0: the registry-wide default applies.
+    storage_quota_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class ModelFields:
     labels: dict[str, str] = field(default_factory=dict)
     protected_aliases: tuple[str, ...] = ()
     separation_of_duties: bool = False
+    storage_quota_bytes: int = 0
 
 
 @dataclass(frozen=True)

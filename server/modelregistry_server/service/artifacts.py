@@ -14,19 +14,21 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import google_crc32c
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
 from ..config import DEFAULTS
-from ..domain import errors
+from ..domain import errors, request_context
 from ..domain.digests import check_digest
 from ..domain.manifest import MAX_MANIFEST_BYTES, MEDIA_TYPE, parse_manifest
-from ..domain.names import VersionName, parse_alias_name, parse_version_name
+from ..domain.names import VersionName, parse_alias_name, parse_model_name, parse_version_name
+from ..domain.quotas import UploadLimits
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from ..store.base import RegistryStore, UploadStore
 from .transfers import TransferLimits
@@ -47,6 +49,12 @@ class ArtifactSettings:
     flush_bytes: int = 64 * 1024 * 1024
     # ...or this often, whichever comes first.
     flush_interval_s: float = 1.0
+    # A publish claims its manifest and files for this long; it must commit
+    # within half of it (the other half absorbs clock skew between replicas),
+    # or it fails with BLOB_COLLECTED and the client retries.
+    publish_hold_s: float = 300.0
+    # Quotas and the cap on open uploads per principal.
+    limits: UploadLimits = field(default_factory=UploadLimits)
 
 
 @dataclass
@@ -85,6 +93,11 @@ def _crc32c(data: bytes) -> int:
     return int(google_crc32c.value(data))
 
 
+class BlobClaims(Protocol):
+    async def hold(self, digests: Iterable[str], ttl_us: int) -> None:
+        """Keep these blobs from the collector for `ttl_us` (see store.gc_sql)."""
+
+
 class Artifacts:
     def __init__(
         self,
@@ -93,8 +106,12 @@ class Artifacts:
         blobs: BlobStore,
         settings: ArtifactSettings | None = None,
         limits: TransferLimits | None = None,
+        claims: BlobClaims | None = None,
     ) -> None:
         self._registry = registry
+        # Leases that keep blobs from the collector while they are being
+        # referenced (None: no collector runs against this store).
+        self._claims = claims
         self._uploads = uploads
         self._blobs = blobs
         self._settings = settings or ArtifactSettings()
@@ -115,7 +132,13 @@ class Artifacts:
             yield
 
     async def start(
-        self, upload_id: str, size: int, digest: str, version: str, media_type: str
+        self,
+        upload_id: str,
+        size: int,
+        digest: str,
+        version: str,
+        media_type: str,
+        model: str = "",
     ) -> UploadSession | Published:
         """Begin or resume an upload; a known digest publishes at once (dedup)."""
         if upload_id:
@@ -146,9 +169,19 @@ class Artifacts:
                     f"a manifest is at most {MAX_MANIFEST_BYTES} bytes",
                     "size_bytes",
                 )
+        counted = parse_model_name(model, "model") if model and target is None else None
         new_id = uuid.uuid4().hex
+        ctx = request_context.current()
         record = await self._uploads.create_upload(
-            new_id, target, size, digest or None, media_type, self._ttl_us
+            new_id,
+            target,
+            size,
+            digest or None,
+            media_type,
+            self._ttl_us,
+            model=counted,
+            principal=ctx.caller if ctx is not None else "",
+            limits=self._settings.limits,
         )
         if digest:
             existing = await self._blobs.stat(digest)
@@ -273,27 +306,39 @@ class Artifacts:
             await self._uploads.delete_upload(session.record.upload_id)
 
     async def _publish(self, record: UploadRecord, blob: BlobInfo) -> Published:
-        if record.version is None:
-            await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
-            return Published(blob, None)
+        publishing = record.version is not None
+        # The deadline is taken before the first claim, so it is never later
+        # than any claim's expiry minus half the hold.
+        deadline_us = time.time_ns() // 1000 + int(self._settings.publish_hold_s * 500_000)
         try:
+            ttl = self._settings.publish_hold_s if publishing else self._settings.upload_ttl_s
+            await self._claim_blob(blob, ttl)
+            if not publishing:
+                await self._uploads.finish_upload(record.upload_id, _artifact(blob, record))
+                return Published(blob, None)
             files = await self._check_manifest(blob)
         except errors.DomainError:
             await self._uploads.delete_upload(record.upload_id)
             raise
         version = await self._uploads.finish_upload(
-            record.upload_id, _artifact(blob, record), files
+            record.upload_id,
+            _artifact(blob, record),
+            files,
+            deadline_us if self._claims is not None else None,
         )
         return Published(blob, version)
 
-    async def _check_manifest(self, blob: BlobInfo) -> tuple[str, ...]:
+    async def _check_manifest(self, blob: BlobInfo) -> tuple[tuple[str, int], ...]:
         """Every file a manifest lists must already be stored, at its size;
-        returns their digests (the version will reference them)."""
+        returns their digests and sizes (the version will reference them)."""
         data = bytearray()
         async with aclosing(self._blobs.open_reader(blob.digest)) as reader:
             async for chunk in reader:
                 data += chunk
         manifest = parse_manifest(bytes(data))
+        # Claimed before they are checked: a sweep either sees the claim or
+        # has deleted them already, and then the check below fails.
+        await self._hold((entry.digest for entry in manifest.files), self._settings.publish_hold_s)
         for entry in manifest.files:
             stored = await self._blobs.stat(entry.digest)
             if stored is None or stored.size != entry.size_bytes:
@@ -305,7 +350,26 @@ class Artifacts:
                         ErrorMetadataKey.DIGEST: entry.digest,
                     },
                 )
-        return tuple(entry.digest for entry in manifest.files)
+        return tuple((entry.digest, entry.size_bytes) for entry in manifest.files)
+
+    async def _hold(self, digests: Iterable[str], ttl_s: float) -> None:
+        if self._claims is not None:
+            await self._claims.hold(digests, int(ttl_s * 1_000_000))
+
+    async def _claim_blob(self, blob: BlobInfo, ttl_s: float) -> None:
+        """Lease the blob just uploaded (or found): a manifest's for its
+        publish, a file's until a manifest references it. Then make sure the
+        collector did not take it first."""
+        if self._claims is None:
+            return
+        await self._hold((blob.digest,), ttl_s)
+        if await self._blobs.stat(blob.digest) is None:
+            raise errors.Aborted(
+                ErrorReason.BLOB_COLLECTED,
+                f"blob {blob.digest} was garbage-collected while this upload finished;"
+                " upload it again",
+                {ErrorMetadataKey.DIGEST: blob.digest},
+            )
 
     async def release(self, session: UploadSession) -> None:
         """Detach the stream, keeping the staging unless the upload finished."""

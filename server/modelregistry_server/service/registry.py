@@ -27,6 +27,7 @@ from ..domain.names import (
     parse_version_name,
     validate_id,
 )
+from ..domain.quotas import StorageUsage, check_quota
 from ..domain.resources import (
     Alias,
     Model,
@@ -43,7 +44,14 @@ from .read_cache import ReadCache
 from .update_masks import resolve_mask
 
 MODEL_PATHS = frozenset(
-    {"display_name", "description", "labels", "protected_aliases", "separation_of_duties"}
+    {
+        "display_name",
+        "description",
+        "labels",
+        "protected_aliases",
+        "separation_of_duties",
+        "storage_quota_bytes",
+    }
 )
 T = TypeVar("T")
 MAX_BATCH = 100
@@ -62,6 +70,9 @@ def _checked_model_fields(fields: ModelFields, prefix: str) -> ModelFields:
         labels=check.check_labels(fields.labels, f"{prefix}.labels"),
         protected_aliases=protected,
         separation_of_duties=fields.separation_of_duties,
+        storage_quota_bytes=check_quota(
+            fields.storage_quota_bytes, f"{prefix}.storage_quota_bytes"
+        ),
     )
 
 
@@ -102,8 +113,11 @@ class Registry:
         tokens: PageTokens,
         history: EventLog | None = None,
         cache: ReadCache | None = None,
+        storage: Callable[[ModelName], Awaitable[StorageUsage]] | None = None,
     ) -> None:
         self._store = store
+        # A model's stored bytes against its quota (None: not reported).
+        self._storage = storage
         self._tokens = tokens
         self._history = history
         self._cache = cache or ReadCache(ttl_s=0)
@@ -112,6 +126,8 @@ class Registry:
 
     async def create_model(self, model_id: str, fields: ModelFields) -> Model:
         name = ModelName(validate_id(model_id, "model_id"))
+        # A quota is an owner's or admin's decision, made with UpdateModel.
+        fields = replace(fields, storage_quota_bytes=0)
         return await self._store.create_model(name, _checked_model_fields(fields, "model"))
 
     async def _cached(
@@ -129,6 +145,11 @@ class Registry:
         return await self._cached(
             str(name), ("model", str(name)), lambda: self._store.get_model(name)
         )
+
+    async def model_storage(self, name: ModelName) -> StorageUsage | None:
+        """Usage against quota; read fresh each time (uploads change it
+        without changing the model)."""
+        return None if self._storage is None else await self._storage(name)
 
     async def list_models(
         self, page_size: int, page_token: str, filter_text: str
@@ -150,6 +171,7 @@ class Registry:
             "labels": bool(fields.labels),
             "protected_aliases": bool(fields.protected_aliases),
             "separation_of_duties": fields.separation_of_duties,
+            "storage_quota_bytes": bool(fields.storage_quota_bytes),
         }
         paths = resolve_mask(mask, MODEL_PATHS, populated, MODEL_PATHS)
         checked = _checked_model_fields(fields, "model")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.names import AliasName, RolloutName, VersionName
+from .gc_sql import add_sized_refs
 from .tables import BR, M, R, U, V, blob_refs, model_versions, models, rollouts, uploads
 
 
@@ -61,8 +62,9 @@ async def blob_models(conn: AsyncConnection, digest: str) -> frozenset[str]:
     return frozenset(rows.scalars().all())
 
 
-async def add_blob_refs(conn: AsyncConnection, version_id: int, digests: Iterable[str]) -> None:
-    """Record that a version references these blobs (its manifest and files)."""
-    values = [{"digest": d, "model_version_id": version_id} for d in sorted(set(digests))]
-    if values:
-        await conn.execute(insert(blob_refs), values)
+async def add_blob_refs(
+    conn: AsyncConnection, version_id: int, refs: Iterable[tuple[str, int]]
+) -> None:
+    """Record that a version references these blobs (its manifest and files),
+    each as (digest, size)."""
+    await add_sized_refs(conn, version_id, refs)

@@ -9,7 +9,7 @@ suite in tests/server/store runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -17,6 +17,7 @@ from ..domain.etags import Etag
 from ..domain.events import Event
 from ..domain.filters import Filter
 from ..domain.names import AliasName, ModelName, RolloutName, VersionName
+from ..domain.quotas import UploadLimits
 from ..domain.resources import (
     Alias,
     Artifact,
@@ -131,8 +132,14 @@ class UploadStore(Protocol):
         digest: str | None,
         media_type: str,
         ttl_us: int,
+        *,
+        model: ModelName | None = None,
+        principal: str = "",
+        limits: UploadLimits = ...,
     ) -> UploadRecord:
-        """A session for `version`, which must be PENDING_UPLOAD (or none)."""
+        """A session for `version`, which must be PENDING_UPLOAD (or none),
+        counted against its model (or `model` for a blob upload) and
+        `principal`: QUOTA_EXCEEDED or TOO_MANY_OPEN_UPLOADS if it does not fit."""
 
     async def get_upload(self, upload_id: str) -> UploadRecord:
         """The live session; NOT_FOUND once expired, cancelled or finished."""
@@ -141,16 +148,52 @@ class UploadStore(Protocol):
         """Progress extends the deadline: only idle uploads expire."""
 
     async def finish_upload(
-        self, upload_id: str, artifact: Artifact, files: tuple[str, ...] = ()
+        self,
+        upload_id: str,
+        artifact: Artifact,
+        files: tuple[tuple[str, int], ...] = (),
+        hold_deadline_us: int | None = None,
     ) -> ModelVersion | None:
         """End the session and, in the same transaction, make its version READY
         with `artifact` (None: the upload targets no version), recording that
-        it references the artifact and `files` (the digests its manifest lists)."""
+        it references the artifact and `files` (digest and size of each file
+        its manifest lists). `hold_deadline_us`: the blobs were claimed (see
+        gc_sql) and the claims are trusted only until then (BLOB_COLLECTED)."""
 
     async def delete_upload(self, upload_id: str) -> bool:
         """Whether there was a session to delete."""
 
     async def expired_uploads(self, limit: int = 100) -> list[str]: ...
+
+
+class GcStore(Protocol):
+    """Blob references and claims, for garbage collection (see gc_sql)."""
+
+    async def referenced_digests(self) -> set[str]:
+        """Every digest some reference source names now (the mark phase)."""
+
+    async def delete_if_unreferenced(
+        self, digest: str, delete_blob: Callable[[str], Awaitable[bool]]
+    ) -> bool | None:
+        """Under the digest's lock: recheck, delete. True deleted, False
+        already gone, None kept (referenced again)."""
+
+    async def delete_unreferenced(
+        self, digests: list[str], delete_blob: Callable[[str], Awaitable[bool]]
+    ) -> dict[str, bool]:
+        """The same for a batch in one transaction: {digest: deleted (True)
+        or already gone (False)}; digests left out were kept."""
+
+    async def hold(self, digests: Iterable[str], ttl_us: int) -> None:
+        """Claim blobs for a while; waits for a sweep of any of them to end."""
+
+    async def drop_expired_leases(self) -> int: ...
+
+    async def incomplete_versions(self, limit: int = 500) -> list[tuple[int, str]]:
+        """(version id, manifest digest) of versions whose file refs may be missing."""
+
+    async def complete_version(self, version_id: int, refs: Iterable[tuple[str, int]]) -> None:
+        """Add the file references read from its manifest; mark it complete."""
 
 
 class EventLog(Protocol):

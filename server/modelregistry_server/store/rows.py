@@ -41,6 +41,7 @@ def to_model(row: Row[Any]) -> Model:
         latest_version=row.latest_version,
         protected_aliases=tuple(row.protected_aliases or ()),
         separation_of_duties=bool(row.separation_of_duties),
+        storage_quota_bytes=row.storage_quota_bytes,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -55,6 +56,8 @@ models = Table(
     Column("protected_aliases", Json, nullable=False, server_default="[]"),
     # Separation of duties: a version's creator may not review it.
     Column("separation_of_duties", Boolean, nullable=False, server_default=false()),
+    # Storage quota in bytes; 0: the registry-wide default.
+    Column("storage_quota_bytes", BigInteger, nullable=False, server_default="0"),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -83,6 +86,9 @@ model_versions = Table(
     Column("approval_time_us", BigInteger, nullable=False, server_default="0"),
     # The principal that created the version (for separation of duties).
     Column("creator", String(512), nullable=False, server_default=""),
+    # Whether blob_refs lists every file of its manifest (false: published
+    # before file references were recorded; the collector fills them in).
+    Column("blob_refs_complete", Boolean, nullable=False, server_default=true()),
     Column("row_version", BigInteger, nullable=False, default=1),
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
@@ -123,8 +129,15 @@ uploads = Table(
     Column("create_time_us", BigInteger, nullable=False),
     Column("update_time_us", BigInteger, nullable=False),
     Column("expire_time_us", BigInteger, nullable=False),
+    # The model a blob upload counts against (its version's model for a
+    # manifest upload); no foreign key: a deleted model's uploads expire.
+    Column("model_id", Id, nullable=True),
+    # Who opened it (open uploads per principal are capped).
+    Column("principal", String(512), nullable=False, server_default=""),
     Index(None, "expire_time_us"),
     Index(None, "model_version_id"),
+    Index(None, "model_id"),
+    Index(None, "principal"),
 )
 
 # Server-wide settings shared by every replica (the page-token signing key).
@@ -272,8 +285,22 @@ blob_refs = Table(
         ForeignKey("model_versions.id", ondelete="CASCADE"),
         nullable=False,
     ),
+    # The blob's size (0 for references recorded before sizes were).
+    Column("size_bytes", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("digest", "model_version_id"),
     Index(None, "model_version_id"),
+)
+
+# Short-lived claims on blobs: a finished blob upload holds its blob until a
+# manifest references it, and a publish holds the blobs it is about to
+# reference. The row is also what the collector locks when it deletes a
+# blob, so a claim and a deletion of the same digest never interleave (see
+# gc_sql).
+blob_leases = Table(
+    "blob_leases",
+    metadata,
+    Column("digest", String(71), primary_key=True),
+    Column("expire_time_us", BigInteger, nullable=False),
 )
 
 
@@ -292,3 +319,4 @@ IP = iam_policies.c
 IB = iam_bindings.c
 SAT = service_account_tokens.c
 BR = blob_refs.c
+BL = blob_leases.c

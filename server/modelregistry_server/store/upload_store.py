@@ -17,13 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
 from ..domain.events import EventType
-from ..domain.names import VersionName
+from ..domain.names import ModelName, VersionName
+from ..domain.quotas import UploadLimits
 from ..domain.resources import Artifact, ModelVersion, UploadRecord, VersionState
 from .access_lookups_sql import add_blob_refs
 from .event_log import append_event
+from .gc_sql import check_claims
+from .quotas_sql import check_upload_limits
 from .rows import to_version
 from .tables import M, U, V, model_versions, models, uploads
 from .transactions import SqlBase, now_us
+
+NO_LIMITS = UploadLimits()
 
 
 def version_not_pending(name: VersionName, state: str) -> errors.FailedPrecondition:
@@ -60,12 +65,25 @@ class SqlUploadStore(SqlBase):
         digest: str | None,
         media_type: str,
         ttl_us: int,
+        *,
+        model: ModelName | None = None,
+        principal: str = "",
+        limits: UploadLimits = NO_LIMITS,
     ) -> UploadRecord:
         now = now_us()
         async with self._tx("create_upload", write=True) as conn:
             version_id = None
             if version is not None:
                 version_id = await self._pending_version_id(conn, version, lock=False)
+            model_id = await check_upload_limits(
+                conn,
+                version=version,
+                model=None if version is not None else model,
+                principal=principal,
+                size_bytes=size_bytes,
+                digest=digest,
+                limits=limits,
+            )
             await conn.execute(
                 insert(uploads).values(
                     id=upload_id,
@@ -76,6 +94,8 @@ class SqlUploadStore(SqlBase):
                     create_time_us=now,
                     update_time_us=now,
                     expire_time_us=now + ttl_us,
+                    model_id=model_id,
+                    principal=principal,
                 )
             )
         return UploadRecord(
@@ -106,7 +126,11 @@ class SqlUploadStore(SqlBase):
             )
 
     async def finish_upload(
-        self, upload_id: str, artifact: Artifact, files: tuple[str, ...] = ()
+        self,
+        upload_id: str,
+        artifact: Artifact,
+        files: tuple[tuple[str, int], ...] = (),
+        hold_deadline_us: int | None = None,
     ) -> ModelVersion | None:
         async with self._tx("finish_upload", write=True) as conn:
             record = (
@@ -145,7 +169,11 @@ class SqlUploadStore(SqlBase):
                 )
             ).one()
             version = to_version(row, name.model)
-            await add_blob_refs(conn, target.id, (artifact.digest, *files))
+            if hold_deadline_us is not None:
+                await check_claims(
+                    conn, (artifact.digest, *(d for d, _ in files)), hold_deadline_us
+                )
+            await add_blob_refs(conn, target.id, ((artifact.digest, artifact.size_bytes), *files))
             await append_event(conn, EventType.VERSION_READY, name.parent, str(name), None, version)
         return version
 

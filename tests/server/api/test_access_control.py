@@ -137,6 +137,7 @@ async def test_only_owners_change_protection(access: AccessControl, store: FakeP
     assert {c.permission.value for c in checks if c.permission} == {
         "models.update",
         "models.setProtection",
+        "models.setQuota",
     }
 
 

@@ -444,3 +444,24 @@ async def test_unreachable_s3_is_unavailable(
 async def test_bad_store_urls_are_refused(url: str) -> None:
     with pytest.raises(ValueError):
         await open_blob_store(url)
+
+
+async def test_list_blobs_then_delete(backend: Backend) -> None:
+    """The collector's view: every published blob with its size and age; a
+    delete unpublishes exactly one."""
+    store = backend.store
+    first, second = payload(3000, seed=21), payload(MiB + 1, seed=22)
+    for upload_id, data in (("list-1", first), ("list-2", second)):
+        upload = await store.begin_upload(upload_id)
+        await write_all(upload, data)
+        await upload.commit(sha(data), len(data))
+    staged = await store.begin_upload("list-staged")  # not a blob yet
+    await write_all(staged, payload(100, seed=23))
+    await staged.flush()
+    listed = {b.digest: b async for b in store.list_blobs()}
+    assert {d: b.size for d, b in listed.items()} == {sha(first): 3000, sha(second): MiB + 1}
+    assert all(abs(b.modified_at - time.time()) < 300 for b in listed.values())
+    assert await store.delete(sha(first)) is True
+    assert [b.digest async for b in store.list_blobs()] == [sha(second)]
+    assert await read_all(store, sha(second)) == second
+    await staged.cancel()

@@ -39,6 +39,11 @@ type ArtifactServiceClient interface {
 	Download(ctx context.Context, in *DownloadRequest, opts ...grpc.CallOption) (ArtifactService_DownloadClient, error)
 	// Returns a blob's size, or NOT_FOUND (BLOB_NOT_FOUND).
 	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (*Blob, error)
+	// Deletes blobs that nothing references: no version's manifest or file, no
+	// unexpired upload, no recent lease, and older than the grace period.
+	// Safe while the registry serves (see docs/garbage-collection.md).
+	// Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+	CollectGarbage(ctx context.Context, in *CollectGarbageRequest, opts ...grpc.CallOption) (*CollectGarbageResponse, error)
 }
 
 type artifactServiceClient struct {
@@ -139,6 +144,15 @@ func (c *artifactServiceClient) GetBlob(ctx context.Context, in *GetBlobRequest,
 	return out, nil
 }
 
+func (c *artifactServiceClient) CollectGarbage(ctx context.Context, in *CollectGarbageRequest, opts ...grpc.CallOption) (*CollectGarbageResponse, error) {
+	out := new(CollectGarbageResponse)
+	err := c.cc.Invoke(ctx, "/modelregistry.v1.ArtifactService/CollectGarbage", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ArtifactServiceServer is the server API for ArtifactService service.
 // All implementations must embed UnimplementedArtifactServiceServer
 // for forward compatibility
@@ -164,6 +178,11 @@ type ArtifactServiceServer interface {
 	Download(*DownloadRequest, ArtifactService_DownloadServer) error
 	// Returns a blob's size, or NOT_FOUND (BLOB_NOT_FOUND).
 	GetBlob(context.Context, *GetBlobRequest) (*Blob, error)
+	// Deletes blobs that nothing references: no version's manifest or file, no
+	// unexpired upload, no recent lease, and older than the grace period.
+	// Safe while the registry serves (see docs/garbage-collection.md).
+	// Admins only. INVALID_ARGUMENT: INVALID_FIELD (grace out of bounds).
+	CollectGarbage(context.Context, *CollectGarbageRequest) (*CollectGarbageResponse, error)
 	mustEmbedUnimplementedArtifactServiceServer()
 }
 
@@ -185,6 +204,9 @@ func (UnimplementedArtifactServiceServer) Download(*DownloadRequest, ArtifactSer
 }
 func (UnimplementedArtifactServiceServer) GetBlob(context.Context, *GetBlobRequest) (*Blob, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetBlob not implemented")
+}
+func (UnimplementedArtifactServiceServer) CollectGarbage(context.Context, *CollectGarbageRequest) (*CollectGarbageResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CollectGarbage not implemented")
 }
 func (UnimplementedArtifactServiceServer) mustEmbedUnimplementedArtifactServiceServer() {}
 
@@ -300,6 +322,24 @@ func _ArtifactService_GetBlob_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ArtifactService_CollectGarbage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CollectGarbageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ArtifactServiceServer).CollectGarbage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/modelregistry.v1.ArtifactService/CollectGarbage",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ArtifactServiceServer).CollectGarbage(ctx, req.(*CollectGarbageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _ArtifactService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "modelregistry.v1.ArtifactService",
 	HandlerType: (*ArtifactServiceServer)(nil),
@@ -315,6 +355,10 @@ var _ArtifactService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBlob",
 			Handler:    _ArtifactService_GetBlob_Handler,
+		},
+		{
+			MethodName: "CollectGarbage",
+			Handler:    _ArtifactService_CollectGarbage_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
