@@ -16,7 +16,12 @@ from . import access, aliases, connection, events, models, rollouts, transfer, v
 
 COMMANDS_GROUP = "modelreg.commands"
 # The commands the server provides, in the order `modelreg --help` lists them.
-SERVER_COMMANDS = {"serve": "run the registry server", "db": "database schema"}
+SERVER_COMMANDS = {
+    "serve": "run the registry server",
+    "db": "database schema",
+    "keyring": "key-encryption keys for encryption at rest",
+    "admin": "maintenance of a registry's storage",
+}
 NEEDS_SERVER = "modelreg {command} needs the server extra: pip install 'modelreg[server]'"
 
 

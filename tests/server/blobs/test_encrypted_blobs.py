@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modelregistry_server.blobs import open_blob_store
@@ -23,13 +25,17 @@ from modelregistry_server.blobs.encryption.keyring import (
     load_keyring,
     rotate_keyring,
 )
+from modelregistry_server.blobs.encryption.rewrap import census, rewrap
 from modelregistry_server.blobs.encryption.segments import (
     HEADER_SIZE,
     RECORD_OVERHEAD,
     SEGMENT_SIZE,
 )
 from modelregistry_server.blobs.local_blobs import LocalBlobStore
+from modelregistry_server.blobs.s3_blobs import S3BlobStore
+from modelregistry_server.blobs.s3_sse import ServerSideEncryption
 from modelregistry_server.domain.errors import DomainError, ErrorKind
+from support.moto import s3_env
 
 MiB = 1024 * 1024
 MARKER = b"MARKER-d41d8cd98f00b204-"
@@ -123,10 +129,34 @@ async def test_no_plaintext_reaches_the_disk_staging_included(
     assert await store.stat(info.digest) == info
 
 
-async def test_resume_after_a_stream_dropped_mid_segment(tmp_path: Path, keys: FileKeyring) -> None:
+@pytest.fixture(params=["local", "s3"])
+async def url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str | None]:
+    """A local or S3 (moto) store's URL and endpoint, the bucket created."""
+    if request.param == "local":
+        return f"file://{tmp_path / 'blobs'}", None
+    endpoint = request.getfixturevalue("moto_endpoint")
+    s3_env(monkeypatch, tmp_path)
+    bucket = f"enc-{uuid.uuid4().hex[:12]}"
+    setup = S3BlobStore(bucket, endpoint_url=endpoint)
+    await (await setup.s3()).create_bucket(Bucket=bucket)
+    await setup.close()
+    return f"s3://{bucket}/registry", endpoint
+
+
+async def open_url(url: tuple[str, str | None], keys: FileKeyring, **kw: Any) -> EncryptedBlobStore:
+    store = await open_blob_store(url[0], url[1], keys=keys, **kw)
+    assert isinstance(store, EncryptedBlobStore)
+    return store
+
+
+async def test_resume_after_a_stream_dropped_mid_segment(
+    url: tuple[str, str | None], keys: FileKeyring
+) -> None:
     """Flushes that end mid-segment leave short records; unflushed bytes are not claimed."""
     data = payload(4 * MiB + 123, seed=2)
-    first = await open_store(tmp_path / "blobs", keys)
+    first = await open_url(url, keys)
     upload = await first.begin_upload("dropped")
     await upload.write(data[:700_000])
     assert await upload.flush() == 700_000
@@ -135,13 +165,15 @@ async def test_resume_after_a_stream_dropped_mid_segment(tmp_path: Path, keys: F
     await upload.close()
     await first.close()
 
-    restarted = await open_store(tmp_path / "blobs", keys)
+    restarted = await open_url(url, keys)
     resumed = await restarted.resume_upload("dropped")
     assert resumed.offset in (700_000, 700_000 + SEGMENT_SIZE)
     (listed,) = await restarted.list_uploads()
-    assert listed.offset <= resumed.offset
+    assert listed.offset == resumed.offset  # exact, short records and all
     await resumed.write(data[resumed.offset : 3 * MiB])
     assert await resumed.flush() == 3 * MiB
+    (listed,) = await restarted.list_uploads()
+    assert listed.offset == 3 * MiB  # two short records in the staging now
     await resumed.write(data[3 * MiB :])
     info = await resumed.commit(sha(data), len(data))
     for offset, length in [(0, 10), (699_990, 20), (700_000, SEGMENT_SIZE), (3 * MiB - 1, 2)]:
@@ -273,3 +305,74 @@ def test_keyring_files_are_private_and_rotate_keeps_old_keys(tmp_path: Path) -> 
     os.chmod(path, 0o644)
     with pytest.raises(ValueError, match="chmod 600"):
         load_keyring(path)
+
+
+async def test_rotate_then_rewrap_moves_every_data_key_to_the_primary(
+    tmp_path: Path, url: tuple[str, str | None]
+) -> None:
+    path = tmp_path / "rotating.json"
+    old_keys = create_keyring(path)
+    a, b = payload(3 * MiB + 1, seed=9), payload(100_000, seed=10)
+    store = await open_url(url, old_keys)
+    da = await push(store, "a", a)
+    await store.close()
+
+    new_keys = rotate_keyring(path)
+    store = await open_url(url, new_keys)
+    db = await push(store, "b", b)
+    found = await census(store)
+    assert found.by_key == {old_keys.primary_id: 1, new_keys.primary_id: 1}
+    before = await store.read_stored(da, HEADER_SIZE, 2 * RECORD)
+
+    report = await rewrap(store)
+    assert (report.rewrapped, report.already_primary, report.unusable) == (1, 1, {})
+    assert (await census(store)).by_key == {new_keys.primary_id: 2}
+    assert await store.read_stored(da, HEADER_SIZE, 2 * RECORD) == before  # content untouched
+    assert (await rewrap(store)).rewrapped == 0
+    await store.close()
+
+    only_new = FileKeyring(
+        {new_keys.primary_id: new_keys.keys[new_keys.primary_id]}, new_keys.primary_id
+    )
+    store = await open_url(url, only_new)
+    for digest, data in ((da, a), (db, b)):
+        got = bytearray()
+        await read(store, digest, got)
+        assert bytes(got) == data
+    await store.close()
+
+
+@pytest.mark.parametrize("url", ["s3"], indirect=True)
+async def test_s3_objects_carry_the_sse_headers(
+    url: tuple[str, str | None], keys: FileKeyring
+) -> None:
+    """`--s3-sse aws:kms`: staged segments, single-part and composed blobs alike."""
+    import boto3
+
+    kms_key = boto3.client("kms", endpoint_url=url[1]).create_key()["KeyMetadata"]["KeyId"]
+    store = await open_url(url, keys, sse=ServerSideEncryption("aws:kms", kms_key))
+    inner = store.inner
+    assert isinstance(inner, S3BlobStore)
+    small = await push(store, "small", payload(10_000, seed=11))
+    big = payload(7 * MiB, seed=12)
+    upload = await store.begin_upload("composed")
+    await upload.write(big[: 6 * MiB])
+    await upload.flush()
+    await upload.write(big[6 * MiB :])
+    await upload.flush()
+    staged = inner.layout.segment("composed", 0)
+    s3 = await inner.s3()
+    keys_checked = [staged, inner.layout.marker("composed")]
+    for key in keys_checked:
+        head = await s3.head_object(Bucket=inner.bucket, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms", key
+        assert kms_key in head["SSEKMSKeyId"], key
+    composed = (await upload.commit(sha(big), len(big))).digest
+    for digest in (small, composed):
+        head = await s3.head_object(Bucket=inner.bucket, Key=inner.layout.blob(digest[7:]))
+        assert head["ServerSideEncryption"] == "aws:kms", digest
+        assert kms_key in head["SSEKMSKeyId"], digest
+    got = bytearray()
+    await read(store, composed, got)
+    assert bytes(got) == big
+    await store.close()

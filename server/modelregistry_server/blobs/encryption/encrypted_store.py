@@ -96,18 +96,40 @@ class EncryptedBlobStore:
         return await self.inner.resume_upload(upload_id)
 
     async def list_uploads(self) -> list[UploadInfo]:
-        return [_plain_info(u) for u in await self.inner.list_uploads()]
+        uploads = await self.inner.list_uploads()
+        return self._plain_infos(uploads, await self._staged_plaintext() if uploads else {})
 
     async def reclaim_uploads(self, older_than: float) -> list[UploadInfo]:
-        return [_plain_info(u) for u in await self.inner.reclaim_uploads(older_than)]
+        plain = await self._staged_plaintext()  # before the staging goes
+        return self._plain_infos(await self.inner.reclaim_uploads(older_than), plain)
+
+    async def _staged_plaintext(self) -> dict[str, int]:
+        from .stored_form import stored_form
+
+        return await (await stored_form(self.inner)).staged_plaintext()
+
+    @staticmethod
+    def _plain_infos(uploads: list[UploadInfo], plain: dict[str, int]) -> list[UploadInfo]:
+        """Offsets in plaintext bytes (staging offsets count headers and tags)."""
+        return [
+            replace(u, offset=plain.get(u.upload_id, plaintext_estimate(u.offset))) for u in uploads
+        ]
 
     async def delete(self, digest: str) -> bool:
-        for key in [k for k in self._opened if k[0] == digest]:
-            del self._opened[key]
+        self.forget(digest)
         return await self.inner.delete(digest)
 
     async def close(self) -> None:
         await self.inner.close()
+
+    def forget(self, digest: str) -> None:
+        """Drop what is cached about `digest` (its stored form changed)."""
+        for key in [k for k in self._opened if k[0] == digest]:
+            del self._opened[key]
+
+    async def read_stored(self, digest: str, offset: int, length: int) -> bytes:
+        """Stored (encrypted) bytes of a blob, as the backend has them."""
+        return await self._read(digest, offset, length)
 
     async def _read(self, digest: str, offset: int, length: int) -> bytes:
         parts = []
@@ -235,7 +257,3 @@ class EncryptedBlobStore:
             )
         except FormatError as exc:
             raise damaged(exc, digest) from None
-
-
-def _plain_info(info: UploadInfo) -> UploadInfo:
-    return replace(info, offset=plaintext_estimate(info.offset))
