@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from bisect import bisect_right
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -220,40 +220,74 @@ class EncryptedBlobStore:
         source = self.inner.open_reader(
             digest, stored[first], stored[last + 1] - stored[first], min(MAX_READ_CHUNK, longest)
         )
+        # Each record is decrypted on a worker thread while the one before it
+        # is handed to the caller: at most two records' plaintext in memory.
+        pending: deque[tuple[int, asyncio.Future[bytes]]] = deque()
         k = first
         buf = bytearray()
-        async with aclosing(source) as blocks:
-            async for block in blocks:
-                if buf:
-                    buf += block
-                    data: bytes | bytearray = buf
-                else:
-                    data = block
-                pos = 0
-                while k <= last and len(data) - pos >= lengths[k] + RECORD_OVERHEAD:
-                    size = lengths[k] + RECORD_OVERHEAD
-                    record = memoryview(data)[pos : pos + size]
-                    pos += size
-                    plain = await self._decrypt(digest, opened, k, record)
-                    del record
-                    lo = max(offset, starts[k]) - starts[k]
-                    hi = min(end, starts[k + 1]) - starts[k]
-                    k += 1
-                    if lo == 0 and hi == len(plain) and hi <= chunk_size:
-                        yield plain
-                        continue
-                    view = memoryview(plain)
-                    for at in range(lo, hi, chunk_size):
-                        yield bytes(view[at : min(hi, at + chunk_size)])
-                buf = bytearray(memoryview(data)[pos:]) if pos < len(data) else bytearray()
+        try:
+            async with aclosing(source) as blocks:
+                async for block in blocks:
+                    if buf:
+                        buf += block
+                        data: bytes | bytearray = buf
+                    else:
+                        data = block
+                    pos = 0
+                    while k <= last and len(data) - pos >= lengths[k] + RECORD_OVERHEAD:
+                        size = lengths[k] + RECORD_OVERHEAD
+                        # Views into an immutable block; copies out of the buffer,
+                        # which grows while they are decrypted.
+                        record = (
+                            memoryview(data)[pos : pos + size]
+                            if isinstance(data, bytes)
+                            else bytes(data[pos : pos + size])
+                        )
+                        pos += size
+                        pending.append((k, self._decrypt(digest, opened, k, record)))
+                        k += 1
+                    del data
+                    buf = bytearray(buf[pos:] if buf else memoryview(block)[pos:])
+                    del block
+                    while len(pending) > 1:
+                        for piece in await self._slices(pending, starts, offset, end, chunk_size):
+                            yield piece
+            while pending:
+                for piece in await self._slices(pending, starts, offset, end, chunk_size):
+                    yield piece
+        finally:
+            await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
         if k <= last:
             raise damaged(FormatError("truncated record", starts[k]), digest)
 
-    async def _decrypt(self, digest: str, opened: _Opened, k: int, record: memoryview) -> bytes:
+    @staticmethod
+    async def _slices(
+        pending: deque[tuple[int, asyncio.Future[bytes]]],
+        starts: list[int],
+        offset: int,
+        end: int,
+        chunk_size: int,
+    ) -> list[bytes]:
+        """The oldest decrypted record, cut to the requested range and chunk size."""
+        k, future = pending[0]
+        plain = await future
+        pending.popleft()
+        lo = max(offset, starts[k]) - starts[k]
+        hi = min(end, starts[k + 1]) - starts[k]
+        if lo == 0 and hi == len(plain) and hi <= chunk_size:
+            return [plain]
+        view = memoryview(plain)
+        return [bytes(view[at : min(hi, at + chunk_size)]) for at in range(lo, hi, chunk_size)]
+
+    def _decrypt(
+        self, digest: str, opened: _Opened, k: int, record: bytes | memoryview
+    ) -> asyncio.Future[bytes]:
         start = opened.plain_starts[k]
-        try:
-            return await asyncio.to_thread(
-                open_record, opened.aead, opened.blob_id, k, start, record, False
-            )
-        except FormatError as exc:
-            raise damaged(exc, digest) from None
+
+        def run() -> bytes:
+            try:
+                return open_record(opened.aead, opened.blob_id, k, start, record, False)
+            except FormatError as exc:
+                raise damaged(exc, digest) from None
+
+        return asyncio.ensure_future(asyncio.to_thread(run))

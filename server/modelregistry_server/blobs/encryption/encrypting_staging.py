@@ -42,7 +42,7 @@ from .segments import (
     new_blob_id,
     open_record,
     record_length,
-    seal,
+    seal_parts,
     seal_trailer,
 )
 
@@ -92,8 +92,8 @@ class EncryptingStaging:
         pos = 0
         while len(view) - pos >= self._segment_size or (final_tail and pos < len(view)):
             piece = view[pos : pos + self._segment_size]
-            out.append(
-                seal(self._aead, self._blob_id, len(self._lengths), self._plain, piece, False)
+            out.extend(
+                seal_parts(self._aead, self._blob_id, len(self._lengths), self._plain, piece, False)
             )
             self._lengths.append(len(piece))
             self._plain += len(piece)
@@ -101,16 +101,21 @@ class EncryptingStaging:
         return out, bytes(view[pos:])
 
     async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
-        data = b"".join([self._tail, *chunks]) if self._tail or len(chunks) != 1 else chunks[0]
+        parts = [self._tail, *chunks] if self._tail else list(chunks)
         del chunks
         self._tail = b""
         plain, lengths = self._plain, len(self._lengths)
+
+        def seal_block() -> tuple[list[bytes], bytes]:
+            data = parts[0] if len(parts) == 1 else b"".join(parts)  # off the event loop
+            parts.clear()
+            return self._seal_block(data, sync)
+
         try:
-            records, self._tail = await asyncio.to_thread(self._seal_block, data, sync)
+            records, self._tail = await asyncio.to_thread(seal_block)
         except BaseException:
             self._plain, self._lengths[lengths:] = plain, []
             raise
-        del data
         stored = sum(len(r) for r in records)
         start, self._stored = self._stored, self._stored + stored
         durable = await self._inner.append(start, records, stored, sync=sync)

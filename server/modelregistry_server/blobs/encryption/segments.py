@@ -120,13 +120,21 @@ def _aad(blob_id: bytes, index: int, offset: int, length: int, final: bool) -> b
     return blob_id + _AAD.pack(_AAD_LABEL, index, offset, length, final)
 
 
+def seal_parts(
+    aead: AESGCM, blob_id: bytes, index: int, offset: int, data: bytes | memoryview, final: bool
+) -> tuple[bytes, bytes]:
+    """One record in two parts (length and nonce; sealed data), to be written back to back."""
+    nonce = os.urandom(NONCE_SIZE)
+    n = len(data)
+    return _U32.pack(n) + nonce, aead.encrypt(nonce, data, _aad(blob_id, index, offset, n, final))
+
+
 def seal(
     aead: AESGCM, blob_id: bytes, index: int, offset: int, data: bytes | memoryview, final: bool
 ) -> bytes:
     """One record: `data` (the plaintext at `offset`) as record number `index`."""
-    nonce = os.urandom(NONCE_SIZE)
-    n = len(data)
-    return _U32.pack(n) + nonce + aead.encrypt(nonce, data, _aad(blob_id, index, offset, n, final))
+    head, body = seal_parts(aead, blob_id, index, offset, data, final)
+    return head + body
 
 
 def open_record(
@@ -138,10 +146,10 @@ def open_record(
     (n,) = _U32.unpack_from(record, 0)
     if len(record) != n + RECORD_OVERHEAD:
         raise FormatError("damaged record", offset)
-    nonce = bytes(record[4 : 4 + NONCE_SIZE])
+    view = memoryview(record)
     try:
         return aead.decrypt(
-            nonce, bytes(record[4 + NONCE_SIZE :]), _aad(blob_id, index, offset, n, final)
+            view[4 : 4 + NONCE_SIZE], view[4 + NONCE_SIZE :], _aad(blob_id, index, offset, n, final)
         )
     except InvalidTag:
         raise FormatError("damaged record", offset) from None
