@@ -264,3 +264,12 @@ def test_a_flipped_bit_on_disk_is_data_loss_not_wrong_bytes(
         assert not (tmp_path / "out" / "weights" / "shard-0.bin").exists()
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("registry", ["local"], indirect=True)
+def test_a_server_without_the_keyring_refuses_an_encrypted_store(registry: Registry) -> None:
+    registry.serve().stop()  # marks the store as encrypted
+    plain = ServeProcess(registry.data, *registry.extra)
+    with pytest.raises(RuntimeError, match="exited with 1"):
+        plain.start()
+    assert "start with --encryption-keyring" in plain.log.read_text()

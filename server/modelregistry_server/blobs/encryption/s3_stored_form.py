@@ -18,6 +18,7 @@ from ..base import DIGEST_PREFIX, hex_of
 from ..s3_client import not_found, s3_errors
 from ..s3_layout import Layout, Segment, contiguous
 from .segments import HEADER_SIZE, RECORD_OVERHEAD, SEGMENT_SIZE
+from .stored_form import MARK, MARK_TEXT
 
 _SMALL_OBJECT = 64 * 1024 * 1024
 _FIRST_PART = 8 * 1024 * 1024
@@ -30,6 +31,25 @@ class S3StoredForm:
         self._bucket = bucket
         self._layout = layout
         self._prefix = layout.blobs
+
+    @property
+    def _mark(self) -> str:
+        return self._layout.blobs.removesuffix("blobs/sha256/") + MARK
+
+    async def is_encrypted(self) -> bool:
+        try:
+            with s3_errors():
+                await self._s3.head_object(Bucket=self._bucket, Key=self._mark)
+        except ClientError as exc:
+            if not_found(exc):
+                return False
+            raise
+        return True
+
+    async def mark_encrypted(self) -> None:
+        if not await self.is_encrypted():
+            with s3_errors():
+                await self._s3.put_object(Bucket=self._bucket, Key=self._mark, Body=MARK_TEXT)
 
     async def staged_plaintext(self) -> dict[str, int]:
         segments: dict[str, list[Segment]] = {}

@@ -32,6 +32,10 @@ from ..base import DIGEST_PREFIX, BlobStore
 from ..local_io import LocalLayout, fsync_dir, storage_errors
 from .segments import HEADER_SIZE, RECORD_OVERHEAD, record_length
 
+# At the store's root (beside blobs/ and uploads/): this store's blobs are encrypted.
+MARK = "ENCRYPTED"
+MARK_TEXT = b"blobs in this store are encrypted at rest; serve them with --encryption-keyring\n"
+
 
 class StoredForm(Protocol):
     def digests(self) -> AsyncIterator[str]:
@@ -44,6 +48,14 @@ class StoredForm(Protocol):
 
     async def staged_plaintext(self) -> dict[str, int]:
         """Plaintext bytes in each staged upload's whole records."""
+        ...
+
+    async def is_encrypted(self) -> bool:
+        """Whether the store is marked as holding encrypted blobs."""
+        ...
+
+    async def mark_encrypted(self) -> None:
+        """Mark the store: a server without a keyring then refuses to serve it."""
         ...
 
 
@@ -67,6 +79,24 @@ class LocalStoredForm:
             found = await asyncio.to_thread(scan)
         for digest in found:
             yield digest
+
+    async def is_encrypted(self) -> bool:
+        return await asyncio.to_thread((self._layout.root / MARK).exists)
+
+    async def mark_encrypted(self) -> None:
+        def mark() -> None:
+            path = self._layout.root / MARK
+            if not path.exists():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    os.write(fd, MARK_TEXT)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                fsync_dir(self._layout.root)
+
+        with storage_errors():
+            await asyncio.to_thread(mark)
 
     async def staged_plaintext(self) -> dict[str, int]:
         def scan() -> dict[str, int]:
