@@ -11,6 +11,10 @@ the server's peak RSS (VmHWM), and each figure against its target:
     server RSS      <  200 MB
 
     .venv/bin/python loadtest/bench_artifacts.py [--size 1G|5G|256M] [--dir /path]
+
+`--encryption compare` measures encryption at rest instead: push and pull
+with and without `--encryption-keyring`, alternating, in one run (see
+`bench_encryption.py`).
 """
 
 from __future__ import annotations
@@ -188,8 +192,26 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=parse_size, default=MIB, help="push chunk bytes")
     parser.add_argument("--pull-chunk-size", type=parse_size, default=MIB, help="pull chunk bytes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--encryption",
+        choices=("off", "compare"),
+        default="off",
+        help="compare: push and pull with encryption at rest on and off, alternating",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each, with --encryption")
     args = parser.parse_args()
     size: int = args.size
+    if args.encryption == "compare":
+        from bench_encryption import compare
+
+        work = Path(tempfile.mkdtemp(prefix="modelreg-bench-", dir=args.dir))
+        try:
+            print(f"work directory {work}, file {size / MB:.0f} MB", flush=True)
+            generate(work / "model.bin", size)
+            compare(work, work / "model.bin", size, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="modelreg-bench-", dir=args.dir))
     try:

@@ -96,9 +96,22 @@ def register_db(sub: Subparsers) -> None:
     up.set_defaults(func=run_db_upgrade)
 
 
+ADMIN_HELP = "registry administration: storage, keys, backups (admins only)"
+
+
+def admin_commands(sub: Subparsers) -> Subparsers:
+    """The subcommands of `modelreg admin`: one group that the SDK's commands
+    (gc) and the server's (backup, restore, rewrap) all add to, whichever
+    registers first."""
+    admin = sub.choices.get("admin") or sub.add_parser("admin", help=ADMIN_HELP)
+    for action in admin._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+
+
 def register_admin(sub: Subparsers) -> None:
-    admin = sub.add_parser("admin", help="backups and restores")
-    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    admin_sub = admin_commands(sub)
     backup = admin_sub.add_parser(
         "backup",
         help="snapshot the database and copy the blobs it refers to into DEST",

@@ -114,6 +114,29 @@ class ServerConfig:
             "S3-compatible endpoint for an s3:// blob store (default: AWS for the region)",
         ),
     )
+    # Set: blobs and their staging are encrypted at rest, their data keys
+    # wrapped by this keyring's keys (see blobs/encryption).
+    encryption_keyring: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--encryption-keyring",
+            "keyring file (mode 0600, `modelreg keyring create`): encrypt blobs at rest",
+            Path,
+        ),
+    )
+    # S3 server-side encryption on top of the registry's own: AES256 or aws:kms.
+    s3_sse: str = field(
+        default="",
+        metadata=flag(
+            "--s3-sse", "S3 server-side encryption for an s3:// store: AES256 or aws:kms"
+        ),
+    )
+    s3_sse_kms_key_id: str = field(
+        default="",
+        metadata=flag(
+            "--s3-sse-kms-key-id", "KMS key for --s3-sse aws:kms (default: the bucket's)"
+        ),
+    )
     # An upload with no progress for this long expires and is reclaimed.
     upload_ttl_s: float = field(
         default=24 * HOUR_S,

@@ -41,8 +41,10 @@ from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
 from .api.rollout_servicer import RolloutServicer
+from .blob_setup import open_configured_blob_store
 from .blobs.base import BlobStore
-from .blobs.factory import open_blob_store
+from .blobs.encryption.encrypted_store import EncryptedBlobStore
+from .blobs.encryption.rewrap import log_census
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .domain.quotas import UploadLimits
 from .events import pg_listener
@@ -207,7 +209,7 @@ async def build(config: ServerConfig) -> Parts:
     store = SqlRegistryStore(engine)
     uploads = SqlUploadStore(engine)
     events = SqlEventLog(engine)
-    blobs = await open_blob_store(config.resolved_blob_store(), config.s3_endpoint_url)
+    blobs = await open_configured_blob_store(config)
     tokens = PageTokens()
     cache = ReadCache(ttl_s=config.read_cache_s)
     limits = TransferLimits(
@@ -352,6 +354,8 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
         collect = partial(parts.collector.collect_forever, config.gc_interval_s)
         tasks.append(asyncio.create_task(_when_ready(ready, collect), name="gc"))
     tasks.append(asyncio.create_task(parts.access.preload()))
+    if isinstance(parts.blobs, EncryptedBlobStore):
+        tasks.append(asyncio.create_task(log_census(parts.blobs), name="key-census"))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
     if parts.reads is not None:

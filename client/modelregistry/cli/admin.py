@@ -16,11 +16,26 @@ async def gc(client: RegistryClient, args: argparse.Namespace) -> Result:
     )
 
 
+ADMIN_HELP = "registry administration: storage, keys, backups (admins only)"
+
+
+def admin_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The subcommands of `modelreg admin`: one group that this package's
+    commands (gc) and the server's (backup, restore, rewrap) all add to,
+    whichever registers first."""
+    admin = sub.choices.get("admin") or sub.add_parser("admin", help=ADMIN_HELP)
+    for action in admin._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+
+
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], parent: argparse.ArgumentParser
 ) -> None:
-    admin = sub.add_parser("admin", help="registry administration (admins only)")
-    cmds = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    cmds = admin_commands(sub)
 
     p = cmds.add_parser(
         "gc",

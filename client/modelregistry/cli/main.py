@@ -16,7 +16,13 @@ from . import access, admin, aliases, connection, events, models, rollouts, tran
 
 COMMANDS_GROUP = "modelreg.commands"
 # The commands the server provides, in the order `modelreg --help` lists them.
-SERVER_COMMANDS = {"serve": "run the registry server", "db": "database schema"}
+# (`admin` is not here: it is this package's group, which the server's
+# backup, restore and rewrap join when it is installed.)
+SERVER_COMMANDS = {
+    "serve": "run the registry server",
+    "db": "database schema",
+    "keyring": "key-encryption keys for encryption at rest",
+}
 NEEDS_SERVER = "modelreg {command} needs the server extra: pip install 'modelreg[server]'"
 
 

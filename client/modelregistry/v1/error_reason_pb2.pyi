@@ -321,6 +321,23 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: a fault on the server; the message is generic and the details
     are only in the server's log, under `request_id`.
     """
+    ENCRYPTION_KEY_MISSING: _ErrorReason.ValueType  # 120
+    """FAILED_PRECONDITION: the blob's data key is wrapped under a key-encryption
+    key the server's keyring does not have; add that key to the keyring (or
+    run `modelreg admin rewrap` while it is still there). Metadata: `digest`,
+    `key_id`.
+    """
+    ENCRYPTION_KEY_MISMATCH: _ErrorReason.ValueType  # 121
+    """FAILED_PRECONDITION: the keyring has a key under the blob's key id, but it
+    does not unwrap the blob's data key (a different key under the same id).
+    Metadata: `digest`, `key_id`.
+    """
+    BLOB_DAMAGED: _ErrorReason.ValueType  # 122
+    """DATA_LOSS: stored bytes of an encrypted blob failed authentication
+    (flipped, swapped between blobs, reordered or cut short); no byte of the
+    damaged segment is served. Metadata: `digest`, `offset` (plaintext offset
+    of the damaged segment).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -637,6 +654,23 @@ INTERNAL: ErrorReason.ValueType  # 58
 """INTERNAL: a fault on the server; the message is generic and the details
 are only in the server's log, under `request_id`.
 """
+ENCRYPTION_KEY_MISSING: ErrorReason.ValueType  # 120
+"""FAILED_PRECONDITION: the blob's data key is wrapped under a key-encryption
+key the server's keyring does not have; add that key to the keyring (or
+run `modelreg admin rewrap` while it is still there). Metadata: `digest`,
+`key_id`.
+"""
+ENCRYPTION_KEY_MISMATCH: ErrorReason.ValueType  # 121
+"""FAILED_PRECONDITION: the keyring has a key under the blob's key id, but it
+does not unwrap the blob's data key (a different key under the same id).
+Metadata: `digest`, `key_id`.
+"""
+BLOB_DAMAGED: ErrorReason.ValueType  # 122
+"""DATA_LOSS: stored bytes of an encrypted blob failed authentication
+(flipped, swapped between blobs, reordered or cut short); no byte of the
+damaged segment is served. Metadata: `digest`, `offset` (plaintext offset
+of the damaged segment).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -693,6 +727,8 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """The limit that was reached."""
     USED_BYTES: _ErrorMetadataKey.ValueType  # 60
     """Bytes a model's versions and open uploads already take."""
+    KEY_ID: _ErrorMetadataKey.ValueType  # 50
+    """The id of a key-encryption key in the server's keyring."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -747,4 +783,6 @@ LIMIT: ErrorMetadataKey.ValueType  # 22
 """The limit that was reached."""
 USED_BYTES: ErrorMetadataKey.ValueType  # 60
 """Bytes a model's versions and open uploads already take."""
+KEY_ID: ErrorMetadataKey.ValueType  # 50
+"""The id of a key-encryption key in the server's keyring."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -407,6 +407,26 @@ class ErrorReason(enum.StrEnum):
     are only in the server's log, under `request_id`.
     """
 
+    ENCRYPTION_KEY_MISSING = "ENCRYPTION_KEY_MISSING"
+    """FAILED_PRECONDITION: the blob's data key is wrapped under a key-encryption
+    key the server's keyring does not have; add that key to the keyring (or
+    run `modelreg admin rewrap` while it is still there). Metadata: `digest`,
+    `key_id`.
+    """
+
+    ENCRYPTION_KEY_MISMATCH = "ENCRYPTION_KEY_MISMATCH"
+    """FAILED_PRECONDITION: the keyring has a key under the blob's key id, but it
+    does not unwrap the blob's data key (a different key under the same id).
+    Metadata: `digest`, `key_id`.
+    """
+
+    BLOB_DAMAGED = "BLOB_DAMAGED"
+    """DATA_LOSS: stored bytes of an encrypted blob failed authentication
+    (flipped, swapped between blobs, reordered or cut short); no byte of the
+    damaged segment is served. Metadata: `digest`, `offset` (plaintext offset
+    of the damaged segment).
+    """
+
 
 class ErrorMetadataKey(enum.StrEnum):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -481,6 +501,9 @@ class ErrorMetadataKey(enum.StrEnum):
 
     USED_BYTES = "used_bytes"
     """Bytes a model's versions and open uploads already take."""
+
+    KEY_ID = "key_id"
+    """The id of a key-encryption key in the server's keyring."""
 
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
@@ -561,6 +584,9 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.NOT_READY: "UNAVAILABLE",
         ErrorReason.SHUTTING_DOWN: "UNAVAILABLE",
         ErrorReason.INTERNAL: "INTERNAL",
+        ErrorReason.ENCRYPTION_KEY_MISSING: "FAILED_PRECONDITION",
+        ErrorReason.ENCRYPTION_KEY_MISMATCH: "FAILED_PRECONDITION",
+        ErrorReason.BLOB_DAMAGED: "DATA_LOSS",
     }
 )
 """The gRPC status code (its name) each reason comes with."""

@@ -38,7 +38,7 @@ from .base import (
 )
 from .local_io import LocalLayout, fsync_dir, lock_or_busy, storage_errors
 from .local_staging import LocalStaging
-from .staged_upload import StagedUpload
+from .staged_upload import StagedUpload, Staging, StagingLayer
 
 DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 
@@ -46,8 +46,16 @@ DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
 class LocalBlobStore:
     """`BlobStore` on a directory; see the module docstring for the layout."""
 
-    def __init__(self, root: Path, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+        staging_layer: StagingLayer | None = None,
+    ) -> None:
         self.root = root
+        # Wraps each upload's staging (encryption at rest); None: stage as is.
+        self.staging_layer = staging_layer
         self._layout = LocalLayout(root)
         self.buffer_size = buffer_size
         self._open = OpenUploads()
@@ -85,7 +93,7 @@ class LocalBlobStore:
 
         return await StagedUpload.resume(upload_id, await self._staging(upload_id, reopen))
 
-    async def _staging(self, upload_id: str, open_file: Callable[[Path], int]) -> LocalStaging:
+    async def _staging(self, upload_id: str, open_file: Callable[[Path], int]) -> Staging:
         """Claim the id, then open (and lock) its file on a worker thread."""
         self._open.claim(upload_id)
         try:
@@ -94,7 +102,8 @@ class LocalBlobStore:
         except BaseException:
             self._open.release(upload_id)
             raise
-        return LocalStaging(self._layout, upload_id, fd, self.buffer_size, self._open)
+        staging = LocalStaging(self._layout, upload_id, fd, self.buffer_size, self._open)
+        return staging if self.staging_layer is None else self.staging_layer(upload_id, staging)
 
     async def list_uploads(self) -> list[UploadInfo]:
         def scan() -> list[UploadInfo]:

@@ -35,7 +35,7 @@ from .base import (
 from .s3_client import BucketClient, not_found, s3_errors
 from .s3_layout import DEFAULT_SEGMENT_SIZE, Layout, Segment, contiguous
 from .s3_staging import S3Staging
-from .staged_upload import StagedUpload
+from .staged_upload import StagedUpload, Staging, StagingLayer
 
 
 class S3BlobStore:
@@ -51,8 +51,11 @@ class S3BlobStore:
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         checksums: bool = True,
         max_attempts: int = 5,
+        staging_layer: StagingLayer | None = None,
     ) -> None:
         self.bucket = bucket
+        # Wraps each upload's staging (encryption at rest); None: stage as is.
+        self.staging_layer = staging_layer
         self.layout = Layout(prefix)
         self.segment_size = segment_size
         # Off for S3-compatible servers that reject x-amz-checksum-crc32c.
@@ -70,8 +73,8 @@ class S3BlobStore:
     async def close(self) -> None:
         await self._client.close()
 
-    def _staging(self, upload_id: str, segments: list[Segment]) -> S3Staging:
-        return S3Staging(
+    def _staging(self, upload_id: str, segments: list[Segment]) -> Staging:
+        staging = S3Staging(
             self._client,
             self.layout,
             upload_id,
@@ -81,6 +84,7 @@ class S3BlobStore:
             claims=self._open,
             composing=self._composing,
         )
+        return staging if self.staging_layer is None else self.staging_layer(upload_id, staging)
 
     async def begin_upload(self, upload_id: str) -> StagedUpload:
         self._open.claim(upload_id)

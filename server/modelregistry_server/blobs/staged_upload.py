@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol
 
@@ -70,6 +70,11 @@ class Staging(Protocol):
     def release(self) -> None:
         """Let go of handles and of the upload id's claim; the staging stays. Called last."""
         ...
+
+
+# How a store wraps each upload's staging before `StagedUpload` drives it
+# (encryption at rest: `encryption.encrypted_store.encrypting_layer`).
+StagingLayer = Callable[[str, Staging], Staging]
 
 
 class StagedUpload:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from modelregistry_server.blobs import BlobStore, Upload, open_blob_store
+from modelregistry_server.blobs.encryption.encrypted_store import EncryptedBlobStore
+from modelregistry_server.blobs.encryption.keyring import create_keyring
 from modelregistry_server.blobs.local_blobs import LocalBlobStore
 from modelregistry_server.blobs.s3_blobs import S3BlobStore
 from modelregistry_server.blobs.s3_client import crc32c_b64
@@ -35,26 +37,34 @@ class Backend:
     store: BlobStore
     reopen: Callable[[], Awaitable[BlobStore]]
     published: Callable[[], Awaitable[list[str]]]
+    encrypted: bool = False
 
 
-@pytest.fixture(params=["local", "s3"])
+def backing(store: BlobStore) -> BlobStore:
+    """The local or S3 store itself, below encryption at rest if any."""
+    return store.inner if isinstance(store, EncryptedBlobStore) else store
+
+
+@pytest.fixture(params=["local", "s3", "local+encrypted", "s3+encrypted"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Backend]:
     opened: list[BlobStore] = []
-    if request.param == "local":
+    kind, _, encrypted = request.param.partition("+")
+    if kind == "local":
         url, endpoint = f"file://{tmp_path / 'blobs'}", None
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
         s3_env(monkeypatch, tmp_path)
         url = f"s3://blobs-{uuid.uuid4().hex[:12]}/registry"
+    keys = create_keyring(tmp_path / "keyring.json") if encrypted else None
 
     async def reopen() -> BlobStore:
-        store = await open_blob_store(url, endpoint)
+        store = await open_blob_store(url, endpoint, keys=keys)
         opened.append(store)
         return store
 
-    store = await reopen()
+    store = backing(await reopen())
     if isinstance(store, S3BlobStore):
         await (await store.s3()).create_bucket(Bucket=store.bucket)
 
@@ -68,7 +78,7 @@ async def backend(
         return sorted(obj["Key"] for obj in page.get("Contents", []))
 
     try:
-        yield Backend(store, reopen, published)
+        yield Backend(opened[0], reopen, published, bool(encrypted))
     finally:
         for each in opened:
             await each.close()
@@ -148,6 +158,7 @@ async def test_resume_after_restart_continues_from_durable_offset(backend: Backe
 
 async def flip_staged_byte(store: BlobStore, upload_id: str, offset: int) -> None:
     """Change one staged byte behind the store's back, as a torn write or a bad disk would."""
+    store = backing(store)
     if isinstance(store, LocalBlobStore):
         path = store.root / "uploads" / upload_id
         staged = bytearray(path.read_bytes())
@@ -175,6 +186,12 @@ async def test_resume_rehashes_staged_bytes_so_a_changed_one_fails_the_commit(
     await flip_staged_byte(backend.store, "torn", 1000)
 
     restarted = await backend.reopen()
+    if backend.encrypted:  # authenticated staging: refused (and dropped) at once
+        with pytest.raises(DomainError) as damaged:
+            await restarted.resume_upload("torn")
+        expect(damaged, ErrorKind.DATA_LOSS, "BLOB_DAMAGED")
+        assert await restarted.list_uploads() == []
+        return
     resumed = await restarted.resume_upload("torn")
     assert resumed.offset == MiB
     await write_all(resumed, data[MiB:])
@@ -328,7 +345,7 @@ async def test_large_round_trip_keeps_memory_flat(backend: Backend) -> None:
     grows by a fixed amount. (S3 gets less data: the moto server is slow.)
     """
     store = backend.store
-    size = (200 if isinstance(store, LocalBlobStore) else 128) * MiB
+    size = (200 if isinstance(backing(store), LocalBlobStore) else 128) * MiB
     block = payload(MiB, seed=10)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     expected = hashlib.sha256()
@@ -378,7 +395,7 @@ async def test_local_upload_is_locked_against_other_processes(backend: Backend) 
 async def test_s3_segments_carry_crc32c(backend: Backend) -> None:
     """S3 checks each staged segment against the CRC32C we computed before sending it."""
     store = backend.store
-    assert isinstance(store, S3BlobStore)
+    assert isinstance(store, S3BlobStore)  # encryption: see test_encrypted_blobs
     data = payload(100_000, seed=11)
     upload = await store.begin_upload("crc")
     await upload.write(data)
@@ -398,7 +415,7 @@ async def test_s3_reclaim_leaves_a_compose_in_flight_alone(
     """Reclaiming aborts multipart uploads a dead commit left, never one being composed here
     (moto, like some S3-compatible servers, reports every one as started in 2010)."""
     store = backend.store
-    assert isinstance(store, S3BlobStore)
+    assert isinstance(store, S3BlobStore)  # encryption: see test_encrypted_blobs
     data = payload(7 * MiB, seed=13)
     upload = await store.begin_upload("composing")
     await write_all(upload, data[: 6 * MiB], chunk=MiB)
