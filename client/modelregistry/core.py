@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
+# Request metadata: the revision a read must reflect at least; answer
+# metadata: the revision an answer reflects (see the README, "Regional edges").
+MIN_REVISION_KEY = "modelreg-min-revision"
+REVISION_KEY = "modelreg-revision"
+
 # A bare channel does not say where it leads; its uploads' resume state is
 # kept under this name instead of a server address.
 UNNAMED_TARGET = "channel"
@@ -96,6 +101,11 @@ class Core:
         self._interceptors = tuple(interceptors)
         self._open: tuple[grpc.aio.Channel, Stubs] | None = None
         self._owns_channel = True
+        # Revisions (see `min_revision_for_reads`).
+        self.last_revision = 0
+        self.last_write_revision = 0
+        self.min_revision = 0
+        self.read_your_writes = False
 
     @classmethod
     def over(cls, channel: grpc.aio.Channel, timeout: float | None = 10.0) -> Core:
@@ -140,16 +150,38 @@ class Core:
     ) -> Resp:
         """One unary call; failures raise `RegistryError` subclasses."""
         metadata = call_metadata(request_id)
+        floor = self.min_revision_for_reads() if read else 0
+        if floor:
+            metadata = metadata or grpc.aio.Metadata()
+            metadata.add(MIN_REVISION_KEY, str(floor))
         attempts = self.retry.max_attempts if read else 1
         attempt = 1
         while True:
             try:
-                return await method(request, timeout=self.timeout, metadata=metadata)
+                call = method(request, timeout=self.timeout, metadata=metadata)
+                response = await call
+                self._note_revision(await call.initial_metadata(), read)
+                return response
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
                     raise from_rpc_error(err) from err
             await asyncio.sleep(self.retry.backoff(attempt))
             attempt += 1
+
+    def min_revision_for_reads(self) -> int:
+        """What reads send as `modelreg-min-revision`: `min_revision` (set it
+        to a revision read elsewhere), and with `read_your_writes` the
+        revision of this client's last write, so a read from a regional edge
+        or a replica never misses a write this client made."""
+        mine = self.last_write_revision if self.read_your_writes else 0
+        return max(self.min_revision, mine)
+
+    def _note_revision(self, metadata: Any, read: bool) -> None:
+        for key, value in metadata or ():
+            if key == REVISION_KEY and str(value).isdigit():
+                self.last_revision = int(value)
+                if not read:
+                    self.last_write_revision = max(self.last_write_revision, int(value))
 
 
 class HasCore(Protocol):

@@ -35,6 +35,7 @@ from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
+from .api.consistency import AppliedRevision, ConsistencyInterceptor
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
@@ -42,6 +43,8 @@ from .api.rollout_servicer import RolloutServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
+from .edge import setup as edge_setup
+from .edge.read_model_sql import SqlReadModel
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
@@ -111,6 +114,7 @@ class Running:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     hub: WatchHub | None = None
+    edge: edge_setup.EdgeParts | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -120,6 +124,8 @@ class Running:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.edge is not None:
+            await self.edge.close()
         await self.blobs.close()
         await self.store.close()
 
@@ -174,8 +180,14 @@ class Parts:
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
+    # The newest revision reads reflect (see api/consistency.py).
+    applied: AppliedRevision
+    # Set when the server is a regional edge (`--upstream`).
+    edge: edge_setup.EdgeParts | None = None
 
     async def close(self) -> None:
+        if self.edge is not None:
+            await self.edge.close()
         await self.blobs.close()
         await self.store.close()
 
@@ -218,6 +230,19 @@ async def build(config: ServerConfig) -> Parts:
         ),
     )
     relay = None
+    applied = AppliedRevision()
+    hub.add_listener(
+        lambda batch: applied.advance(hub.revision if batch is None else batch[-1].revision)
+    )
+    edge = None
+    if config.upstream:
+        # The edge's log is the primary's, copied: nothing of its own may be
+        # appended to it, and the primary publishes to the queue.
+        relay_config, signer = None, None
+        read_model = SqlReadModel(engine)
+        read_model.on_commit(hub.notify)
+        read_model.on_models_committed(cache.invalidate)
+        edge = edge_setup.build(config, read_model, applied, cache.clear)
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
     for writer in (store, uploads, events):
@@ -239,9 +264,20 @@ async def build(config: ServerConfig) -> Parts:
     hub.add_listener(access.listener())
     ready = asyncio.Event()
     health_servicer = HealthServicer()
+    inner: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
+    if edge is not None:
+        inner.append(edge.guard)
+    inner.append(
+        ConsistencyInterceptor(
+            applied,
+            config.min_revision_wait_s,
+            None if edge is not None else _head_revision(events),
+        )
+    )
     server = _grpc_server(
         ready,
         access,
+        inner,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
         ArtifactServicer(artifacts),
@@ -264,12 +300,23 @@ async def build(config: ServerConfig) -> Parts:
         health=health_servicer,
         ready=ready,
         server=server,
+        applied=applied,
+        edge=edge,
     )
+
+
+def _head_revision(events: SqlEventLog) -> Callable[[], Awaitable[int]]:
+    async def head() -> int:
+        revision, _ = await events.head()
+        return revision
+
+    return head
 
 
 def _grpc_server(
     ready: asyncio.Event,
     access: AccessParts,
+    inner: list[grpc.aio.ServerInterceptor],  # type: ignore[type-arg]
     health_servicer: HealthServicer,
     registry: RegistryServicer,
     artifacts: ArtifactServicer,
@@ -277,9 +324,14 @@ def _grpc_server(
     events: EventServicer,
 ) -> grpc.aio.Server:
     """The gRPC server with every service, health and reflection; RPCs are
-    refused until `ready` is set, and pass the access gate."""
+    refused until `ready` is set, and pass the access gate, then the
+    `inner` interceptors."""
     server = grpc.aio.server(
-        interceptors=[RpcMetricsInterceptor(), RequestInterceptor(ready.is_set, access.gate)],
+        interceptors=[
+            RpcMetricsInterceptor(),
+            RequestInterceptor(ready.is_set, access.gate),
+            *inner,
+        ],
         options=SERVER_OPTIONS,
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
@@ -319,6 +371,11 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     tasks.append(asyncio.create_task(parts.access.preload()))
     if parts.relay is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
+    if parts.edge is not None:
+        follow = parts.edge.follower.run
+        tasks.append(asyncio.create_task(_when_ready(ready, follow), name="edge-follower"))
+    else:
+        tasks.append(asyncio.create_task(_when_ready(ready, _seed(parts))))
     if config.event_retention_s > 0:
         tasks.append(
             asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))
@@ -336,6 +393,16 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     tasks.append(
         asyncio.create_task(_when_ready(ready, lambda: _run_hub(parts.hub, pg_url, tasks)))
     )
+
+
+def _seed(parts: Parts) -> Callable[[], Awaitable[None]]:
+    """The primary's reads reflect at least its log's head at start-up."""
+
+    async def seed() -> None:
+        revision, _ = await parts.events.head()
+        parts.applied.advance(revision)
+
+    return seed
 
 
 async def start(config: ServerConfig) -> Running:
@@ -360,6 +427,7 @@ async def start(config: ServerConfig) -> Running:
         parts.health,
         ready=parts.ready,
         hub=parts.hub,
+        edge=parts.edge,
     )
     running.tasks.extend(exporter_tasks)
     start_background(config, parts, running)

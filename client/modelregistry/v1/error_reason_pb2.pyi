@@ -301,6 +301,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: a fault on the server; the message is generic and the details
     are only in the server's log, under `request_id`.
     """
+    REVISION_NOT_APPLIED: _ErrorReason.ValueType  # 180
+    """UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+    for a revision this server has not applied within its wait bound: a
+    regional edge still catching up with the primary. Retry, or read from
+    the primary. Metadata: `min_revision` (asked for), `head_revision`
+    (applied here).
+    """
+    INVALID_MIN_REVISION: _ErrorReason.ValueType  # 181
+    """INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+    decimal integer between 0 and 2^63-1. Metadata: `field`.
+    """
+    READ_ONLY_EDGE: _ErrorReason.ValueType  # 182
+    """FAILED_PRECONDITION: a write was sent to a regional edge, which only
+    serves reads; send it to the primary. Metadata: `primary` (its
+    address), `region`.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -597,6 +613,22 @@ INTERNAL: ErrorReason.ValueType  # 58
 """INTERNAL: a fault on the server; the message is generic and the details
 are only in the server's log, under `request_id`.
 """
+REVISION_NOT_APPLIED: ErrorReason.ValueType  # 180
+"""UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+for a revision this server has not applied within its wait bound: a
+regional edge still catching up with the primary. Retry, or read from
+the primary. Metadata: `min_revision` (asked for), `head_revision`
+(applied here).
+"""
+INVALID_MIN_REVISION: ErrorReason.ValueType  # 181
+"""INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+decimal integer between 0 and 2^63-1. Metadata: `field`.
+"""
+READ_ONLY_EDGE: ErrorReason.ValueType  # 182
+"""FAILED_PRECONDITION: a write was sent to a regional edge, which only
+serves reads; send it to the primary. Metadata: `primary` (its
+address), `region`.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -651,6 +683,12 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """How long to wait before retrying, in milliseconds."""
     LIMIT: _ErrorMetadataKey.ValueType  # 22
     """The limit that was reached."""
+    MIN_REVISION: _ErrorMetadataKey.ValueType  # 80
+    """The revision a request asked for (`modelreg-min-revision`)."""
+    PRIMARY: _ErrorMetadataKey.ValueType  # 81
+    """The primary's address, as a regional edge knows it (HOST:PORT)."""
+    REGION: _ErrorMetadataKey.ValueType  # 82
+    """A region name, e.g. "eu-west"."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -703,4 +741,10 @@ RETRY_DELAY_MS: ErrorMetadataKey.ValueType  # 21
 """How long to wait before retrying, in milliseconds."""
 LIMIT: ErrorMetadataKey.ValueType  # 22
 """The limit that was reached."""
+MIN_REVISION: ErrorMetadataKey.ValueType  # 80
+"""The revision a request asked for (`modelreg-min-revision`)."""
+PRIMARY: ErrorMetadataKey.ValueType  # 81
+"""The primary's address, as a regional edge knows it (HOST:PORT)."""
+REGION: ErrorMetadataKey.ValueType  # 82
+"""A region name, e.g. "eu-west"."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -383,6 +383,25 @@ class ErrorReason(enum.StrEnum):
     are only in the server's log, under `request_id`.
     """
 
+    REVISION_NOT_APPLIED = "REVISION_NOT_APPLIED"
+    """UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+    for a revision this server has not applied within its wait bound: a
+    regional edge still catching up with the primary. Retry, or read from
+    the primary. Metadata: `min_revision` (asked for), `head_revision`
+    (applied here).
+    """
+
+    INVALID_MIN_REVISION = "INVALID_MIN_REVISION"
+    """INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+    decimal integer between 0 and 2^63-1. Metadata: `field`.
+    """
+
+    READ_ONLY_EDGE = "READ_ONLY_EDGE"
+    """FAILED_PRECONDITION: a write was sent to a regional edge, which only
+    serves reads; send it to the primary. Metadata: `primary` (its
+    address), `region`.
+    """
+
 
 class ErrorMetadataKey(enum.StrEnum):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -454,6 +473,15 @@ class ErrorMetadataKey(enum.StrEnum):
 
     LIMIT = "limit"
     """The limit that was reached."""
+
+    MIN_REVISION = "min_revision"
+    """The revision a request asked for (`modelreg-min-revision`)."""
+
+    PRIMARY = "primary"
+    """The primary's address, as a regional edge knows it (HOST:PORT)."""
+
+    REGION = "region"
+    """A region name, e.g. "eu-west"."""
 
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
@@ -530,6 +558,9 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.NOT_READY: "UNAVAILABLE",
         ErrorReason.SHUTTING_DOWN: "UNAVAILABLE",
         ErrorReason.INTERNAL: "INTERNAL",
+        ErrorReason.REVISION_NOT_APPLIED: "UNAVAILABLE",
+        ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
+        ErrorReason.READ_ONLY_EDGE: "FAILED_PRECONDITION",
     }
 )
 """The gRPC status code (its name) each reason comes with."""

@@ -1,0 +1,168 @@
+"""Revision-based consistency: which revision an answer reflects, and
+read-your-writes across servers.
+
+Every answer of a registry method carries initial metadata
+`modelreg-revision: N`: a read reflects every event up to revision N (at
+least), a write's answer names a revision at or after the write's own. A
+client may send request metadata `modelreg-min-revision: N` on any read;
+the server then waits (at most `wait_s`) until it has applied revision N
+and answers UNAVAILABLE / REVISION_NOT_APPLIED with its current revision
+otherwise. A client that sends the revision of its last write's answer to
+any server (a regional edge, a replica) reads its own writes.
+
+What "applied" means is the server's: on the primary, what its watch hub
+has read (the read cache is invalidated by the same reads, so a cached
+answer is never older than the revision it is sent with); on a regional
+edge, what its follower has committed to the local read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
+
+from ..domain import errors
+from .access_rules import ACCESS, ARTIFACT, EVENT, REGISTRY, ROLLOUT
+from .handler_wrapping import Behavior, WrappingInterceptor, rewrap
+
+MIN_REVISION_KEY = "modelreg-min-revision"
+REVISION_KEY = "modelreg-revision"
+MAX_REVISION = 2**63 - 1
+DEFAULT_WAIT_S = 5.0
+
+# The methods that read (the others write); both kinds carry the revision.
+READS = frozenset(
+    {
+        REGISTRY + "GetModel",
+        REGISTRY + "ListModels",
+        REGISTRY + "GetModelVersion",
+        REGISTRY + "ListModelVersions",
+        REGISTRY + "GetAlias",
+        REGISTRY + "ListAliases",
+        REGISTRY + "ResolveAlias",
+        ROLLOUT + "GetRollout",
+        ROLLOUT + "ListRollouts",
+        EVENT + "ListEvents",
+        EVENT + "Watch",
+        ARTIFACT + "Download",
+        ARTIFACT + "GetBlob",
+        ACCESS + "GetIamPolicy",
+        ACCESS + "TestIamPermissions",
+        ACCESS + "ListServiceAccountTokens",
+    }
+)
+_COVERED = (REGISTRY, ROLLOUT, EVENT, ARTIFACT, ACCESS)
+
+
+class AppliedRevision:
+    """The newest revision this server has applied, and waiting for one."""
+
+    def __init__(self, revision: int = 0) -> None:
+        self.revision = revision
+        self._changed = asyncio.Event()
+
+    def advance(self, revision: int) -> None:
+        """Never goes back: a late, older report changes nothing."""
+        if revision > self.revision:
+            self.revision = revision
+            self._changed.set()
+
+    async def wait_for(self, revision: int, timeout_s: float) -> bool:
+        """Whether `revision` is applied within `timeout_s` seconds."""
+        if revision <= self.revision:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while revision > self.revision:
+                    self._changed.clear()
+                    await self._changed.wait()
+        return revision <= self.revision
+
+
+def parse_min_revision(metadata: Any) -> int:
+    """The `modelreg-min-revision` of request metadata; 0 when absent."""
+    for key, value in metadata or ():
+        if key != MIN_REVISION_KEY:
+            continue
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if not text.isascii() or not text.isdigit() or len(text) > 19 or int(text) > MAX_REVISION:
+            raise errors.InvalidArgument(
+                ErrorReason.INVALID_MIN_REVISION,
+                f"metadata {MIN_REVISION_KEY}: not a decimal revision",
+                MIN_REVISION_KEY,
+            )
+        return int(text)
+    return 0
+
+
+def not_applied(asked: int, applied: int) -> errors.Unavailable:
+    return errors.Unavailable(
+        ErrorReason.REVISION_NOT_APPLIED,
+        f"revision {asked} is not applied here yet (applied: {applied}); retry or read "
+        "from the primary",
+        {ErrorMetadataKey.MIN_REVISION: str(asked), ErrorMetadataKey.HEAD_REVISION: str(applied)},
+    )
+
+
+class ConsistencyInterceptor(WrappingInterceptor):
+    """Waits for `modelreg-min-revision` before a read, and sends
+    `modelreg-revision` with every answer. `write_revision` (if given) says,
+    after a write, a revision at or after it (the log's head); without it a
+    write's answer carries the applied revision."""
+
+    def __init__(
+        self,
+        applied: AppliedRevision,
+        wait_s: float = DEFAULT_WAIT_S,
+        write_revision: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        self._applied = applied
+        self._wait_s = wait_s
+        self._write_revision = write_revision
+
+    async def _before_read(self, context: grpc.aio.ServicerContext[Any, Any]) -> int:
+        asked = parse_min_revision(context.invocation_metadata())
+        if asked and not await self._applied.wait_for(asked, self._wait_s):
+            raise not_applied(asked, self._applied.revision)
+        return self._applied.revision
+
+    async def _after_write(self) -> int:
+        if self._write_revision is None:
+            return self._applied.revision
+        return max(await self._write_revision(), self._applied.revision)
+
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if not method.startswith(_COVERED):
+            return handler
+        read = method in READS
+
+        def unary(behavior: Behavior, _rpc_type: str) -> Behavior:
+            async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                revision = await self._before_read(context) if read else 0
+                response = await behavior(request, context)
+                if not read:
+                    revision = await self._after_write()
+                await context.send_initial_metadata(((REVISION_KEY, str(revision)),))
+                return response
+
+            return wrapper
+
+        def stream(behavior: Behavior, _rpc_type: str) -> Behavior:
+            async def wrapper(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                revision = await self._before_read(context) if read else self._applied.revision
+                await context.send_initial_metadata(((REVISION_KEY, str(revision)),))
+                async for response in behavior(request, context):
+                    yield response
+
+            return wrapper
+
+        return rewrap(handler, unary, stream)
