@@ -44,6 +44,7 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .edge import setup as edge_setup
+from .edge.pull_through import PullThroughBlobs
 from .edge.read_model_sql import SqlReadModel
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
@@ -219,9 +220,6 @@ async def build(config: ServerConfig) -> Parts:
             download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
         )
     )
-    artifacts = Artifacts(
-        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
-    )
     hub = WatchHub(
         events,
         WatchSettings(
@@ -243,6 +241,10 @@ async def build(config: ServerConfig) -> Parts:
         read_model.on_commit(hub.notify)
         read_model.on_models_committed(cache.invalidate)
         edge = edge_setup.build(config, read_model, applied, cache.clear)
+        blobs = PullThroughBlobs(blobs, edge.channel, edge.metadata)
+    artifacts = Artifacts(
+        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+    )
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
     for writer in (store, uploads, events):
