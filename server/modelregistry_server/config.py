@@ -276,6 +276,27 @@ class ServerConfig:
         default=None,
         metadata=flag("--upstream-tls-key", "client key (PEM) for the primary", Path),
     )
+    # What makes an edge fetch a version's artifact before anyone asks.
+    warm_on: str = field(
+        default="rollout",
+        metadata=flag(
+            "--warm-on",
+            "an edge fetches a version's artifact ahead of need when a rollout of it starts "
+            "(rollout, the default), also when it is approved (approval), or never (none)",
+            choices=("rollout", "approval", "none"),
+        ),
+    )
+    # On the primary: a region that has not reported for this long no
+    # longer holds back rollouts that require warm edges.
+    edge_region_ttl_s: float = field(
+        default=300.0,
+        metadata=flag(
+            "--edge-region-ttl-seconds",
+            "a region whose edge has not reported for this long is no longer waited for "
+            "(default %(default)s)",
+            float,
+        ),
+    )
     # Longest a read with `modelreg-min-revision` waits for that revision.
     min_revision_wait_s: float = field(
         default=5.0,

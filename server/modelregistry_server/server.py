@@ -24,6 +24,8 @@ from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVIC
 from modelregistry.v1 import (
     access_service_pb2_grpc,
     artifact_service_pb2_grpc,
+    edge_service_pb2,
+    edge_service_pb2_grpc,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
@@ -36,6 +38,7 @@ from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.consistency import AppliedRevision, ConsistencyInterceptor
+from .api.edge_servicer import EdgeServicer
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
@@ -44,8 +47,8 @@ from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .edge import setup as edge_setup
-from .edge.pull_through import PullThroughBlobs
 from .edge.read_model_sql import SqlReadModel
+from .edge.warm_states import SqlWarmStates, WarmStates
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
@@ -80,8 +83,10 @@ from .store.upload_store import SqlUploadStore
 
 log = logging.getLogger("modelreg.server")
 
+EDGE_SERVICE = edge_service_pb2.DESCRIPTOR.services_by_name["EdgeService"].full_name
 REFLECTED_SERVICES = (
     REGISTRY_SERVICE,
+    EDGE_SERVICE,
     ACCESS_SERVICE,
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
@@ -240,8 +245,8 @@ async def build(config: ServerConfig) -> Parts:
         read_model = SqlReadModel(engine)
         read_model.on_commit(hub.notify)
         read_model.on_models_committed(cache.invalidate)
-        edge = edge_setup.build(config, read_model, applied, cache.clear)
-        blobs = PullThroughBlobs(blobs, edge.channel, edge.metadata)
+        edge = edge_setup.build(config, read_model, store, blobs, applied, cache.clear)
+        blobs = edge.blobs
     artifacts = Artifacts(
         store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
     )
@@ -264,6 +269,7 @@ async def build(config: ServerConfig) -> Parts:
         access.store.on_commit(relay.wake)
     # Policy changes and revoked tokens, from any replica, drop access caches.
     hub.add_listener(access.listener())
+    warm = WarmStates(SqlWarmStates(engine), config.edge_region_ttl_s)
     ready = asyncio.Event()
     health_servicer = HealthServicer()
     inner: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
@@ -283,9 +289,10 @@ async def build(config: ServerConfig) -> Parts:
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
         ArtifactServicer(artifacts),
-        RolloutServicer(Rollouts(store, tokens)),
+        RolloutServicer(Rollouts(store, tokens), None if edge is not None else warm),
         EventServicer(Events(events, hub, tokens)),
     )
+    edge_service_pb2_grpc.add_EdgeServiceServicer_to_server(EdgeServicer(warm), server)
     return Parts(
         engine=engine,
         store=store,
@@ -376,6 +383,8 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     if parts.edge is not None:
         follow = parts.edge.follower.run
         tasks.append(asyncio.create_task(_when_ready(ready, follow), name="edge-follower"))
+        warm = parts.edge.warmer.run
+        tasks.append(asyncio.create_task(_when_ready(ready, warm), name="edge-warmer"))
     else:
         tasks.append(asyncio.create_task(_when_ready(ready, _seed(parts))))
     if config.event_retention_s > 0:

@@ -317,6 +317,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     serves reads; send it to the primary. Metadata: `primary` (its
     address), `region`.
     """
+    NOT_WARM: _ErrorReason.ValueType  # 183
+    """FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+    regional edges do not hold the candidate's artifact yet; retry once they
+    report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+    ones, comma-separated), `resource` (the candidate version).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -629,6 +635,12 @@ READ_ONLY_EDGE: ErrorReason.ValueType  # 182
 serves reads; send it to the primary. Metadata: `primary` (its
 address), `region`.
 """
+NOT_WARM: ErrorReason.ValueType  # 183
+"""FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+regional edges do not hold the candidate's artifact yet; retry once they
+report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+ones, comma-separated), `resource` (the candidate version).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -689,6 +701,8 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """The primary's address, as a regional edge knows it (HOST:PORT)."""
     REGION: _ErrorMetadataKey.ValueType  # 82
     """A region name, e.g. "eu-west"."""
+    REGIONS: _ErrorMetadataKey.ValueType  # 83
+    """Region names, comma-separated."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -747,4 +761,6 @@ PRIMARY: ErrorMetadataKey.ValueType  # 81
 """The primary's address, as a regional edge knows it (HOST:PORT)."""
 REGION: ErrorMetadataKey.ValueType  # 82
 """A region name, e.g. "eu-west"."""
+REGIONS: ErrorMetadataKey.ValueType  # 83
+"""Region names, comma-separated."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -402,6 +402,13 @@ class ErrorReason(enum.StrEnum):
     address), `region`.
     """
 
+    NOT_WARM = "NOT_WARM"
+    """FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+    regional edges do not hold the candidate's artifact yet; retry once they
+    report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+    ones, comma-separated), `resource` (the candidate version).
+    """
+
 
 class ErrorMetadataKey(enum.StrEnum):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -483,6 +490,9 @@ class ErrorMetadataKey(enum.StrEnum):
     REGION = "region"
     """A region name, e.g. "eu-west"."""
 
+    REGIONS = "regions"
+    """Region names, comma-separated."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -561,6 +571,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.REVISION_NOT_APPLIED: "UNAVAILABLE",
         ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
         ErrorReason.READ_ONLY_EDGE: "FAILED_PRECONDITION",
+        ErrorReason.NOT_WARM: "FAILED_PRECONDITION",
     }
 )
 """The gRPC status code (its name) each reason comes with."""

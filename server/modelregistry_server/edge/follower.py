@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,7 @@ class Follower:
         applied: AppliedRevision,
         metadata: snapshot.Metadata = (),
         on_snapshot: Callable[[], None] = lambda: None,
+        on_events: Callable[[Sequence[Event]], None] = lambda _batch: None,
     ) -> None:
         self._events = event_service_pb2_grpc.EventServiceStub(channel)
         self._registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
@@ -88,6 +89,7 @@ class Follower:
         self._applied = applied
         self._metadata = metadata
         self._on_snapshot = on_snapshot
+        self._on_events = on_events
         self.state = FollowerState(asyncio.Event())
 
     async def run(self) -> None:
@@ -180,6 +182,7 @@ class Follower:
                 if head_hash and batch[0].prev_hash != head_hash:
                     raise _Resnapshot(f"history differs at revision {batch[0].revision}")
                 await self._model.apply(batch)
+                self._on_events(batch)
                 head_hash = batch[-1].hash
             self._applied.advance(int(message.revision))
             self.state.synced.set()

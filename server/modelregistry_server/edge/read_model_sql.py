@@ -241,7 +241,11 @@ async def put_alias(conn: AsyncConnection, a: Plain) -> None:
 
 async def put_rollout(conn: AsyncConnection, r: Plain) -> None:
     row_id, row_version = _ids(r["etag"])
-    model, _, rollout_id = r["name"].removeprefix("models/").partition("/rollouts/")
+    name = r["name"]
+    if isinstance(name, dict):  # events spell a rollout's name as its parts
+        model, rollout_id = str(name["model"]), str(name["rollout"])
+    else:
+        model, _, rollout_id = str(name).removeprefix("models/").partition("/rollouts/")
     model_id = await _model_id(conn, model)
     stable = await _version_id(conn, r["stable_version"])
     candidate = await _version_id(conn, r["candidate_version"])
@@ -311,6 +315,20 @@ class SqlReadModel(SqlBase):
         async with self._tx("edge_position") as conn:
             row = (await conn.execute(select(H.revision, H.hash))).one()
         return int(row.revision), str(row.hash)
+
+    async def running_candidates(self) -> list[str]:
+        """The candidate versions of every ACTIVE or PAUSED rollout."""
+        async with self._tx("edge_running_candidates") as conn:
+            rows = (
+                await conn.execute(
+                    select(M.name, V.version)
+                    .select_from(rollouts)
+                    .join(model_versions, V.id == R.candidate_version_id)
+                    .join(models, M.id == R.model_id)
+                    .where(R.state.in_(("ACTIVE", "PAUSED")))
+                )
+            ).all()
+        return [f"models/{r.name}/versions/{r.version}" for r in rows]
 
     async def apply(self, batch: Sequence[Event]) -> None:
         """Apply events (in revision order, after the position) and append

@@ -28,10 +28,14 @@ from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from ..api.access_rules import ACCESS, ARTIFACT, EVENT, REGISTRY, ROLLOUT
 from ..api.consistency import READS, AppliedRevision
 from ..api.handler_wrapping import Behavior, WrappingInterceptor, rewrap
+from ..blobs.base import BlobStore
 from ..config import MAX_MESSAGE_BYTES, ServerConfig
 from ..domain import errors
+from ..store.sqlalchemy_store import SqlRegistryStore
 from .follower import Follower
+from .pull_through import PullThroughBlobs
 from .read_model_sql import SqlReadModel
+from .warmer import Warmer
 
 _COVERED = (REGISTRY, ROLLOUT, EVENT, ARTIFACT, ACCESS)
 # Writes an edge serves itself (see edge/warm.py): none of the primary's.
@@ -127,19 +131,30 @@ class EdgeParts:
     metadata: tuple[tuple[str, str], ...]
     follower: Follower
     guard: EdgeGuard
+    blobs: PullThroughBlobs
+    warmer: Warmer
 
     async def close(self) -> None:
+        self.warmer.close()
         await self.channel.close(None)
 
 
 def build(
     config: ServerConfig,
     read_model: SqlReadModel,
+    store: SqlRegistryStore,
+    local_blobs: BlobStore,
     applied: AppliedRevision,
     on_snapshot: Callable[[], None],
 ) -> EdgeParts:
+    """`store` reads the local read model as the registry does; `local_blobs`
+    is the edge's own blob store."""
+    if not config.region:
+        raise ValueError("--upstream needs --region")
     channel = upstream_channel(config)
     metadata = upstream_metadata(config)
-    follower = Follower(channel, read_model, applied, metadata, on_snapshot)
+    blobs = PullThroughBlobs(local_blobs, channel, metadata)
+    warmer = Warmer(config.region, config.warm_on, blobs, store, read_model, channel, metadata)
+    follower = Follower(channel, read_model, applied, metadata, on_snapshot, warmer.offer)
     guard = EdgeGuard(config.upstream, config.region, follower.state.synced.is_set)
-    return EdgeParts(config, channel, metadata, follower, guard)
+    return EdgeParts(config, channel, metadata, follower, guard, blobs, warmer)
