@@ -52,7 +52,7 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods):
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         tls: bool = False,
         root_ca: Pem | None = None,
