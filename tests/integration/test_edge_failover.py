@@ -19,9 +19,7 @@ ALIAS = "models/fraud/aliases/production"
 
 
 async def test_reads_and_the_agent_fall_back_to_the_next_address(tmp_path: Path) -> None:
-    primary = await start_server(
-        ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "primary")
-    )
+    primary = await start_server(ServerConfig(listen="127.0.0.1:0", data_dir=tmp_path / "primary"))
     primary_address = f"127.0.0.1:{primary.port}"
     edge = await start_server(
         ServerConfig(
@@ -55,12 +53,17 @@ async def test_reads_and_the_agent_fall_back_to_the_next_address(tmp_path: Path)
         # Nothing listens at the nearest address: the agent starts anyway.
         dead = f"127.0.0.1:{free_port()}"
         loaded: list[bytes] = []
+
+        def load(path: Path) -> Path:
+            loaded.append((path / "weights.bin").read_bytes())
+            return path
+
         agent = ServingAgent(
             [dead, primary_address],
             alias=ALIAS,
             instance_id="pod-1",
             cache_dir=tmp_path / "cache",
-            load=lambda path: loaded.append((path / "weights.bin").read_bytes()) or path,
+            load=load,
             ttl=timedelta(minutes=5),
         )
         async with agent:
