@@ -37,7 +37,7 @@ from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
-from .api.consistency import AppliedRevision, ConsistencyInterceptor
+from .api.consistency import AppliedRevision, ConsistencyInterceptor, RevisionWaitInterceptor
 from .api.edge_servicer import EdgeServicer
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
@@ -269,9 +269,12 @@ async def build(config: ServerConfig) -> Parts:
         access.store.on_commit(relay.wake)
     # Policy changes and revoked tokens, from any replica, drop access caches.
     hub.add_listener(access.listener())
+    if edge is not None:
+        edge.follower.add_listener(access.listener())
     warm = WarmStates(SqlWarmStates(engine), config.edge_region_ttl_s)
     ready = asyncio.Event()
     health_servicer = HealthServicer()
+    first = RevisionWaitInterceptor(applied, config.min_revision_wait_s)
     inner: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
     if edge is not None:
         inner.append(edge.guard)
@@ -285,6 +288,7 @@ async def build(config: ServerConfig) -> Parts:
     server = _grpc_server(
         ready,
         access,
+        first,
         inner,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache)),
@@ -325,6 +329,7 @@ def _head_revision(events: SqlEventLog) -> Callable[[], Awaitable[int]]:
 def _grpc_server(
     ready: asyncio.Event,
     access: AccessParts,
+    first: grpc.aio.ServerInterceptor,  # type: ignore[type-arg]
     inner: list[grpc.aio.ServerInterceptor],  # type: ignore[type-arg]
     health_servicer: HealthServicer,
     registry: RegistryServicer,
@@ -333,11 +338,12 @@ def _grpc_server(
     events: EventServicer,
 ) -> grpc.aio.Server:
     """The gRPC server with every service, health and reflection; RPCs are
-    refused until `ready` is set, and pass the access gate, then the
-    `inner` interceptors."""
+    refused until `ready` is set, and pass `first`, the access gate, then
+    the `inner` interceptors."""
     server = grpc.aio.server(
         interceptors=[
             RpcMetricsInterceptor(),
+            first,
             RequestInterceptor(ready.is_set, access.gate),
             *inner,
         ],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,9 +28,11 @@ import grpc
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..domain import errors
+from . import error_map
 from .access_rules import ACCESS, ARTIFACT, EVENT, REGISTRY, ROLLOUT
 from .handler_wrapping import Behavior, WrappingInterceptor, rewrap
 
+REQUEST_ID_KEY = "x-request-id"
 MIN_REVISION_KEY = "modelreg-min-revision"
 REVISION_KEY = "modelreg-revision"
 MAX_REVISION = 2**63 - 1
@@ -109,11 +112,61 @@ def not_applied(asked: int, applied: int) -> errors.Unavailable:
     )
 
 
+class RevisionWaitInterceptor(WrappingInterceptor):
+    """Waits for `modelreg-min-revision` before a read. It runs first, before
+    authentication and authorization, so that a read asking for a revision
+    is also checked against the policies as of that revision; it maps its
+    own errors (the request interceptor has not run yet)."""
+
+    def __init__(self, applied: AppliedRevision, wait_s: float = DEFAULT_WAIT_S) -> None:
+        self._applied = applied
+        self._wait_s = wait_s
+
+    async def _wait(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        try:
+            asked = parse_min_revision(context.invocation_metadata())
+            if asked and not await self._applied.wait_for(asked, self._wait_s):
+                raise not_applied(asked, self._applied.revision)
+        except errors.DomainError as exc:
+            rid = uuid.uuid4().hex
+            for key, value in context.invocation_metadata() or ():
+                if key == REQUEST_ID_KEY and isinstance(value, str) and len(value) <= 128:
+                    rid = value
+            code, message, trailers = error_map.from_domain(exc, rid)
+            await context.abort(code, message, (*trailers, (REQUEST_ID_KEY, rid)))
+
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        if method not in READS:
+            return handler
+
+        def unary(behavior: Behavior, _rpc_type: str) -> Behavior:
+            async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await self._wait(context)
+                return await behavior(request, context)
+
+            return wrapper
+
+        def stream(behavior: Behavior, _rpc_type: str) -> Behavior:
+            async def wrapper(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                await self._wait(context)
+                async for response in behavior(request, context):
+                    yield response
+
+            return wrapper
+
+        return rewrap(handler, unary, stream)
+
+
 class ConsistencyInterceptor(WrappingInterceptor):
-    """Waits for `modelreg-min-revision` before a read, and sends
-    `modelreg-revision` with every answer. `write_revision` (if given) says,
-    after a write, a revision at or after it (the log's head); without it a
-    write's answer carries the applied revision."""
+    """Sends `modelreg-revision` with every answer (reads have waited for
+    `modelreg-min-revision` in RevisionWaitInterceptor by then).
+    `write_revision` (if given) says, after a write, a revision at or after
+    it (the log's head); without it a write's answer carries the applied
+    revision."""
 
     def __init__(
         self,
@@ -126,9 +179,6 @@ class ConsistencyInterceptor(WrappingInterceptor):
         self._write_revision = write_revision
 
     async def _before_read(self, context: grpc.aio.ServicerContext[Any, Any]) -> int:
-        asked = parse_min_revision(context.invocation_metadata())
-        if asked and not await self._applied.wait_for(asked, self._wait_s):
-            raise not_applied(asked, self._applied.revision)
         return self._applied.revision
 
     async def _after_write(self) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 from modelregistry.v1 import (
+    access_service_pb2_grpc,
     event_service_pb2,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
@@ -85,12 +86,19 @@ class Follower:
         self._events = event_service_pb2_grpc.EventServiceStub(channel)
         self._registry = registry_service_pb2_grpc.RegistryServiceStub(channel)
         self._rollouts = rollout_service_pb2_grpc.RolloutServiceStub(channel)
+        self._access = access_service_pb2_grpc.AccessServiceStub(channel)
         self._model = read_model
         self._applied = applied
         self._metadata = metadata
         self._on_snapshot = on_snapshot
-        self._on_events = on_events
+        self._listeners = [on_events]
         self.state = FollowerState(asyncio.Event())
+
+    def add_listener(self, listener: Callable[[Sequence[Event]], None]) -> None:
+        """Also hand every applied batch to `listener`, before the batch's
+        revision counts as applied (so a read that waited for it sees
+        everything the listener did, e.g. dropped cached access decisions)."""
+        self._listeners.append(listener)
 
     async def run(self) -> None:
         """Follow forever; run it as a task once the local schema is ready.
@@ -150,7 +158,9 @@ class Follower:
             if first is grpc.aio.EOF:  # type: ignore[attr-defined]
                 raise _lost("the primary ended the stream")
             now = int(first.revision)
-            snap = await snapshot.take(self._registry, self._rollouts, now, self._metadata)
+            snap = await snapshot.take(
+                self._registry, self._rollouts, self._access, now, self._metadata
+            )
         except BaseException:
             call.cancel()
             raise
@@ -182,7 +192,8 @@ class Follower:
                 if head_hash and batch[0].prev_hash != head_hash:
                     raise _Resnapshot(f"history differs at revision {batch[0].revision}")
                 await self._model.apply(batch)
-                self._on_events(batch)
+                for listener in self._listeners:
+                    listener(batch)
                 head_hash = batch[-1].hash
             self._applied.advance(int(message.revision))
             self.state.synced.set()

@@ -12,6 +12,11 @@ snapshot's rows (the snapshot is read after the revision it follows from)
 changes nothing. Ids are never reused, so of two rows with one name the
 larger id is the newer: the older one is dropped.
 
+IAM policies are replicated the same way (POLICY_SET events carry the
+whole policy and its etag), so an edge authorizes its callers with the
+primary's policies. Service-account tokens are not: the log never carries
+their secrets' hashes.
+
 Each batch of the primary's events is stored verbatim in the local event
 log in the same transaction as its rows: the edge's watch and event
 listing serve from it, and its head is where the edge resumes.
@@ -32,6 +37,8 @@ from ..domain.events import Event
 from ..domain.names import parse_alias_name, parse_model_name, parse_version_name
 from ..store.tables import (
     BR,
+    IB,
+    IP,
     A,
     E,
     H,
@@ -42,6 +49,8 @@ from ..store.tables import (
     blob_refs,
     event_log_head,
     events,
+    iam_bindings,
+    iam_policies,
     model_versions,
     models,
     rollouts,
@@ -65,6 +74,7 @@ class Snapshot:
     versions: list[Plain] = field(default_factory=list)
     aliases: list[Plain] = field(default_factory=list)
     rollouts: list[Plain] = field(default_factory=list)
+    policies: list[Plain] = field(default_factory=list)
 
 
 def _ids(etag: str) -> tuple[int, int]:
@@ -279,6 +289,30 @@ async def put_rollout(conn: AsyncConnection, r: Plain) -> None:
     await _upsert(conn, rollouts, row_id, values, same)
 
 
+async def put_policy(conn: AsyncConnection, p: Plain) -> None:
+    """An IAM policy (the shape of a POLICY_SET event's `after_json`)."""
+    row_id, row_version = _ids(p["etag"])
+    resource = str(p["resource"])
+    if row_id == 0 or not await _newer_or_same(conn, iam_policies, row_id, row_version):
+        return
+    model = "" if resource == "registry" else resource.removeprefix("models/").split("/")[0]
+    values = {
+        "resource": resource,
+        "model": model,
+        "row_version": row_version,
+        "update_time_us": int(p.get("update_time_us", 0)),
+    }
+    await _upsert(conn, iam_policies, row_id, values, IP.resource == resource)
+    await conn.execute(delete(iam_bindings).where(IB.policy_id == row_id))
+    rows = [
+        {"policy_id": row_id, "role": b["role"], "member": m}
+        for b in p.get("bindings") or ()
+        for m in b["members"]
+    ]
+    if rows:
+        await conn.execute(insert(iam_bindings), rows)
+
+
 async def _remove(conn: AsyncConnection, table: Any, before: Plain) -> None:
     row_id, _ = _ids(before["etag"])
     await _delete_row(conn, table, row_id)
@@ -294,6 +328,10 @@ async def apply_event(conn: AsyncConnection, event: Event) -> None:
         await put_model(conn, after)
     elif kind == "MODEL_DELETED" and before:
         await _remove(conn, models, before)
+        # The model's and its aliases' policies go with it.
+        await conn.execute(
+            delete(iam_policies).where(IP.model == event.model.removeprefix("models/"))
+        )
     elif kind in _VERSION_EVENTS and after:
         await put_version(conn, after)
     elif kind == "VERSION_DELETED" and before:
@@ -304,6 +342,8 @@ async def apply_event(conn: AsyncConnection, event: Event) -> None:
         await _remove(conn, aliases, before)
     elif kind.startswith("ROLLOUT_") and after:
         await put_rollout(conn, after)
+    elif kind == "POLICY_SET" and after:
+        await put_policy(conn, after)
 
 
 class SqlReadModel(SqlBase):
@@ -357,6 +397,7 @@ class SqlReadModel(SqlBase):
             for row_id in (await conn.execute(select(M.id))).scalars().all():
                 await _delete_model_rows(conn, int(row_id))
             await conn.execute(delete(events).where(E.revision > 0))
+            await conn.execute(delete(iam_policies))
             for m in snapshot.models:
                 await put_model(conn, m)
             for v in snapshot.versions:
@@ -365,6 +406,8 @@ class SqlReadModel(SqlBase):
                 await put_alias(conn, a)
             for r in snapshot.rollouts:
                 await put_rollout(conn, r)
+            for p in snapshot.policies:
+                await put_policy(conn, p)
             await conn.execute(
                 update(event_log_head)
                 .where(H.id == 1)

@@ -14,6 +14,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from modelregistry.v1 import (
+    access_service_pb2,
+    access_service_pb2_grpc,
     registry_service_pb2,
     registry_service_pb2_grpc,
     resources_pb2,
@@ -123,6 +125,7 @@ async def _pages(fetch: Callable[[str], Awaitable[Any]], items: str) -> AsyncIte
 async def take(
     registry: registry_service_pb2_grpc.RegistryServiceStub,
     rollouts: rollout_service_pb2_grpc.RolloutServiceStub,
+    access: access_service_pb2_grpc.AccessServiceStub,
     revision: int,
     metadata: Metadata,
 ) -> Snapshot:
@@ -166,4 +169,21 @@ async def take(
             snap.aliases.append(alias_plain(a))
         async for r in _pages(lister(rollouts.ListRollouts, rollouts_request), "rollouts"):
             snap.rollouts.append(rollout_plain(r))
+    resources = ["registry", *(m["name"] for m in snap.models), *(a["name"] for a in snap.aliases)]
+    for resource in resources:
+        policy: Any = await access.GetIamPolicy(  # type: ignore[misc]
+            access_service_pb2.GetIamPolicyRequest(resource=resource),
+            metadata=metadata,
+            timeout=60,
+        )
+        if policy.etag and policy.etag != "0-0":  # "0-0": never set
+            snap.policies.append(
+                {
+                    "resource": resource,
+                    "etag": policy.etag,
+                    "bindings": [
+                        {"role": b.role, "members": list(b.members)} for b in policy.bindings
+                    ],
+                }
+            )
     return snap
