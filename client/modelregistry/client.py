@@ -46,12 +46,14 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
     authentication on, give `token` (a JWT or a service-account token) or
     `token_file`, or set `$MODELREG_TOKEN` / `$MODELREG_TOKEN_FILE` (see
     credentials.py). Every method accepts `request_id`, sent as
-    `x-request-id` so the server logs can be matched.
+    `x-request-id` so the server logs can be matched. With
+    `read_your_writes`, every read asks the server (a regional edge, say)
+    for at least the revision of this client's last write.
     """
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         tls: bool = False,
         root_ca: Pem | None = None,
@@ -62,6 +64,7 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
         options: Sequence[tuple[str, Any]] = (),
         token: str | None = None,
         token_file: str | os.PathLike[str] | None = None,
+        read_your_writes: bool = False,
     ) -> None:
         credentials = channel_credentials(
             tls=tls, root_ca=root_ca, client_cert=client_cert, client_key=client_key
@@ -74,6 +77,9 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
             retry=retry,
             interceptors=token_interceptors(find_token(token, token_file)),
         )
+        # Reads ask for the revision of this client's last write (see
+        # Core.min_revision_for_reads): for reads from regional edges.
+        self._core.read_your_writes = read_your_writes
 
     @property
     def core(self) -> Core:

@@ -10,6 +10,8 @@ exist yet when a client is built.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -36,6 +38,16 @@ if TYPE_CHECKING:
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
+M = TypeVar("M")
+
+# Request metadata: the revision a read must reflect at least; answer
+# metadata: the revision an answer reflects (see the README, "Regional edges").
+MIN_REVISION_KEY = "modelreg-min-revision"
+REVISION_KEY = "modelreg-revision"
+
+# With several addresses, how long a client stays on a farther one before
+# trying the nearest again.
+PREFER_NEAREST_AFTER_S = 30.0
 
 # A bare channel does not say where it leads; its uploads' resume state is
 # kept under this name instead of a server address.
@@ -78,7 +90,7 @@ class Core:
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
@@ -86,9 +98,17 @@ class Core:
         retry: RetryPolicy | None = None,
         interceptors: Sequence[Any] = (),
     ) -> None:
-        """`interceptors`: channel interceptors, e.g. the one that sends a
+        """`target`: one address, or several, nearest first (a regional edge,
+        then the primary): reads that find one unavailable go on to the
+        next, and the nearest is tried again after `PREFER_NEAREST_AFTER_S`.
+        `interceptors`: channel interceptors, e.g. the one that sends a
         bearer token (see credentials.py)."""
-        self.target = target
+        self.targets = (target,) if isinstance(target, str) else tuple(target)
+        if not self.targets:
+            raise ValueError("no server address given")
+        self._index = 0
+        self._back_to_nearest_at = 0.0
+        self._retired: list[grpc.aio.Channel] = []
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
@@ -96,6 +116,11 @@ class Core:
         self._interceptors = tuple(interceptors)
         self._open: tuple[grpc.aio.Channel, Stubs] | None = None
         self._owns_channel = True
+        # Revisions (see `min_revision_for_reads`).
+        self.last_revision = 0
+        self.last_write_revision = 0
+        self.min_revision = 0
+        self.read_your_writes = False
 
     @classmethod
     def over(cls, channel: grpc.aio.Channel, timeout: float | None = 10.0) -> Core:
@@ -105,7 +130,28 @@ class Core:
         core._owns_channel = False
         return core
 
+    @property
+    def target(self) -> str:
+        """The address calls go to now."""
+        return self.targets[self._index]
+
+    def failover(self) -> None:
+        """The current address is unavailable: use the next one from now on
+        (calls in flight on the old channel finish or fail on their own)."""
+        if len(self.targets) < 2 or not self._owns_channel:
+            return
+        self._index = (self._index + 1) % len(self.targets)
+        self._back_to_nearest_at = time.monotonic() + PREFER_NEAREST_AFTER_S
+        if self._open is not None:
+            self._retired.append(self._open[0])
+            self._open = None
+
     def _opened(self) -> tuple[grpc.aio.Channel, Stubs]:
+        if self._index and time.monotonic() >= self._back_to_nearest_at:
+            self._index = self._back_to_nearest_at = 0
+            if self._open is not None:
+                self._retired.append(self._open[0])
+                self._open = None
         if self._open is None:
             channel = open_channel(
                 self.target, self._credentials, self._options, self._interceptors
@@ -129,6 +175,9 @@ class Core:
         opened, self._open = self._open, None
         if opened is not None:
             await opened[0].close(None)
+        retired, self._retired = self._retired, []
+        for channel in retired:
+            await channel.close(None)
 
     async def call(
         self,
@@ -140,16 +189,52 @@ class Core:
     ) -> Resp:
         """One unary call; failures raise `RegistryError` subclasses."""
         metadata = call_metadata(request_id)
+        floor = self.min_revision_for_reads() if read else 0
+        if floor:
+            metadata = metadata or grpc.aio.Metadata()
+            metadata.add(MIN_REVISION_KEY, str(floor))
         attempts = self.retry.max_attempts if read else 1
         attempt = 1
         while True:
             try:
-                return await method(request, timeout=self.timeout, metadata=metadata)
+                call = method(request, timeout=self.timeout, metadata=metadata)
+                response = await call
+                self._note_revision(await call.initial_metadata(), read)
+                return response
             except grpc.aio.AioRpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
                     raise from_rpc_error(err) from err
+                before = self._open[1] if self._open is not None else None
+                self.failover()
+                if before is not None:
+                    method = _same_method(method, before, self.stubs)
             await asyncio.sleep(self.retry.backoff(attempt))
             attempt += 1
+
+    def min_revision_for_reads(self) -> int:
+        """What reads send as `modelreg-min-revision`: `min_revision` (set it
+        to a revision read elsewhere), and with `read_your_writes` the
+        revision of this client's last write, so a read from a regional edge
+        or a replica never misses a write this client made."""
+        mine = self.last_write_revision if self.read_your_writes else 0
+        return max(self.min_revision, mine)
+
+    def _note_revision(self, metadata: Any, read: bool) -> None:
+        for key, value in metadata or ():
+            if key == REVISION_KEY and str(value).isdigit():
+                self.last_revision = int(value)
+                if not read:
+                    self.last_write_revision = max(self.last_write_revision, int(value))
+
+
+def _same_method(method: M, before: Stubs, after: Stubs) -> M:
+    """The method `method` of `before`'s stubs, on `after`'s channel."""
+    for service in dataclasses.fields(Stubs):
+        old, new = getattr(before, service.name), getattr(after, service.name)
+        for name, value in vars(old).items():
+            if value is method:
+                return getattr(new, name)  # type: ignore[no-any-return]
+    return method
 
 
 class HasCore(Protocol):

@@ -82,7 +82,12 @@ class EventMethods:
         progress messages too; `.revision` says where it stands."""
         flt = WatchFilter(model, resource, tuple(types))
         return Watch(
-            lambda: self._core.stubs.events, flt, start_revision, self._core.retry, request_id
+            lambda: self._core.stubs.events,
+            flt,
+            start_revision,
+            self._core.retry,
+            request_id,
+            self._core.failover,
         )
 
     def watch(

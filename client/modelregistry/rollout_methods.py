@@ -111,10 +111,20 @@ class RolloutMethods:
                 return
 
     async def advance_rollout(
-        self, name: str, *, percent: int = 0, etag: str = "", request_id: str | None = None
+        self,
+        name: str,
+        *,
+        percent: int = 0,
+        etag: str = "",
+        require_warm: bool = False,
+        request_id: str | None = None,
     ) -> pb.Rollout:
-        """To the next step, or to `percent`; 100 completes the rollout."""
-        request = rrpc.AdvanceRolloutRequest(name=name, percent=percent, etag=etag)
+        """To the next step, or to `percent`; 100 completes the rollout. With
+        `require_warm`, only once every live regional edge holds the
+        candidate's artifact (NOT_WARM otherwise)."""
+        request = rrpc.AdvanceRolloutRequest(
+            name=name, percent=percent, etag=etag, require_warm=require_warm
+        )
         return await self._core.call(
             self._core.stubs.rollouts.AdvanceRollout, request, request_id, read=False
         )

@@ -78,10 +78,14 @@ class Watch:
         start_revision: int,
         retry: RetryPolicy,
         request_id: str | None = None,
+        on_unavailable: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_unavailable`: the server went away (e.g. the client's
+        failover to its next address, see Core.failover)."""
         if start_revision < 0:
             raise ValueError("start_revision must not be negative")
         self._stub = stub
+        self._on_unavailable = on_unavailable
         self._filter = flt
         self._retry = retry
         self._metadata = call_metadata(request_id)
@@ -117,6 +121,8 @@ class Watch:
                 error = from_rpc_error(err)
                 if not _resumable(error):
                     raise error from err
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._on_unavailable()
             finally:
                 call.cancel()
             attempt += 1

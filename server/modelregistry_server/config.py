@@ -326,6 +326,73 @@ class ServerConfig:
     )
     log_format: str = field(default="json", metadata=flag("--log-format", choices=("json", "text")))
     log_level: str = field(default="INFO", metadata=flag("--log-level"))
+    # Regional edge: follow this primary's event log and serve reads from a
+    # local read model (writes are refused with the primary's address).
+    upstream: str = field(
+        default="",
+        metadata=flag(
+            "--upstream",
+            "run as a regional edge of the primary at this address: follow its event log, "
+            "serve reads and artifacts locally, refuse writes (naming the primary)",
+            metavar="HOST:PORT",
+        ),
+    )
+    region: str = field(
+        default="",
+        metadata=flag("--region", "this edge's region, e.g. eu-west (with --upstream)"),
+    )
+    # The edge's own identity towards the primary: a bearer token (e.g. a
+    # service-account token with read access) and/or TLS with a client
+    # certificate.
+    upstream_token_file: Path | None = field(
+        default=None,
+        metadata=flag(
+            "--upstream-token-file", "bearer token the edge presents to the primary", Path
+        ),
+    )
+    upstream_tls_ca: Path | None = field(
+        default=None,
+        metadata=flag("--upstream-tls-ca", "CA (PEM) of the primary's certificate: use TLS", Path),
+    )
+    upstream_tls_cert: Path | None = field(
+        default=None,
+        metadata=flag("--upstream-tls-cert", "client certificate (PEM) for the primary", Path),
+    )
+    upstream_tls_key: Path | None = field(
+        default=None,
+        metadata=flag("--upstream-tls-key", "client key (PEM) for the primary", Path),
+    )
+    # What makes an edge fetch a version's artifact before anyone asks.
+    warm_on: str = field(
+        default="rollout",
+        metadata=flag(
+            "--warm-on",
+            "an edge fetches a version's artifact ahead of need when a rollout of it starts "
+            "(rollout, the default), also when it is approved (approval), or never (none)",
+            choices=("rollout", "approval", "none"),
+        ),
+    )
+    # On the primary: a region that has not reported for this long no
+    # longer holds back rollouts that require warm edges.
+    edge_region_ttl_s: float = field(
+        default=300.0,
+        metadata=flag(
+            "--edge-region-ttl-seconds",
+            "a region whose edge has not reported for this long is no longer waited for "
+            "(default %(default)s)",
+            float,
+        ),
+    )
+    # Longest a read with `modelreg-min-revision` waits for that revision.
+    min_revision_wait_s: float = field(
+        default=5.0,
+        metadata=flag(
+            "--min-revision-wait-seconds",
+            "a read asking for a revision not applied yet waits this long at most, then "
+            "gets UNAVAILABLE (default %(default)s)",
+            float,
+        ),
+    )
     # Seconds between database checks once ready (health follows the result).
     health_interval: float = 2.0
     db_pool_size: int = 20

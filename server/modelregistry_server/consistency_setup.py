@@ -1,16 +1,17 @@
-"""The revision clock every server keeps, and read replicas when configured.
+"""What every server knows it has applied, and read replicas when configured.
 
-The clock learns of every revision this server commits (each SQL store's
-commit hook) and every event its watch hub reads from the log; reads are
-never answered from a state older than it (see store/read_routing.py).
+The applied revision learns of every revision this server commits (each SQL
+store's commit hook) and, wired in server.py, every event its watch hub
+reads from the log; reads are never answered from a state older than it
+(see store/read_routing.py).
 """
 
 from __future__ import annotations
 
 from .config import ServerConfig
-from .events.watch_hub import WatchHub
+from .domain.read_consistency import AppliedRevision
 from .store.engine import is_sqlite, make_engine
-from .store.read_routing import ReadRouter, RevisionClock
+from .store.read_routing import ReadRouter
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.transactions import SqlBase
 
@@ -22,14 +23,12 @@ def build(
     config: ServerConfig,
     store: SqlRegistryStore,
     writers: list[SqlBase],
-    hub: WatchHub,
-) -> tuple[RevisionClock, ReadRouter | None]:
-    clock = RevisionClock()
+    applied: AppliedRevision,
+) -> ReadRouter | None:
     for writer in writers:
-        writer.on_revision_committed(clock.advance)
-    hub.add_listener(lambda batch: clock.advance(batch[-1].revision) if batch else None)
+        writer.on_revision_committed(applied.advance)
     if not config.read_database_urls:
-        return clock, None
+        return None
     if is_sqlite(config.resolved_database_url()):
         raise ValueError("--read-database-url needs a PostgreSQL --database-url")
     for url in config.read_database_urls:
@@ -41,6 +40,6 @@ def build(
         )
         for url in config.read_database_urls
     ]
-    router = ReadRouter(store.engine, replicas, clock, config.read_replica_wait_s)
+    router = ReadRouter(store.engine, replicas, applied, config.read_replica_wait_s)
     store.route_reads(router)
-    return clock, router
+    return router

@@ -25,6 +25,8 @@ from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVIC
 from modelregistry.v1 import (
     access_service_pb2_grpc,
     artifact_service_pb2_grpc,
+    edge_service_pb2,
+    edge_service_pb2_grpc,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
@@ -36,7 +38,8 @@ from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
-from .api.consistency import ConsistencyInterceptor
+from .api.consistency import AppliedRevision, ConsistencyInterceptor, RevisionWaitInterceptor
+from .api.edge_servicer import EdgeServicer
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
@@ -47,6 +50,9 @@ from .blobs.encryption.encrypted_store import EncryptedBlobStore
 from .blobs.encryption.rewrap import log_census
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .domain.quotas import UploadLimits
+from .edge import setup as edge_setup
+from .edge.read_model_sql import SqlReadModel
+from .edge.warm_states import SqlWarmStates, WarmStates
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
@@ -76,17 +82,19 @@ from .service.rollouts import Rollouts
 from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
-from .store.read_routing import ReadRouter, RevisionClock
 from .store.gc_sql import SqlGcStore
 from .store.quotas_sql import SqlQuotaStore
+from .store.read_routing import ReadRouter
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
 
 log = logging.getLogger("modelreg.server")
 
+EDGE_SERVICE = edge_service_pb2.DESCRIPTOR.services_by_name["EdgeService"].full_name
 REFLECTED_SERVICES = (
     REGISTRY_SERVICE,
+    EDGE_SERVICE,
     ACCESS_SERVICE,
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
@@ -120,6 +128,7 @@ class Running:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     hub: WatchHub | None = None
+    edge: edge_setup.EdgeParts | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -129,6 +138,8 @@ class Running:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.edge is not None:
+            await self.edge.close()
         await self.blobs.close()
         await self.store.close()
 
@@ -184,10 +195,15 @@ class Parts:
     health: HealthServicer
     ready: asyncio.Event
     server: grpc.aio.Server
-    clock: RevisionClock
+    # The newest revision this server has applied (see api/consistency.py).
+    applied: AppliedRevision
     reads: ReadRouter | None = None
+    # Set when the server is a regional edge (`--upstream`).
+    edge: edge_setup.EdgeParts | None = None
 
     async def close(self) -> None:
+        if self.edge is not None:
+            await self.edge.close()
         await self.blobs.close()
         await self.store.close()
 
@@ -219,6 +235,28 @@ async def build(config: ServerConfig) -> Parts:
             download_buffer_bytes=config.download_buffer_mib * 1024 * 1024,
         )
     )
+    hub = WatchHub(
+        events,
+        WatchSettings(
+            progress_interval_s=config.watch_progress_interval,
+            poll_interval_s=config.watch_poll_interval,
+        ),
+    )
+    relay = None
+    applied = AppliedRevision()
+    hub.add_listener(
+        lambda batch: applied.advance(hub.revision if batch is None else batch[-1].revision)
+    )
+    edge = None
+    if config.upstream:
+        # The edge's log is the primary's, copied: nothing of its own may be
+        # appended to it, and the primary publishes to the queue.
+        relay_config, signer = None, None
+        read_model = SqlReadModel(engine)
+        read_model.on_commit(hub.notify)
+        read_model.on_models_committed(cache.invalidate)
+        edge = edge_setup.build(config, read_model, store, blobs, applied, cache.clear)
+        blobs = edge.blobs
     upload_limits = UploadLimits(
         int(config.default_model_quota_bytes), config.max_open_uploads_per_principal
     )
@@ -233,14 +271,6 @@ async def build(config: ServerConfig) -> Parts:
         limits,
         claims=gc_store,
     )
-    hub = WatchHub(
-        events,
-        WatchSettings(
-            progress_interval_s=config.watch_progress_interval,
-            poll_interval_s=config.watch_poll_interval,
-        ),
-    )
-    relay = None
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
     for writer in (store, uploads, events):
@@ -260,20 +290,36 @@ async def build(config: ServerConfig) -> Parts:
         access.store.on_commit(relay.wake)
     # Policy changes and revoked tokens, from any replica, drop access caches.
     hub.add_listener(access.listener())
+    if edge is not None:
+        edge.follower.add_listener(access.listener())
     writers = [store, uploads, events, access.store]
-    clock, reads = consistency_setup.build(config, store, writers, hub)
+    reads = consistency_setup.build(config, store, writers, applied)
+    warm = WarmStates(SqlWarmStates(engine), config.edge_region_ttl_s)
     ready = asyncio.Event()
     health_servicer = HealthServicer()
+    first = RevisionWaitInterceptor(applied, config.min_revision_wait_s)
+    inner: list[grpc.aio.ServerInterceptor] = []  # type: ignore[type-arg]
+    if edge is not None:
+        inner.append(edge.guard)
+    inner.append(
+        ConsistencyInterceptor(
+            applied,
+            config.min_revision_wait_s,
+            None if edge is not None else _head_revision(events),
+        )
+    )
     server = _grpc_server(
         ready,
-        clock,
         access,
+        first,
+        inner,
         health_servicer,
         RegistryServicer(Registry(store, tokens, history=events, cache=cache, storage=storage)),
         ArtifactServicer(artifacts, collector),
-        RolloutServicer(Rollouts(store, tokens)),
+        RolloutServicer(Rollouts(store, tokens), None if edge is not None else warm),
         EventServicer(Events(events, hub, tokens)),
     )
+    edge_service_pb2_grpc.add_EdgeServiceServicer_to_server(EdgeServicer(warm), server)
     return Parts(
         engine=engine,
         store=store,
@@ -291,15 +337,25 @@ async def build(config: ServerConfig) -> Parts:
         health=health_servicer,
         ready=ready,
         server=server,
-        clock=clock,
+        applied=applied,
         reads=reads,
+        edge=edge,
     )
+
+
+def _head_revision(events: SqlEventLog) -> Callable[[], Awaitable[int]]:
+    async def head() -> int:
+        revision, _ = await events.head()
+        return revision
+
+    return head
 
 
 def _grpc_server(
     ready: asyncio.Event,
-    clock: RevisionClock,
     access: AccessParts,
+    first: grpc.aio.ServerInterceptor,  # type: ignore[type-arg]
+    inner: list[grpc.aio.ServerInterceptor],  # type: ignore[type-arg]
     health_servicer: HealthServicer,
     registry: RegistryServicer,
     artifacts: ArtifactServicer,
@@ -307,12 +363,14 @@ def _grpc_server(
     events: EventServicer,
 ) -> grpc.aio.Server:
     """The gRPC server with every service, health and reflection; RPCs are
-    refused until `ready` is set, and pass the access gate."""
+    refused until `ready` is set, and pass `first`, the access gate, then
+    the `inner` interceptors."""
     server = grpc.aio.server(
         interceptors=[
             RpcMetricsInterceptor(),
+            first,
             RequestInterceptor(ready.is_set, access.gate),
-            ConsistencyInterceptor(clock),
+            *inner,
         ],
         options=SERVER_OPTIONS,
     )
@@ -350,7 +408,7 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     )
     tasks.append(asyncio.create_task(readiness))
     tasks.append(asyncio.create_task(_when_ready(ready, parts.artifacts.reclaim_forever)))
-    if config.gc_interval_s > 0:
+    if config.gc_interval_s > 0 and parts.edge is None:
         collect = partial(parts.collector.collect_forever, config.gc_interval_s)
         tasks.append(asyncio.create_task(_when_ready(ready, collect), name="gc"))
     tasks.append(asyncio.create_task(parts.access.preload()))
@@ -360,6 +418,13 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
         tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
     if parts.reads is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.reads.run), name="read-replicas"))
+    if parts.edge is not None:
+        follow = parts.edge.follower.run
+        tasks.append(asyncio.create_task(_when_ready(ready, follow), name="edge-follower"))
+        warm = parts.edge.warmer.run
+        tasks.append(asyncio.create_task(_when_ready(ready, warm), name="edge-warmer"))
+    else:
+        tasks.append(asyncio.create_task(_when_ready(ready, _seed(parts))))
     if config.event_retention_s > 0:
         tasks.append(
             asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))
@@ -377,6 +442,16 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
     tasks.append(
         asyncio.create_task(_when_ready(ready, lambda: _run_hub(parts.hub, pg_url, tasks)))
     )
+
+
+def _seed(parts: Parts) -> Callable[[], Awaitable[None]]:
+    """The primary's reads reflect at least its log's head at start-up."""
+
+    async def seed() -> None:
+        revision, _ = await parts.events.head()
+        parts.applied.advance(revision)
+
+    return seed
 
 
 async def start(config: ServerConfig) -> Running:
@@ -401,6 +476,7 @@ async def start(config: ServerConfig) -> Running:
         parts.health,
         ready=parts.ready,
         hub=parts.hub,
+        edge=parts.edge,
     )
     running.tasks.extend(exporter_tasks)
     start_background(config, parts, running)

@@ -23,6 +23,7 @@ from google.protobuf import field_mask_pb2
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import access_service_pb2 as acc
 from modelregistry.v1 import artifact_service_pb2 as art
+from modelregistry.v1 import edge_service_pb2 as edge
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import registry_service_pb2 as reg
 from modelregistry.v1 import resources_pb2 as pb
@@ -103,6 +104,7 @@ A = "/modelregistry.v1.ArtifactService/"
 RO = "/modelregistry.v1.RolloutService/"
 EV = "/modelregistry.v1.EventService/"
 AC = "/modelregistry.v1.AccessService/"
+ED = "/modelregistry.v1.EdgeService/"
 
 
 def _mask(*paths: str) -> field_mask_pb2.FieldMask:
@@ -424,6 +426,14 @@ CASES = [
             name="serviceAccounts/matrix/tokens/0000000000000000"
         ),
         (P.SERVICE_ACCOUNTS_REVOKE_TOKEN, REGISTRY),
+    ),
+    Case(
+        "ReportWarmState",
+        ED + "ReportWarmState",
+        lambda w: edge.ReportWarmStateRequest(
+            region="eu-west", warm_versions=["models/fraud/versions/1"]
+        ),
+        (P.EDGES_REPORT, REGISTRY),
     ),
 ]
 

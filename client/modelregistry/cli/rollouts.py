@@ -53,7 +53,11 @@ async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:
 
 async def advance(client: RegistryClient, args: argparse.Namespace) -> Result:
     return await client.advance_rollout(
-        model_name(args.name), percent=args.percent, etag=args.etag, request_id=args.request_id
+        model_name(args.name),
+        percent=args.percent,
+        etag=args.etag,
+        require_warm=args.require_warm,
+        request_id=args.request_id,
     )
 
 
@@ -130,6 +134,11 @@ def add_parsers(
     p = cmds.add_parser("advance", parents=[parent], help="next step, or --percent")
     p.add_argument("name", metavar="ROLLOUT", help=ROLLOUT_HELP)
     p.add_argument("--percent", type=int, default=0, help="target percent (100 completes)")
+    p.add_argument(
+        "--require-warm",
+        action="store_true",
+        help="only if every regional edge holds the candidate's artifact (else NOT_WARM)",
+    )
     _etag(p)
     p.set_defaults(func=command(advance))
 

@@ -26,7 +26,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -123,7 +123,7 @@ def flip_reason(target: Target, last_rollout: tuple[str, str] | None, to_previou
 class ServingAgent(Generic[T]):
     def __init__(
         self,
-        server: str | RegistryClient,
+        server: str | Sequence[str] | RegistryClient,
         *,
         alias: str,
         instance_id: str,
@@ -139,12 +139,15 @@ class ServingAgent(Generic[T]):
     ) -> None:
         """`token`/`token_file` (or `$MODELREG_TOKEN`/`$MODELREG_TOKEN_FILE`)
         authenticate the agent's own client; a file is re-read when rotated.
-        A fleet needs roles/viewer on the model (files are fetched by digest)."""
-        self._own_client = isinstance(server, str)
+        A fleet needs roles/viewer on the model (files are fetched by digest).
+        `server` may list several addresses, nearest first (the region's
+        edge, then the primary): the agent reads from the first that
+        answers and goes back to the nearest once it is up again."""
+        self._own_client = not isinstance(server, RegistryClient)
         self.client = (
-            RegistryClient(server, token=token, token_file=token_file)
-            if isinstance(server, str)
-            else server
+            server
+            if isinstance(server, RegistryClient)
+            else RegistryClient(server, token=token, token_file=token_file)
         )
         self.alias = alias
         self.model_name = alias.split("/aliases/")[0]

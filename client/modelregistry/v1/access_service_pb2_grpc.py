@@ -39,7 +39,8 @@ class AccessServiceStub:
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 
@@ -111,7 +112,8 @@ class AccessServiceServicer:
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 
@@ -240,7 +242,8 @@ class AccessService:
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 

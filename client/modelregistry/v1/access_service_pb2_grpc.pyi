@@ -40,7 +40,8 @@ class AccessServiceStub:
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 
@@ -110,7 +111,8 @@ class AccessServiceAsyncStub(AccessServiceStub):
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 
@@ -176,7 +178,8 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     model), `models/{model}` (inherited by its aliases) and
     `models/{model}/aliases/{alias}`. Roles: `roles/viewer`,
     `roles/publisher`, `roles/approver`, `roles/deployer`, `roles/owner`,
-    `roles/admin` (the registry only). The permissions of each role are
+    `roles/admin` (the registry only), `roles/edge` (a regional edge's own
+    identity: viewer, and `edges.report`). The permissions of each role are
     listed in the README ("Securing a registry"), generated from the
     server's one role table.
 

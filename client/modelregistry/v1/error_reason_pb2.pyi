@@ -83,10 +83,6 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INVALID_ARGUMENT: the page token is forged, malformed or from another
     request. Metadata: `field`.
     """
-    INVALID_MIN_REVISION: _ErrorReason.ValueType  # 200
-    """INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
-    one decimal revision (0 to 2^63-1). Metadata: `field`.
-    """
     INVALID_PAGE_SIZE: _ErrorReason.ValueType  # 17
     """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
     INVALID_LABELS: _ErrorReason.ValueType  # 18
@@ -338,6 +334,28 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     damaged segment is served. Metadata: `digest`, `offset` (plaintext offset
     of the damaged segment).
     """
+    REVISION_NOT_APPLIED: _ErrorReason.ValueType  # 180
+    """UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+    for a revision this server has not applied within its wait bound: a
+    regional edge still catching up with the primary. Retry, or read from
+    the primary. Metadata: `min_revision` (asked for), `head_revision`
+    (applied here).
+    """
+    INVALID_MIN_REVISION: _ErrorReason.ValueType  # 181
+    """INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+    decimal integer between 0 and 2^63-1. Metadata: `field`.
+    """
+    READ_ONLY_EDGE: _ErrorReason.ValueType  # 182
+    """FAILED_PRECONDITION: a write was sent to a regional edge, which only
+    serves reads; send it to the primary. Metadata: `primary` (its
+    address), `region`.
+    """
+    NOT_WARM: _ErrorReason.ValueType  # 183
+    """FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+    regional edges do not hold the candidate's artifact yet; retry once they
+    report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+    ones, comma-separated), `resource` (the candidate version).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -415,10 +433,6 @@ past protobuf's limit.
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 16
 """INVALID_ARGUMENT: the page token is forged, malformed or from another
 request. Metadata: `field`.
-"""
-INVALID_MIN_REVISION: ErrorReason.ValueType  # 200
-"""INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
-one decimal revision (0 to 2^63-1). Metadata: `field`.
 """
 INVALID_PAGE_SIZE: ErrorReason.ValueType  # 17
 """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
@@ -671,6 +685,28 @@ BLOB_DAMAGED: ErrorReason.ValueType  # 122
 damaged segment is served. Metadata: `digest`, `offset` (plaintext offset
 of the damaged segment).
 """
+REVISION_NOT_APPLIED: ErrorReason.ValueType  # 180
+"""UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+for a revision this server has not applied within its wait bound: a
+regional edge still catching up with the primary. Retry, or read from
+the primary. Metadata: `min_revision` (asked for), `head_revision`
+(applied here).
+"""
+INVALID_MIN_REVISION: ErrorReason.ValueType  # 181
+"""INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+decimal integer between 0 and 2^63-1. Metadata: `field`.
+"""
+READ_ONLY_EDGE: ErrorReason.ValueType  # 182
+"""FAILED_PRECONDITION: a write was sent to a regional edge, which only
+serves reads; send it to the primary. Metadata: `primary` (its
+address), `region`.
+"""
+NOT_WARM: ErrorReason.ValueType  # 183
+"""FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+regional edges do not hold the candidate's artifact yet; retry once they
+report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+ones, comma-separated), `resource` (the candidate version).
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -729,6 +765,14 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """Bytes a model's versions and open uploads already take."""
     KEY_ID: _ErrorMetadataKey.ValueType  # 50
     """The id of a key-encryption key in the server's keyring."""
+    MIN_REVISION: _ErrorMetadataKey.ValueType  # 80
+    """The revision a request asked for (`modelreg-min-revision`)."""
+    PRIMARY: _ErrorMetadataKey.ValueType  # 81
+    """The primary's address, as a regional edge knows it (HOST:PORT)."""
+    REGION: _ErrorMetadataKey.ValueType  # 82
+    """A region name, e.g. "eu-west"."""
+    REGIONS: _ErrorMetadataKey.ValueType  # 83
+    """Region names, comma-separated."""
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -785,4 +829,12 @@ USED_BYTES: ErrorMetadataKey.ValueType  # 60
 """Bytes a model's versions and open uploads already take."""
 KEY_ID: ErrorMetadataKey.ValueType  # 50
 """The id of a key-encryption key in the server's keyring."""
+MIN_REVISION: ErrorMetadataKey.ValueType  # 80
+"""The revision a request asked for (`modelreg-min-revision`)."""
+PRIMARY: ErrorMetadataKey.ValueType  # 81
+"""The primary's address, as a regional edge knows it (HOST:PORT)."""
+REGION: ErrorMetadataKey.ValueType  # 82
+"""A region name, e.g. "eu-west"."""
+REGIONS: ErrorMetadataKey.ValueType  # 83
+"""Region names, comma-separated."""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

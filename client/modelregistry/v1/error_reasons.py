@@ -111,11 +111,6 @@ class ErrorReason(enum.StrEnum):
     request. Metadata: `field`.
     """
 
-    INVALID_MIN_REVISION = "INVALID_MIN_REVISION"
-    """INVALID_ARGUMENT: the `modelreg-min-revision` request metadata is not
-    one decimal revision (0 to 2^63-1). Metadata: `field`.
-    """
-
     INVALID_PAGE_SIZE = "INVALID_PAGE_SIZE"
     """INVALID_ARGUMENT: the page size is negative. Metadata: `field`."""
 
@@ -427,6 +422,32 @@ class ErrorReason(enum.StrEnum):
     of the damaged segment).
     """
 
+    REVISION_NOT_APPLIED = "REVISION_NOT_APPLIED"
+    """UNAVAILABLE: the request asked (request metadata `modelreg-min-revision`)
+    for a revision this server has not applied within its wait bound: a
+    regional edge still catching up with the primary. Retry, or read from
+    the primary. Metadata: `min_revision` (asked for), `head_revision`
+    (applied here).
+    """
+
+    INVALID_MIN_REVISION = "INVALID_MIN_REVISION"
+    """INVALID_ARGUMENT: request metadata `modelreg-min-revision` is not a
+    decimal integer between 0 and 2^63-1. Metadata: `field`.
+    """
+
+    READ_ONLY_EDGE = "READ_ONLY_EDGE"
+    """FAILED_PRECONDITION: a write was sent to a regional edge, which only
+    serves reads; send it to the primary. Metadata: `primary` (its
+    address), `region`.
+    """
+
+    NOT_WARM = "NOT_WARM"
+    """FAILED_PRECONDITION: AdvanceRollout with `require_warm`, and some live
+    regional edges do not hold the candidate's artifact yet; retry once they
+    report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
+    ones, comma-separated), `resource` (the candidate version).
+    """
+
 
 class ErrorMetadataKey(enum.StrEnum):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -505,6 +526,18 @@ class ErrorMetadataKey(enum.StrEnum):
     KEY_ID = "key_id"
     """The id of a key-encryption key in the server's keyring."""
 
+    MIN_REVISION = "min_revision"
+    """The revision a request asked for (`modelreg-min-revision`)."""
+
+    PRIMARY = "primary"
+    """The primary's address, as a regional edge knows it (HOST:PORT)."""
+
+    REGION = "region"
+    """A region name, e.g. "eu-west"."""
+
+    REGIONS = "regions"
+    """Region names, comma-separated."""
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -526,7 +559,6 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.INVALID_FILTER: "INVALID_ARGUMENT",
         ErrorReason.INVALID_REQUEST: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_TOKEN: "INVALID_ARGUMENT",
-        ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
         ErrorReason.INVALID_PAGE_SIZE: "INVALID_ARGUMENT",
         ErrorReason.INVALID_LABELS: "INVALID_ARGUMENT",
         ErrorReason.INVALID_ETAG: "INVALID_ARGUMENT",
@@ -587,6 +619,10 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.ENCRYPTION_KEY_MISSING: "FAILED_PRECONDITION",
         ErrorReason.ENCRYPTION_KEY_MISMATCH: "FAILED_PRECONDITION",
         ErrorReason.BLOB_DAMAGED: "DATA_LOSS",
+        ErrorReason.REVISION_NOT_APPLIED: "UNAVAILABLE",
+        ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
+        ErrorReason.READ_ONLY_EDGE: "FAILED_PRECONDITION",
+        ErrorReason.NOT_WARM: "FAILED_PRECONDITION",
     }
 )
 """The gRPC status code (its name) each reason comes with."""

@@ -606,6 +606,7 @@ class Rollout(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    WARM_REGIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name. Format: `models/{model}/rollouts/{rollout}`. Output only."""
     alias: _builtins.str
@@ -636,6 +637,13 @@ class Rollout(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When it last changed. Output only."""
 
+    @_builtins.property
+    def warm_regions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegionWarmState]:
+        """Whether each live regional edge holds the candidate's artifact,
+        verified (see EdgeService). Output only; filled by the primary's
+        GetRollout, empty elsewhere.
+        """
+
     def __init__(
         self,
         *,
@@ -649,11 +657,44 @@ class Rollout(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        warm_regions: _abc.Iterable[Global___RegionWarmState] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "candidate_version", b"candidate_version", "create_time", b"create_time", "etag", b"etag", "name", b"name", "percent", b"percent", "stable_version", b"stable_version", "state", b"state", "steps", b"steps", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias", b"alias", "candidate_version", b"candidate_version", "create_time", b"create_time", "etag", b"etag", "name", b"name", "percent", b"percent", "stable_version", b"stable_version", "state", b"state", "steps", b"steps", "update_time", b"update_time", "warm_regions", b"warm_regions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Rollout: _TypeAlias = Rollout  # noqa: Y015
+
+@_typing.final
+class RegionWarmState(_message.Message):
+    """One regional edge's state for a rollout's candidate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_FIELD_NUMBER: _builtins.int
+    WARM_FIELD_NUMBER: _builtins.int
+    WARM_TIME_FIELD_NUMBER: _builtins.int
+    region: _builtins.str
+    """The edge's region, e.g. `eu-west`."""
+    warm: _builtins.bool
+    """Whether the edge holds the candidate's whole artifact, verified."""
+    @_builtins.property
+    def warm_time(self) -> _timestamp_pb2.Timestamp:
+        """When the edge reported it warm; unset while not warm."""
+
+    def __init__(
+        self,
+        *,
+        region: _builtins.str = ...,
+        warm: _builtins.bool = ...,
+        warm_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["warm_time", b"warm_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["region", b"region", "warm", b"warm", "warm_time", b"warm_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegionWarmState: _TypeAlias = RegionWarmState  # noqa: Y015

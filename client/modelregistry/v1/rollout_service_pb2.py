@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from modelregistry.v1 import resources_pb2 as modelregistry_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&modelregistry/v1/rollout_service.proto\x12\x10modelregistry.v1\x1a modelregistry/v1/resources.proto\"b\n\x13StartRolloutRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\x05\x12\x12\n\nalias_etag\x18\x04 \x01(\t\"!\n\x11GetRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x13ListRolloutsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x04 \x01(\x08\"\\\n\x14ListRolloutsResponse\x12+\n\x08rollouts\x18\x01 \x03(\x0b\x32\x19.modelregistry.v1.Rollout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"D\n\x15\x41\x64vanceRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x0f\n\x07percent\x18\x03 \x01(\x05\"1\n\x13PauseRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"2\n\x14ResumeRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"4\n\x16RollbackRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xe3\x04\n\x0eRolloutService\x12P\n\x0cStartRollout\x12%.modelregistry.v1.StartRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12L\n\nGetRollout\x12#.modelregistry.v1.GetRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12]\n\x0cListRollouts\x12%.modelregistry.v1.ListRolloutsRequest\x1a&.modelregistry.v1.ListRolloutsResponse\x12T\n\x0e\x41\x64vanceRollout\x12\'.modelregistry.v1.AdvanceRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12P\n\x0cPauseRollout\x12%.modelregistry.v1.PauseRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12R\n\rResumeRollout\x12&.modelregistry.v1.ResumeRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12V\n\x0fRollbackRollout\x12(.modelregistry.v1.RollbackRolloutRequest\x1a\x19.modelregistry.v1.RolloutBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&modelregistry/v1/rollout_service.proto\x12\x10modelregistry.v1\x1a modelregistry/v1/resources.proto\"b\n\x13StartRolloutRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x19\n\x11\x63\x61ndidate_version\x18\x02 \x01(\t\x12\r\n\x05steps\x18\x03 \x03(\x05\x12\x12\n\nalias_etag\x18\x04 \x01(\t\"!\n\x11GetRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"a\n\x13ListRolloutsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x04 \x01(\x08\"\\\n\x14ListRolloutsResponse\x12+\n\x08rollouts\x18\x01 \x03(\x0b\x32\x19.modelregistry.v1.Rollout\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x15\x41\x64vanceRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\x12\x0f\n\x07percent\x18\x03 \x01(\x05\x12\x15\n\x0crequire_warm\x18\xb4\x01 \x01(\x08\"1\n\x13PauseRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"2\n\x14ResumeRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"4\n\x16RollbackRolloutRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t2\xe3\x04\n\x0eRolloutService\x12P\n\x0cStartRollout\x12%.modelregistry.v1.StartRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12L\n\nGetRollout\x12#.modelregistry.v1.GetRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12]\n\x0cListRollouts\x12%.modelregistry.v1.ListRolloutsRequest\x1a&.modelregistry.v1.ListRolloutsResponse\x12T\n\x0e\x41\x64vanceRollout\x12\'.modelregistry.v1.AdvanceRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12P\n\x0cPauseRollout\x12%.modelregistry.v1.PauseRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12R\n\rResumeRollout\x12&.modelregistry.v1.ResumeRolloutRequest\x1a\x19.modelregistry.v1.Rollout\x12V\n\x0fRollbackRollout\x12(.modelregistry.v1.RollbackRolloutRequest\x1a\x19.modelregistry.v1.RolloutBIZGgithub.com/modelreg/modelreg/client/go/modelregistry/v1;modelregistryv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,13 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTROLLOUTSRESPONSE']._serialized_start=328
   _globals['_LISTROLLOUTSRESPONSE']._serialized_end=420
   _globals['_ADVANCEROLLOUTREQUEST']._serialized_start=422
-  _globals['_ADVANCEROLLOUTREQUEST']._serialized_end=490
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=492
-  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=541
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=543
-  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=593
-  _globals['_ROLLBACKROLLOUTREQUEST']._serialized_start=595
-  _globals['_ROLLBACKROLLOUTREQUEST']._serialized_end=647
-  _globals['_ROLLOUTSERVICE']._serialized_start=650
-  _globals['_ROLLOUTSERVICE']._serialized_end=1261
+  _globals['_ADVANCEROLLOUTREQUEST']._serialized_end=513
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_start=515
+  _globals['_PAUSEROLLOUTREQUEST']._serialized_end=564
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_start=566
+  _globals['_RESUMEROLLOUTREQUEST']._serialized_end=616
+  _globals['_ROLLBACKROLLOUTREQUEST']._serialized_start=618
+  _globals['_ROLLBACKROLLOUTREQUEST']._serialized_end=670
+  _globals['_ROLLOUTSERVICE']._serialized_start=673
+  _globals['_ROLLOUTSERVICE']._serialized_end=1284
 # @@protoc_insertion_point(module_scope)

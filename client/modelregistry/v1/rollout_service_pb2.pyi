@@ -154,6 +154,7 @@ class AdvanceRolloutRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     PERCENT_FIELD_NUMBER: _builtins.int
+    REQUIRE_WARM_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Format: `models/{model}/rollouts/{rollout}`."""
     etag: _builtins.str
@@ -162,16 +163,22 @@ class AdvanceRolloutRequest(_message.Message):
     """Target percent (above the current one, at most 100); 0 means the next
     step.
     """
+    require_warm: _builtins.bool
+    """Advance only if every live regional edge holds the candidate's
+    artifact, verified; FAILED_PRECONDITION (NOT_WARM, metadata `regions`:
+    the lagging ones, comma-separated) otherwise.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
         percent: _builtins.int = ...,
+        require_warm: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "percent", b"percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "percent", b"percent", "require_warm", b"require_warm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

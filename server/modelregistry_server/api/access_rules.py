@@ -66,6 +66,7 @@ ARTIFACT = "/modelregistry.v1.ArtifactService/"
 ROLLOUT = "/modelregistry.v1.RolloutService/"
 EVENT = "/modelregistry.v1.EventService/"
 ACCESS = "/modelregistry.v1.AccessService/"
+EDGE = "/modelregistry.v1.EdgeService/"
 PROTECTION_FIELDS = frozenset({"protected_aliases", "separation_of_duties"})
 QUOTA_FIELDS = frozenset({"storage_quota_bytes"})
 
@@ -144,6 +145,7 @@ RULES: dict[str, tuple[Check, ...]] = {
     ACCESS + "RevokeServiceAccountToken": (
         Check(P.SERVICE_ACCOUNTS_REVOKE_TOKEN, Target.REGISTRY),
     ),
+    EDGE + "ReportWarmState": (Check(P.EDGES_REPORT, Target.REGISTRY),),
 }
 
 # Methods anyone may call, with or without credentials.

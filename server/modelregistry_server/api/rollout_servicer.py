@@ -14,15 +14,18 @@ from ..domain.names import (
     parse_rollout_name,
     parse_version_name,
 )
+from ..edge.warm_states import WarmStates
 from ..service.rollouts import Rollouts
-from .convert import rollout_to_pb
+from .convert import rollout_to_pb, timestamp
 
 Ctx = Any  # grpc.aio.ServicerContext
 
 
 class RolloutServicer(rpc_grpc.RolloutServiceServicer):
-    def __init__(self, rollouts: Rollouts) -> None:
+    def __init__(self, rollouts: Rollouts, warm: WarmStates | None = None) -> None:
+        """`warm`: the regional edges' warm state (on a primary; an edge has none)."""
         self._rollouts = rollouts
+        self._warm = warm
 
     async def StartRollout(self, request: rpc.StartRolloutRequest, context: Ctx) -> pb.Rollout:
         rollout = await self._rollouts.start(
@@ -34,7 +37,14 @@ class RolloutServicer(rpc_grpc.RolloutServiceServicer):
         return rollout_to_pb(rollout)
 
     async def GetRollout(self, request: rpc.GetRolloutRequest, context: Ctx) -> pb.Rollout:
-        return rollout_to_pb(await self._rollouts.get(parse_rollout_name(request.name)))
+        rollout = await self._rollouts.get(parse_rollout_name(request.name))
+        message = rollout_to_pb(rollout)
+        if self._warm is not None:
+            for region in await self._warm.of_version(rollout.candidate_version):
+                state = message.warm_regions.add(region=region.region, warm=region.warm)
+                if region.warm:
+                    state.warm_time.CopyFrom(timestamp(region.warm_time_us))
+        return message
 
     async def ListRollouts(
         self, request: rpc.ListRolloutsRequest, context: Ctx
@@ -50,9 +60,11 @@ class RolloutServicer(rpc_grpc.RolloutServiceServicer):
         )
 
     async def AdvanceRollout(self, request: rpc.AdvanceRolloutRequest, context: Ctx) -> pb.Rollout:
-        rollout = await self._rollouts.advance(
-            parse_rollout_name(request.name), request.etag, request.percent
-        )
+        name = parse_rollout_name(request.name)
+        if request.require_warm and self._warm is not None:
+            current = await self._rollouts.get(name)
+            await self._warm.require(current.candidate_version)
+        rollout = await self._rollouts.advance(name, request.etag, request.percent)
         return rollout_to_pb(rollout)
 
     async def PauseRollout(self, request: rpc.PauseRolloutRequest, context: Ctx) -> pb.Rollout:

@@ -37,6 +37,7 @@ class Permission(enum.StrEnum):
     SERVICE_ACCOUNTS_LIST_TOKENS = "serviceAccounts.listTokens"
     SERVICE_ACCOUNTS_REVOKE_TOKEN = "serviceAccounts.revokeToken"
     BLOBS_COLLECT_GARBAGE = "blobs.collectGarbage"
+    EDGES_REPORT = "edges.report"
     # A model and its versions.
     MODELS_GET = "models.get"
     MODELS_UPDATE = "models.update"
@@ -77,6 +78,7 @@ PERMISSIONS: dict[Permission, PermissionInfo] = {
     P.SERVICE_ACCOUNTS_LIST_TOKENS: PermissionInfo(Level.ROOT, "list service-account tokens"),
     P.SERVICE_ACCOUNTS_REVOKE_TOKEN: PermissionInfo(Level.ROOT, "revoke service-account tokens"),
     P.BLOBS_COLLECT_GARBAGE: PermissionInfo(Level.ROOT, "delete unreferenced blobs (gc)"),
+    P.EDGES_REPORT: PermissionInfo(Level.ROOT, "report a regional edge's warm artifacts"),
     P.MODELS_GET: PermissionInfo(Level.MODEL, "read a model; see it in ListModels"),
     P.MODELS_UPDATE: PermissionInfo(Level.MODEL, "change display name, description, labels"),
     P.MODELS_SET_PROTECTION: PermissionInfo(
@@ -112,6 +114,7 @@ class Role(enum.StrEnum):
     DEPLOYER = "roles/deployer"
     OWNER = "roles/owner"
     ADMIN = "roles/admin"
+    EDGE = "roles/edge"
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,12 @@ ROLES: dict[Role, RoleInfo] = {
         "everything: create models, issue tokens, every model, the registry's policy",
         frozenset(PERMISSIONS),
         Level.ROOT,
+    ),
+    Role.EDGE: RoleInfo(
+        "a regional edge's identity: viewer, and report its warm artifacts (bind it on "
+        "the registry)",
+        _VIEW | {P.EDGES_REPORT},
+        Level.ALIAS,
     ),
 }
 

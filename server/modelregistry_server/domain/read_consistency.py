@@ -9,8 +9,35 @@ Both are lower bounds: an answer reflects every event up to `revision`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 from dataclasses import dataclass
+
+
+class AppliedRevision:
+    """The newest revision this server has applied (committed itself, read
+    from the log, or, on a regional edge, copied from the primary), and
+    waiting for one."""
+
+    def __init__(self, revision: int = 0) -> None:
+        self.revision = revision
+        self._changed = asyncio.Event()
+
+    def advance(self, revision: int) -> None:
+        """Never goes back: a late, older report changes nothing."""
+        if revision > self.revision:
+            self.revision = revision
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def wait_for(self, revision: int, timeout_s: float) -> bool:
+        """Whether `revision` is applied within `timeout_s` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while revision > self.revision:
+                    await self._changed.wait()
+        return revision <= self.revision
 
 
 @dataclass

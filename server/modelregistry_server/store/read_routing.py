@@ -20,7 +20,6 @@ succeeds again, and a read that cannot connect to it goes to the primary.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -35,6 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..domain import read_consistency
+from ..domain.read_consistency import AppliedRevision
 from .tables import H
 
 log = logging.getLogger("modelreg.store.replicas")
@@ -42,31 +42,6 @@ log = logging.getLogger("modelreg.store.replicas")
 POLL_INTERVAL_S = 0.2
 CHECK_TIMEOUT_S = 1.0
 _UNREACHABLE = (OperationalError, PoolTimeout, OSError, DBAPIError, TimeoutError)
-
-
-class RevisionClock:
-    """The newest revision this server knows to be committed."""
-
-    def __init__(self) -> None:
-        self.known = 0
-        self._changed = asyncio.Event()
-
-    def advance(self, revision: int) -> None:
-        if revision > self.known:
-            self.known = revision
-            self._changed.set()
-            self._changed = asyncio.Event()
-
-    async def wait_for(self, revision: int, within: float) -> bool:
-        """True once `known` reaches `revision`; False after `within` seconds."""
-        deadline = time.monotonic() + within
-        while self.known < revision:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        return True
 
 
 @dataclass
@@ -116,7 +91,7 @@ class ReadRouter:
         self,
         primary: AsyncEngine,
         replicas: list[AsyncEngine],
-        clock: RevisionClock,
+        clock: AppliedRevision,
         max_wait_s: float,
         poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
@@ -177,7 +152,7 @@ class ReadRouter:
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for one read: on a fit replica, else on the primary.
         The revision the read reflects (at least) goes to the call's record."""
-        floor = max(read_consistency.required(), self.clock.known)
+        floor = max(read_consistency.required(), self.clock.revision)
         replica = await self._pick(floor)
         conn: AsyncConnection | None = None
         if replica is not None:
@@ -193,7 +168,7 @@ class ReadRouter:
         else:
             conn = await self._primary.connect().start()
             self.counts.primary += 1
-            read_consistency.note(self.clock.known)
+            read_consistency.note(self.clock.revision)
         try:
             yield conn
         except _UNREACHABLE as exc:

@@ -320,3 +320,24 @@ IB = iam_bindings.c
 SAT = service_account_tokens.c
 BR = blob_refs.c
 BL = blob_leases.c
+
+
+# Regional edges as the primary knows them (see edge/warm_states.py): each
+# region's last report, and which versions it holds, verified. Keyed by
+# names, not ids: a report is the edge's statement, kept as made.
+edge_regions = Table(
+    "edge_regions",
+    metadata,
+    Column("region", String(63), primary_key=True),
+    Column("last_seen_us", BigInteger, nullable=False),
+)
+
+edge_warm_versions = Table(
+    "edge_warm_versions",
+    metadata,
+    Column("region", String(63), primary_key=True),
+    Column("model", String(63), primary_key=True),
+    Column("version", BigInteger, primary_key=True, autoincrement=False),
+    Column("warm_time_us", BigInteger, nullable=False),
+    Index(None, "model", "version"),
+)

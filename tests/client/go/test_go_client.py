@@ -27,6 +27,7 @@ from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
 from support.in_process import serving
 from support.jwt_issuer import Issuer
+from support.ports import free_port
 from support.services import require
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -393,3 +394,25 @@ async def test_fetch_sends_its_token(run_fetch: Launcher, sqlite_url: str, tmp_p
         denied = await run_fetch.start(*args)
         code, err = await denied.finish()
         assert code == 1 and "CREDENTIALS_MISSING" in err
+
+
+async def test_fetch_falls_back_to_the_next_address(
+    run_fetch: Launcher, address: str, tmp_path: Path
+) -> None:
+    """`-server EDGE,PRIMARY`: nothing answers at the nearest address, the
+    next one serves the fetch."""
+    (tmp_path / "model.bin").write_bytes(os.urandom(100_000))
+    alias = "models/fallback/aliases/production"
+    async with RegistryClient(address) as client:
+        await client.create_model("fallback")
+        v1 = await client.create_model_version("models/fallback")
+        await client.push(v1.name, tmp_path / "model.bin", state_dir=tmp_path / "state")
+        await client.set_alias(alias, v1.name)
+    dead = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "out"
+    fetch = await run_fetch.start("-server", f"{dead},{address}", "-alias", alias, "-out", str(out))
+    code, err = await fetch.finish()
+    assert code == 0, err
+    assert [p.read_bytes() for p in out.iterdir() if p.is_file()] == [
+        (tmp_path / "model.bin").read_bytes()
+    ]

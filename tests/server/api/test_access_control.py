@@ -8,6 +8,7 @@ from google.protobuf import field_mask_pb2
 from modelregistry.v1 import (
     access_service_pb2,
     artifact_service_pb2,
+    edge_service_pb2,
     event_service_pb2,
     registry_service_pb2,
     rollout_service_pb2,
@@ -72,6 +73,7 @@ def test_every_rpc_has_a_rule_and_every_rule_an_rpc() -> None:
             rollout_service_pb2,
             event_service_pb2,
             access_service_pb2,
+            edge_service_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
         for m in service.methods

@@ -46,6 +46,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	modelregistryv1 "github.com/modelreg/modelreg/client/go/modelregistry/v1"
@@ -97,7 +99,7 @@ func main() {
 func parseFlags(args []string) (options, error) {
 	var opts options
 	fs := flag.NewFlagSet("modelreg-fetch", flag.ContinueOnError)
-	fs.StringVar(&opts.server, "server", "127.0.0.1:50051", "registry address, host:port (plaintext)")
+	fs.StringVar(&opts.server, "server", "127.0.0.1:50051", "registry address, host:port (plaintext); several, comma-separated and nearest first (the region's edge, then the primary), to fall back to the next when one is down")
 	fs.StringVar(&opts.alias, "alias", "", "alias to resolve, models/{model}/aliases/{alias}")
 	fs.StringVar(&opts.out, "out", "", "directory to download the artifact's files into")
 	fs.BoolVar(&opts.watch, "watch", false, "after the download, print the alias's events until interrupted")
@@ -128,15 +130,40 @@ func parseFlags(args []string) (options, error) {
 	return opts, nil
 }
 
+// dial connects to one address, or to the first of several that answers
+// (pick_first over the list in order, nearest first): when it goes down,
+// gRPC tries the list again from the start, so calls move to the next
+// address and back to the nearest once it is up.
+func dial(servers string) (*grpc.ClientConn, error) {
+	dialOpts := []grpc.DialOption{
+		grpc.WithInsecure(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes)),
+	}
+	var addrs []resolver.Address
+	for _, s := range strings.Split(servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			addrs = append(addrs, resolver.Address{Addr: s})
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("-server: no address")
+	}
+	if len(addrs) == 1 {
+		return grpc.Dial(addrs[0].Addr, dialOpts...)
+	}
+	r := manual.NewBuilderWithScheme("modelreg")
+	r.InitialState(resolver.State{Addresses: addrs})
+	dialOpts = append(dialOpts, grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingPolicy":"pick_first"}`))
+	return grpc.Dial(r.Scheme()+":///registry", dialOpts...)
+}
+
 func run(ctx context.Context, opts options) error {
 	if opts.token != "" {
 		// Every call below derives its context from this one.
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+opts.token)
 	}
-	conn, err := grpc.Dial(opts.server,
-		grpc.WithInsecure(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessageBytes)),
-	)
+	conn, err := dial(opts.server)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", opts.server, err)
 	}
