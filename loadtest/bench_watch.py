@@ -23,6 +23,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,6 +31,7 @@ from common import pct, run_async
 from modelregistry import RegistryClient
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
+from profiling import py_spy, top_frames
 from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
 from support.processes import CLI, CLI_MODULE, ServeProcess, running
 from support.procfs import cpu_seconds, status_kb
@@ -174,7 +176,8 @@ def watch(
         print(f"{opened}/{args.watchers} watch streams open in {time.time() - t0:.1f}s")
         idle_rss = status_kb(server.pid, "VmRSS")
         cpu0, wall0 = cpu_seconds(server.pid), time.time()
-        replies = asyncio.run(promote(target, args.promotions, args.interval))
+        with py_spy(server.pid, Path(args.py_spy), bool(args.py_spy), 250, args.native):
+            replies = asyncio.run(promote(target, args.promotions, args.interval))
         cpu = cpu_seconds(server.pid) - cpu0
         print(f"server CPU during promotions: {cpu:.1f}s over {time.time() - wall0:.1f}s")
         for _, parent in procs:
@@ -237,6 +240,9 @@ def report(
     print(f"out of order or repeated: {bad_order} watchers; incomplete: {incomplete} watchers")
     for f in failures[:5]:
         print(f"failure: {f}")
+    if args.py_spy:
+        for line in top_frames(Path(args.py_spy)) or ["no samples: is py-spy installed?"]:
+            print(line)
     ok = not bad_order and not incomplete and not failures
     if from_commit and ok:
         verdict = "PASS" if pct(from_commit, 99) < args.target_p99_ms else "MISS"
@@ -253,6 +259,10 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between promotions")
     parser.add_argument("--target-p99-ms", type=float, default=250)
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here")
+    parser.add_argument(
+        "--py-spy", default="", help="sample the server with py-spy during the promotions, here"
+    )
+    parser.add_argument("--native", action="store_true", help="py-spy: C and Cython frames too")
     parser.add_argument("--pg-host", default=PG_HOST)
     parser.add_argument("--pg-port", default=PG_PORT)
     parser.add_argument("--pg-user", default=PG_USER)

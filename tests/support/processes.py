@@ -69,8 +69,10 @@ class ServeProcess:
         command: Sequence[str] = CLI,
         own_session: bool = False,
     ) -> None:
-        """`extra` flags go last, after --listen, --data-dir, --log-level WARNING
-        and --database-url (when given: else the embedded SQLite default)."""
+        """`extra` flags go last, after --listen, --data-dir, --log-level WARNING,
+        --workers 1 (one process, whose pid is the server's; `extra` may
+        say otherwise) and --database-url (when given: else the embedded
+        SQLite default)."""
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.args = [
@@ -78,6 +80,7 @@ class ServeProcess:
             "serve",
             *("--listen", self.address, "--data-dir", str(data_dir)),
             *("--log-level", "WARNING"),
+            *("--workers", "1"),
             *(("--database-url", database_url) if database_url else ()),
             *extra,
         ]
