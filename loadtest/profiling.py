@@ -16,7 +16,12 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def py_spy(
-    pid: int | None, path: Path, enabled: bool = True, rate: int = 200, native: bool = False
+    pid: int | None,
+    path: Path,
+    enabled: bool = True,
+    rate: int = 200,
+    native: bool = False,
+    subprocesses: bool = False,
 ) -> Iterator[None]:
     """Sample process `pid` `rate` times a second with py-spy while the block
     runs, raw samples into `path`; nothing if not `enabled`, or without py-spy."""
@@ -28,6 +33,8 @@ def py_spy(
     # --native: also Cython and C frames (grpc's transport, the event loop);
     # it has to pause the process to unwind, so it costs more.
     cmd += ["--native"] if native else ["--nonblocking"]
+    if subprocesses:  # a server with --workers: its workers too
+        cmd.append("--subprocesses")
     rec = subprocess.Popen(
         [*cmd, "--output", str(path)],
         stdout=subprocess.DEVNULL,

@@ -98,10 +98,12 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
     # Calls that arrived but that the server has not taken up yet: gRPC's
-    # defaults (1,000 soft, 3,000 hard) cancel part of a burst, such as a
-    # fleet of watchers reconnecting at once after a restart.
+    # defaults (1,000 soft, 3,000 hard, cancelled after 30 s) cancel part of
+    # a burst, such as a fleet of watchers reconnecting at once after a
+    # restart, which then reconnects again and makes the burst worse.
     ("grpc.server.max_pending_requests", 20_000),
     ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ("grpc.server_max_unrequested_time_in_server", 120),
     # Room for a bearer token: an oversized one gets UNAUTHENTICATED from the
     # gate rather than a transport error.
     ("grpc.max_metadata_size", 64 * 1024),

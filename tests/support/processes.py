@@ -137,6 +137,7 @@ def running(
     database_url: str | None = None,
     command: Sequence[str] = CLI,
     own_session: bool = False,
+    within: float = 60,
 ) -> Iterator[ServeProcess]:
     """A started server, stopped afterwards. Without `data_dir` it gets a
     temporary directory (data and log), removed afterwards."""
@@ -148,7 +149,7 @@ def running(
         data_dir, *extra, database_url=database_url, command=command, own_session=own_session
     )
     try:
-        server.start()
+        server.start(within)
         yield server
     finally:
         server.stop()
