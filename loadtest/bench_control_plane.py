@@ -10,6 +10,13 @@ it on (JWTs), each measurement run on one right after the other so that the
 machine's load drifts for both alike, and the read p95s compared.
 
     .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--auth both|off|jwt]
+    .venv/bin/python loadtest/bench_control_plane.py --auth off --workers 1,2
+
+With several `--workers` values, one server per value (authentication off),
+measured back to back, plus a capacity sweep: for each read, the most
+calls/s any number of concurrent clients (`--sweep`) got at a p95 under
+`--capacity-p95-ms`, per server, and the ratio to the first. Server CPU is
+summed over a server's supervisor and workers.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from modelregistry.v1 import resources_pb2 as pb
 from profiling import py_spy, top_frames
 from support.postgres import PG_SERVER, fresh_database
 from support.processes import ServeProcess, running
-from support.procfs import cpu_seconds, status_kb
+from support.procfs import tree_cpu_seconds, tree_status_kb
 
 if TYPE_CHECKING:
     from modelregistry.v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
@@ -166,7 +173,7 @@ class Clients:
         """`calls` calls of `op` over the first `clients` channels, all started together."""
         shares = [calls // clients + (i < calls % clients) for i in range(clients)]
         seed = random.randrange(1 << 30)
-        server_cpu = cpu_seconds(self.server_pid)
+        server_cpu = tree_cpu_seconds(self.server_pid)
         for i, (conn, n) in enumerate(zip(self.conns, self.per_proc, strict=True)):
             first = sum(self.per_proc[:i])
             counts = [shares[first + j] if first + j < clients else 0 for j in range(n)]
@@ -176,7 +183,7 @@ class Clients:
         lats = [lat for p in used for lat in p[0]]
         codes = sum((p[1] for p in parts), Counter[str]())
         client_cpu = sum(p[4] for p in parts)
-        server_cpu = cpu_seconds(self.server_pid) - server_cpu
+        server_cpu = tree_cpu_seconds(self.server_pid) - server_cpu
         start, end = min(p[2] for p in used), max(p[3] for p in used)
         return lats, codes, start, end, client_cpu, server_cpu
 
@@ -277,6 +284,17 @@ def main() -> None:
         ("--top", 25, "frames to print from the profile"),
     ):
         ap.add_argument(flag, type=int, default=default, help=f"{text} (default %(default)s)")
+    ap.add_argument(
+        "--workers",
+        default="1",
+        help="the server's --workers; several (1,2) start one server each, compared",
+    )
+    ap.add_argument(
+        "--sweep",
+        default="4,8,16,32,64",
+        help="concurrent clients tried by the capacity sweep (default %(default)s)",
+    )
+    ap.add_argument("--capacity-p95-ms", type=float, default=10.0)
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument(
         "--profile", help="after measuring, profile a read pass with py-spy into this file"
@@ -296,7 +314,11 @@ def main() -> None:
     try:
         with contextlib.ExitStack() as stack:
             auths = ("off", "jwt") if ns.auth == "both" else (ns.auth,)
-            benches = [set_up(stack, auth, ns) for auth in auths]
+            counts = [int(w) for w in ns.workers.split(",")]
+            if len(counts) > 1:
+                auths = ("off",)
+                ns.clients = max(ns.clients, *(int(c) for c in ns.sweep.split(",")))
+            benches = [set_up(stack, auth, ns, w) for auth in auths for w in counts]
             # Last in, first out: a second Ctrl-C cannot cut the clean-up short.
             stack.callback(signal.signal, signal.SIGINT, signal.SIG_IGN)
             measure(benches, ns)
@@ -309,13 +331,14 @@ class Bench:
     """One server (authentication off, or on with JWTs), seeded, and its clients."""
 
     auth: str
+    workers: int
     server: ServeProcess
     clients: Clients
     seed_s: float
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def set_up(stack: contextlib.ExitStack, auth: str, ns: Any) -> Bench:
+def set_up(stack: contextlib.ExitStack, auth: str, ns: Any, workers: int = 1) -> Bench:
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelreg-bench-")))
     if ns.sqlite:
         url = f"sqlite:///{tmp / 'registry.db'}"
@@ -324,9 +347,16 @@ def set_up(stack: contextlib.ExitStack, auth: str, ns: Any) -> Bench:
     else:
         url = stack.enter_context(fresh_database(ns.pg, prefix="modelreg_bench"))
     keys = bench_auth(tmp) if auth == "jwt" else None
-    flags = keys.flags() if keys else []
-    server = stack.enter_context(running(tmp / "data", *flags, database_url=url, own_session=True))
-    print(f"auth {auth}: server pid {server.pid} on {server.address}, db {url.split('@')[-1]}")
+    flags = [*(keys.flags() if keys else []), "--workers", str(workers)]
+    server = stack.enter_context(
+        running(tmp / "data", *flags, database_url=url, own_session=True, within=180)
+    )
+    if workers > 1:
+        time.sleep(5)  # every worker ready, not only the first to answer
+    print(
+        f"auth {auth}, --workers {workers}: server pid {server.pid} on {server.address}, "
+        f"db {url.split('@')[-1]}"
+    )
     md: Metadata = ()
     if keys is not None:
         run_async(keys.grant_caller(server.address))
@@ -340,7 +370,7 @@ def set_up(stack: contextlib.ExitStack, auth: str, ns: Any) -> Bench:
     )
     clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
     stack.callback(clients.close)
-    return Bench(auth, server, clients, seed_s)
+    return Bench(auth, workers, server, clients, seed_s)
 
 
 def measure(benches: list[Bench], ns: Any) -> None:
@@ -363,14 +393,55 @@ def measure(benches: list[Bench], ns: Any) -> None:
                 bench.rows.append(summary(op, mode, bench.clients.run(op, calls, n)))
     for bench in benches:
         report(bench, ns)
-    if len(benches) == 2:
+    if len({b.workers for b in benches}) > 1:
+        capacity(benches, ns)
+    elif len(benches) == 2:
         compare(benches[0].rows, benches[1].rows, READS)
 
 
-def report(bench: Bench, ns: Any) -> None:
-    rss = status_kb(bench.server.pid, "VmHWM") / 1024
+def capacity(benches: list[Bench], ns: Any) -> None:
+    """Reads/s at a p95 under the target: each read at each concurrency of
+    the sweep on every server in turn; the best throughput that kept its p95
+    under the target, per server, and the ratio to the first server."""
+    sweep = [int(c) for c in ns.sweep.split(",")]
+    best: dict[tuple[int, str], tuple[float, int, float]] = {}
+    print(f"\n== capacity: reads/s with p95 < {ns.capacity_p95_ms:g} ms ==")
     print(
-        f"\n== auth {bench.auth}: {ns.clients} concurrent clients = {ns.clients} channels "
+        f"{'operation':<19} {'clients':>7} "
+        + " ".join(f"{'w=' + str(b.workers):>16}" for b in benches)
+    )
+    for op in READS:
+        for n in sweep:
+            cells = []
+            for bench in benches:
+                row = summary(op, f"sweep {n}", bench.clients.run(op, ns.reads, n))
+                cells.append(f"{row['throughput']:>8.0f}/s {row['p95']:>5.1f}ms")
+                if row["p95"] < ns.capacity_p95_ms and not row["non_ok"]:
+                    old = best.get((bench.workers, op))
+                    if old is None or row["throughput"] > old[0]:
+                        best[(bench.workers, op)] = (row["throughput"], n, row["p95"])
+            print(f"{op:<19} {n:>7} " + " ".join(f"{c:>16}" for c in cells))
+    base = benches[0].workers
+    for op in READS:
+        line = []
+        for bench in benches:
+            got = best.get((bench.workers, op))
+            if got is None:
+                line.append(f"--workers {bench.workers}: none under target")
+                continue
+            ratio = ""
+            ref = best.get((base, op))
+            if ref is not None and bench.workers != base:
+                ratio = f" = {got[0] / ref[0]:.2f}x"
+            line.append(f"--workers {bench.workers}: {got[0]:.0f}/s ({got[1]} clients){ratio}")
+        print(f"{op:<19} " + "; ".join(line))
+
+
+def report(bench: Bench, ns: Any) -> None:
+    rss = tree_status_kb(bench.server.pid, "VmHWM") / 1024
+    print(
+        f"\n== auth {bench.auth}, --workers {bench.workers}: "
+        f"{ns.clients} concurrent clients = {ns.clients} channels "
         f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
     )
     print_table(bench.rows)
@@ -387,6 +458,8 @@ def report(bench: Bench, ns: Any) -> None:
         out = Path(ns.json)
         if ns.auth == "both":
             out = out.with_name(f"{out.stem}-auth-{bench.auth}{out.suffix}")
+        if "," in ns.workers:
+            out = out.with_name(f"{out.stem}-workers-{bench.workers}{out.suffix}")
         out.write_text(json.dumps(doc, indent=2) + "\n")
     if ns.profile:
         profile(bench.clients, bench.server.pid, ns)

@@ -11,7 +11,12 @@ printed too. Also prints the server's peak RSS (VmHWM) and checks that
 every watcher got every promotion, in order, exactly once.
 
     .venv/bin/python loadtest/bench_watch.py --watchers 1000
-    .venv/bin/python loadtest/bench_watch.py --watchers 10000 --procs 4
+    .venv/bin/python loadtest/bench_watch.py --watchers 10000 --procs 4 --interval 1
+    .venv/bin/python loadtest/bench_watch.py --watchers 10000 --workers 1,2
+
+With several `--workers` values the server is started once per value and
+the figures are printed for each, side by side. Server CPU and memory are
+summed over the supervisor and its workers.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,9 +36,10 @@ from common import pct, run_async
 from modelregistry import RegistryClient
 from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import event_service_pb2_grpc
+from profiling import py_spy, top_frames
 from support.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
 from support.processes import CLI, CLI_MODULE, ServeProcess, running
-from support.procfs import cpu_seconds, status_kb
+from support.procfs import tree_cpu_seconds, tree_status_kb
 
 ALIAS = "models/bench/aliases/production"
 
@@ -43,6 +50,8 @@ class Received:
 
     streams: int
     opened: int
+    # Seconds from this process's first stream request until all were open.
+    open_s: float
     failures: list[str]
     events: list[list[tuple[int, int, float]]]
 
@@ -78,6 +87,8 @@ async def _client_main(
     ready = asyncio.Event()
     opened = [0, streams]
     outs: list[list[Any]] = [[] for _ in range(streams)]
+    conn.send(("go", 0))
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # every process set up
     tasks = [
         asyncio.create_task(
             _watcher(
@@ -91,10 +102,12 @@ async def _client_main(
         for i in range(streams)
     ]
     failures: list[str] = []
+    t0 = time.monotonic()
     try:
         await asyncio.wait_for(ready.wait(), 120)
     except TimeoutError:
         failures.append(f"only {opened[0]} of {streams} streams opened")
+    open_s = time.monotonic() - t0
     conn.send(("ready", opened[0]))
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # "finish": promotions are done
@@ -108,7 +121,7 @@ async def _client_main(
         failures.append(f"{len(pending)} streams did not get every event in time")
     for ch in channels:
         await ch.close(None)
-    conn.send(("result", Received(streams, opened[0], failures, outs)))
+    conn.send(("result", Received(streams, opened[0], open_s, failures, outs)))
 
 
 def client_process(
@@ -119,7 +132,8 @@ def client_process(
 
 async def promote(target: str, count: int, interval: float) -> list[float]:
     replies = []
-    async with RegistryClient(target) as client:
+    # A server busy delivering to thousands of streams answers late, not never.
+    async with RegistryClient(target, timeout=120) as client:
         for i in range(count):
             await client.set_alias(ALIAS, 1 + i % 2)
             replies.append(time.time())
@@ -135,27 +149,37 @@ async def seed(target: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    status = 0
+    for workers in [int(w) for w in str(args.workers).split(",")]:
+        print(f"--- server with --workers {workers} ---", flush=True)
+        status |= run_one(args, workers)
+    return status
+
+
+def run_one(args: argparse.Namespace, workers: int) -> int:
     pg_server = f"postgresql://{args.pg_user}@{args.pg_host}:{args.pg_port}"
     command = CLI
     if args.profile:
         command = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", CLI_MODULE]
+    flags = ("--shutdown-grace", "2", "--workers", str(workers))
     with (
         fresh_database(pg_server, prefix="modelreg_bench") as url,
-        running(None, "--shutdown-grace", "2", database_url=url, command=command) as server,
+        running(None, *flags, database_url=url, command=command, within=180) as server,
     ):
-        results, replies, base_rss, idle_rss, peak = watch(server, args)
+        time.sleep(3 if workers > 1 else 0)  # every worker ready, not just one
+        results, replies, base_rss, idle_rss, peak = watch(server, args, workers)
     return report(args, results, replies, base_rss, idle_rss, peak)
 
 
 def watch(
-    server: ServeProcess, args: argparse.Namespace
+    server: ServeProcess, args: argparse.Namespace, workers: int
 ) -> tuple[list[Received], list[float], int, int, int]:
     """Open the watchers, promote, collect what every watcher received."""
     target = server.address
     procs: list[tuple[Any, Any]] = []
     try:
         asyncio.run(seed(target))
-        base_rss = status_kb(server.pid, "VmRSS")
+        base_rss = tree_status_kb(server.pid, "VmRSS")
         ctx = mp.get_context("spawn")
         per_proc = [
             args.watchers // args.procs + (i < args.watchers % args.procs)
@@ -169,18 +193,24 @@ def watch(
             )
             p.start()
             procs.append((p, parent))
+        for _, parent in procs:
+            parent.recv()  # channels made
         t0 = time.time()
+        for _, parent in procs:
+            parent.send("open")
         opened = sum(parent.recv()[1] for _, parent in procs)
         print(f"{opened}/{args.watchers} watch streams open in {time.time() - t0:.1f}s")
-        idle_rss = status_kb(server.pid, "VmRSS")
-        cpu0, wall0 = cpu_seconds(server.pid), time.time()
-        replies = asyncio.run(promote(target, args.promotions, args.interval))
-        cpu = cpu_seconds(server.pid) - cpu0
+        idle_rss = tree_status_kb(server.pid, "VmRSS")
+        cpu0, wall0 = tree_cpu_seconds(server.pid), time.time()
+        spy = Path(args.py_spy)
+        with py_spy(server.pid, spy, bool(args.py_spy), 250, args.native, workers > 1):
+            replies = asyncio.run(promote(target, args.promotions, args.interval))
+        cpu = tree_cpu_seconds(server.pid) - cpu0
         print(f"server CPU during promotions: {cpu:.1f}s over {time.time() - wall0:.1f}s")
         for _, parent in procs:
             parent.send("finish")
         results: list[Received] = [parent.recv()[1] for _, parent in procs]
-        peak = status_kb(server.pid, "VmHWM")
+        peak = tree_status_kb(server.pid, "VmHWM")
     finally:
         for p, _ in procs:
             p.join(timeout=60)
@@ -231,12 +261,17 @@ def report(
             f"max={max(from_reply):.1f}"
         )
     print(
+        "streams open, slowest client process: "
+        f"{max((r.open_s for r in results), default=0):.1f}s\n"
         f"server RSS: start {base_rss / 1024:.0f} MB, with watchers idle "
         f"{idle_rss / 1024:.0f} MB, peak (VmHWM) {peak / 1024:.0f} MB"
     )
     print(f"out of order or repeated: {bad_order} watchers; incomplete: {incomplete} watchers")
     for f in failures[:5]:
         print(f"failure: {f}")
+    if args.py_spy:
+        for line in top_frames(Path(args.py_spy)) or ["no samples: is py-spy installed?"]:
+            print(line)
     ok = not bad_order and not incomplete and not failures
     if from_commit and ok:
         verdict = "PASS" if pct(from_commit, 99) < args.target_p99_ms else "MISS"
@@ -247,12 +282,19 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument(
+        "--workers", default="1", help="the server's --workers; several (1,2) run one after another"
+    )
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     parser.add_argument("--streams-per-channel", type=int, default=100)
     parser.add_argument("--promotions", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between promotions")
     parser.add_argument("--target-p99-ms", type=float, default=250)
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here")
+    parser.add_argument(
+        "--py-spy", default="", help="sample the server with py-spy during the promotions, here"
+    )
+    parser.add_argument("--native", action="store_true", help="py-spy: C and Cython frames too")
     parser.add_argument("--pg-host", default=PG_HOST)
     parser.add_argument("--pg-port", default=PG_PORT)
     parser.add_argument("--pg-user", default=PG_USER)

@@ -15,7 +15,14 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def py_spy(pid: int | None, path: Path, enabled: bool = True, rate: int = 200) -> Iterator[None]:
+def py_spy(
+    pid: int | None,
+    path: Path,
+    enabled: bool = True,
+    rate: int = 200,
+    native: bool = False,
+    subprocesses: bool = False,
+) -> Iterator[None]:
     """Sample process `pid` `rate` times a second with py-spy while the block
     runs, raw samples into `path`; nothing if not `enabled`, or without py-spy."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -23,8 +30,13 @@ def py_spy(pid: int | None, path: Path, enabled: bool = True, rate: int = 200) -
         yield
         return
     cmd = [spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+    # --native: also Cython and C frames (grpc's transport, the event loop);
+    # it has to pause the process to unwind, so it costs more.
+    cmd += ["--native"] if native else ["--nonblocking"]
+    if subprocesses:  # a server with --workers: its workers too
+        cmd.append("--subprocesses")
     rec = subprocess.Popen(
-        [*cmd, "--nonblocking", "--output", str(path)],
+        [*cmd, "--output", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -15,9 +15,12 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .config import DEFAULTS, FLAG, Flag, ServerConfig
+
+if TYPE_CHECKING:
+    from .worker_role import WorkerRole
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -152,6 +155,27 @@ def run_admin_restore(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    count = config.resolved_workers()
+    if count == 1:
+        return run_server(config)
+    try:
+        from . import logging_setup, workers
+    except ModuleNotFoundError:  # pragma: no cover - depends on the install
+        sys.exit(NEEDS_SERVER_EXTRA)
+    logging_setup.configure(config.log_format, config.log_level)
+    try:
+        return workers.supervise(config, count)
+    except (OSError, ValueError) as exc:
+        logging.getLogger("modelreg.server").error("cannot start", extra={"error": str(exc)})
+        return 1
+
+
+def run_server(
+    config: ServerConfig,
+    role: WorkerRole | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> int:
+    """One server process: alone, or one of several workers (`role`)."""
     try:
         from . import logging_setup, server, telemetry
     except ModuleNotFoundError:  # pragma: no cover - depends on the install
@@ -165,7 +189,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover
         run = asyncio.run
     try:
-        run(server.serve(config))
+        run(server.serve(config, role, on_started))
     except (OSError, ValueError) as exc:
         # Operator mistakes (a taken port, unreadable certificates, contradictory
         # flags) get one log line and exit status 1, not a traceback.

@@ -324,6 +324,18 @@ class ServerConfig:
             metavar="HOST:PORT",
         ),
     )
+    # Processes serving the port together (SO_REUSEPORT); 0: one per core.
+    # See workers.py for what runs once and how health and metrics add up.
+    workers: int = field(
+        default=0,
+        metadata=flag(
+            "--workers",
+            "server processes sharing the port, each with its own event loop "
+            "(default: one per core)",
+            int,
+            metavar="N",
+        ),
+    )
     log_format: str = field(default="json", metadata=flag("--log-format", choices=("json", "text")))
     log_level: str = field(default="INFO", metadata=flag("--log-level"))
     # Regional edge: follow this primary's event log and serve reads from a
@@ -452,6 +464,13 @@ class ServerConfig:
             repeat=True,
         ),
     )
+
+    def resolved_workers(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        from . import cpus
+
+        return cpus.available()
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
@@ -22,6 +23,7 @@ from modelregistry.v1 import (
 )
 
 from .config import ServerConfig
+from .duties import exclusive
 from .service.page_tokens import PageTokens, new_secret
 from .store import migrate
 from .store.sqlalchemy_store import SqlRegistryStore
@@ -62,11 +64,15 @@ async def set_health(servicer: HealthServicer, serving: bool) -> None:
         await servicer.set(service, status)
 
 
-async def _prepare(config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens) -> None:
-    """One attempt at making storage ready: schema, then shared settings."""
+async def _prepare(
+    config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens, migrate_lock: Path | None
+) -> None:
+    """One attempt at making storage ready: schema, then shared settings.
+    Workers starting together upgrade the schema one at a time."""
     engine = store.engine
     if config.migrate:
-        await migrate.upgrade(engine)
+        async with exclusive(migrate_lock):
+            await migrate.upgrade(engine)
     else:
         current = await migrate.current_revision(engine)
         if current != migrate.head_revision():
@@ -75,7 +81,7 @@ async def _prepare(config: ServerConfig, store: SqlRegistryStore, tokens: PageTo
 
 
 async def _prepare_until_ready(
-    config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens
+    config: ServerConfig, store: SqlRegistryStore, tokens: PageTokens, migrate_lock: Path | None
 ) -> None:
     """Retry `_prepare` with capped backoff: the database may still be starting,
     or waiting for an operator to run `modelreg db upgrade`. Each distinct
@@ -84,7 +90,7 @@ async def _prepare_until_ready(
     last = ""
     while True:
         try:
-            await _prepare(config, store, tokens)
+            await _prepare(config, store, tokens, migrate_lock)
             return
         except SchemaOutOfDate as exc:
             problem = f"schema:{exc.args[0]}"
@@ -120,9 +126,10 @@ async def prepare_and_watch(
     health: HealthServicer,
     ready: asyncio.Event,
     port: int,
+    migrate_lock: Path | None = None,
 ) -> None:
     """Become ready once storage is, then keep health in step with the database."""
-    await _prepare_until_ready(config, store, tokens)
+    await _prepare_until_ready(config, store, tokens, migrate_lock)
     ready.set()
     await set_health(health, True)
     log.info("ready", extra={"port": port})

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import access_setup, consistency_setup
 from .access_setup import AccessParts
 from .allocator import map_large_blocks
-from .api import reflection
+from .api import event_servicer, reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.consistency import AppliedRevision, ConsistencyInterceptor, RevisionWaitInterceptor
 from .api.edge_servicer import EdgeServicer
@@ -53,10 +53,12 @@ from .domain.quotas import UploadLimits
 from .edge import setup as edge_setup
 from .edge.read_model_sql import SqlReadModel
 from .edge.warm_states import SqlWarmStates, WarmStates
+from .duties import DutyLock, as_duty
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
 from .events.nats_relay import NatsRelay, relay_settings
+from .events.peer_wake import PeerWake
 from .events.watch_hub import WatchHub
 from .events.watcher import WatchSettings
 from .observability import exporter as metrics_exporter
@@ -88,6 +90,7 @@ from .store.read_routing import ReadRouter
 from .store.relay_cursors import SqlRelayCursors
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
+from .worker_role import WorkerRole
 
 log = logging.getLogger("modelreg.server")
 
@@ -105,11 +108,20 @@ REFLECTED_SERVICES = (
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # One process per port, unless workers share it (see workers.py): a
+    # port already taken then fails start-up instead of being shared.
     ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.http2.lookahead_bytes", 8 * 1024 * 1024),
+    # Calls that arrived but that the server has not taken up yet: gRPC's
+    # defaults (1,000 soft, 3,000 hard, cancelled after 30 s) cancel part of
+    # a burst, such as a fleet of watchers reconnecting at once after a
+    # restart, which then reconnects again and makes the burst worse.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    ("grpc.server_max_unrequested_time_in_server", 120),
     # Room for a bearer token: an oversized one gets UNAUTHENTICATED from the
     # gate rather than a transport error.
     ("grpc.max_metadata_size", 64 * 1024),
@@ -129,12 +141,15 @@ class Running:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     hub: WatchHub | None = None
     edge: edge_setup.EdgeParts | None = None
+    peers: PeerWake | None = None
 
     async def stop(self, grace: float | None) -> None:
         await self.health.enter_graceful_shutdown()
         if self.hub is not None:  # watch streams never end by themselves
             self.hub.close()
         await self.server.stop(grace)
+        if self.peers is not None:
+            self.peers.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -157,6 +172,13 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def check(config: ServerConfig) -> None:
+    """Raise ValueError for settings that cannot start (access, TLS files),
+    before anything is bound or opened."""
+    access_setup.check(access_setup.settings_from(config))
+    _credentials(config)
 
 
 async def _when_ready(ready: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
@@ -200,6 +222,9 @@ class Parts:
     reads: ReadRouter | None = None
     # Set when the server is a regional edge (`--upstream`).
     edge: edge_setup.EdgeParts | None = None
+    # Set when this process is one of several workers (see workers.py).
+    role: WorkerRole | None = None
+    peers: PeerWake | None = None
 
     async def close(self) -> None:
         if self.edge is not None:
@@ -208,9 +233,10 @@ class Parts:
         await self.store.close()
 
 
-async def build(config: ServerConfig) -> Parts:
+async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
     """Storage, services and the gRPC server with every servicer, wired
-    together; nothing is bound or started yet."""
+    together; nothing is bound or started yet. With a `role`, this process
+    is one of several workers sharing the port."""
     access_settings = access_setup.settings_from(config)
     access_setup.check(access_settings)
     relay_config = relay_settings(config)
@@ -281,11 +307,20 @@ async def build(config: ServerConfig) -> Parts:
         if relay is not None:
             writer.on_commit(relay.wake)
         writer.on_models_committed(cache.invalidate)
+    peers = None
+    if role is not None:
+        # Siblings' hubs (and through them their read caches) hear of local
+        # commits at once, not at their next poll.
+        peers = PeerWake(role.peers, role.index, hub.notify)
+        for writer in (store, uploads, events):
+            writer.on_commit(peers.notify)
     hub.add_listener(
         lambda batch: cache.clear() if batch is None else cache.invalidate({e.model for e in batch})
     )
     access = access_setup.build(access_settings, engine, tokens)
     access.store.on_commit(hub.notify)
+    if peers is not None:
+        access.store.on_commit(peers.notify)
     if relay is not None:
         access.store.on_commit(relay.wake)
     # Policy changes and revoked tokens, from any replica, drop access caches.
@@ -318,6 +353,7 @@ async def build(config: ServerConfig) -> Parts:
         ArtifactServicer(artifacts, collector),
         RolloutServicer(Rollouts(store, tokens), None if edge is not None else warm),
         EventServicer(Events(events, hub, tokens)),
+        reuse_port=role is not None,
     )
     edge_service_pb2_grpc.add_EdgeServiceServicer_to_server(EdgeServicer(warm), server)
     return Parts(
@@ -340,6 +376,8 @@ async def build(config: ServerConfig) -> Parts:
         applied=applied,
         reads=reads,
         edge=edge,
+        role=role,
+        peers=peers,
     )
 
 
@@ -361,10 +399,14 @@ def _grpc_server(
     artifacts: ArtifactServicer,
     rollouts: RolloutServicer,
     events: EventServicer,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     """The gRPC server with every service, health and reflection; RPCs are
     refused until `ready` is set, and pass `first`, the access gate, then
     the `inner` interceptors."""
+    options = SERVER_OPTIONS
+    if reuse_port:
+        options = [(k, 1 if k == "grpc.so_reuseport" else v) for k, v in SERVER_OPTIONS]
     server = grpc.aio.server(
         interceptors=[
             RpcMetricsInterceptor(),
@@ -372,13 +414,13 @@ def _grpc_server(
             RequestInterceptor(ready.is_set, access.gate),
             *inner,
         ],
-        options=SERVER_OPTIONS,
+        options=options,
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
     artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(artifacts, server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(rollouts, server)
-    event_service_pb2_grpc.add_EventServiceServicer_to_server(events, server)
+    event_servicer.add_to_server(events, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable(REFLECTED_SERVICES, server)
     return server
@@ -401,41 +443,62 @@ def bind(server: grpc.aio.Server, listen: str, creds: grpc.ServerCredentials | N
 def start_background(config: ServerConfig, parts: Parts, running: Running) -> None:
     """The work that runs beside the RPCs: readiness and health, upload
     expiry, the watch hub, and (if configured) the queue relay and event
-    compaction. All but the first wait for the schema."""
-    ready, tasks = parts.ready, running.tasks
+    compaction. All but the first wait for the schema. Upload expiry, the
+    relay, compaction and checkpoints run in one worker only (duties.py)."""
+    ready, tasks, role = parts.ready, running.tasks, parts.role
+    duty = DutyLock(role.duties_lock if role is not None else None)
     readiness = prepare_and_watch(
-        config, parts.store, parts.tokens, parts.health, ready, running.port
+        config,
+        parts.store,
+        parts.tokens,
+        parts.health,
+        ready,
+        running.port,
+        role.migrate_lock if role is not None else None,
     )
     tasks.append(asyncio.create_task(readiness))
-    tasks.append(asyncio.create_task(_when_ready(ready, parts.artifacts.reclaim_forever)))
+    reclaim = as_duty(duty, lambda: _when_ready(ready, parts.artifacts.reclaim_forever))
+    tasks.append(asyncio.create_task(reclaim))
     if config.gc_interval_s > 0 and parts.edge is None:
         collect = partial(parts.collector.collect_forever, config.gc_interval_s)
-        tasks.append(asyncio.create_task(_when_ready(ready, collect), name="gc"))
+        tasks.append(
+            asyncio.create_task(as_duty(duty, lambda: _when_ready(ready, collect)), name="gc")
+        )
     tasks.append(asyncio.create_task(parts.access.preload()))
     if isinstance(parts.blobs, EncryptedBlobStore):
         tasks.append(asyncio.create_task(log_census(parts.blobs), name="key-census"))
+    if parts.peers is not None:
+        parts.peers.start()
     if parts.relay is not None:
-        tasks.append(asyncio.create_task(_when_ready(ready, parts.relay.run), name="nats-relay"))
+        relay_run = parts.relay.run
+        relay = as_duty(duty, lambda: _when_ready(ready, relay_run))
+        tasks.append(asyncio.create_task(relay, name="nats-relay"))
     if parts.reads is not None:
         tasks.append(asyncio.create_task(_when_ready(ready, parts.reads.run), name="read-replicas"))
     if parts.edge is not None:
-        follow = parts.edge.follower.run
-        tasks.append(asyncio.create_task(_when_ready(ready, follow), name="edge-follower"))
-        warm = parts.edge.warmer.run
-        tasks.append(asyncio.create_task(_when_ready(ready, warm), name="edge-warmer"))
+        # One worker copies the primary's log and warms the blobs; the
+        # others see the copied events through their watch hubs.
+        follow, warm = parts.edge.follower.run, parts.edge.warmer.run
+        follower = as_duty(duty, lambda: _when_ready(ready, follow))
+        tasks.append(asyncio.create_task(follower, name="edge-follower"))
+        warmer = as_duty(duty, lambda: _when_ready(ready, warm))
+        tasks.append(asyncio.create_task(warmer, name="edge-warmer"))
     else:
         tasks.append(asyncio.create_task(_when_ready(ready, _seed(parts))))
     if config.event_retention_s > 0:
-        tasks.append(
-            asyncio.create_task(compact_forever(parts.events, config.event_retention_s, ready))
+        compact = as_duty(
+            duty, lambda: compact_forever(parts.events, config.event_retention_s, ready)
         )
+        tasks.append(asyncio.create_task(compact))
     if parts.signer is not None:
         log.info(
             "signing checkpoints of the event log",
             extra={"key_id": parts.signer.key_id, "interval_s": config.checkpoint_interval_s},
         )
-        checkpoints = checkpoint_forever(
-            parts.events, parts.signer, config.checkpoint_interval_s, ready
+        signer = parts.signer
+        checkpoints = as_duty(
+            duty,
+            lambda: checkpoint_forever(parts.events, signer, config.checkpoint_interval_s, ready),
         )
         tasks.append(asyncio.create_task(checkpoints, name="checkpoints"))
     pg_url = config.resolved_database_url() if parts.engine.dialect.name == "postgresql" else None
@@ -454,11 +517,11 @@ def _seed(parts: Parts) -> Callable[[], Awaitable[None]]:
     return seed
 
 
-async def start(config: ServerConfig) -> Running:
+async def start(config: ServerConfig, role: WorkerRole | None = None) -> Running:
     """Bind the port and start serving; health is NOT_SERVING until the
     database answers and the schema is current."""
     creds = _credentials(config)
-    parts = await build(config)
+    parts = await build(config, role)
     try:
         port = bind(parts.server, config.listen, creds)
     except OSError:
@@ -477,6 +540,7 @@ async def start(config: ServerConfig) -> Running:
         ready=parts.ready,
         hub=parts.hub,
         edge=parts.edge,
+        peers=parts.peers,
     )
     running.tasks.extend(exporter_tasks)
     start_background(config, parts, running)
@@ -487,21 +551,29 @@ async def start(config: ServerConfig) -> Running:
             "port": port,
             "tls": creds is not None,
             "auth": config.auth,
+            **({"worker": role.index} if role is not None else {}),
         },
     )
     return running
 
 
-async def serve(config: ServerConfig) -> None:
+async def serve(
+    config: ServerConfig,
+    role: WorkerRole | None = None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT, then drain: health turns NOT_SERVING, new
-    RPCs are refused, in-flight ones get `shutdown_grace` seconds to finish."""
+    RPCs are refused, in-flight ones get `shutdown_grace` seconds to finish.
+    `on_started` is called once the port is bound."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     map_large_blocks()
     os.umask(0o077)  # whatever else this process creates is owner-only too
-    running = await start(config)
+    running = await start(config, role)
+    if on_started is not None:
+        on_started()
     # Start-up objects (modules, schema, stubs) live as long as the process:
     # keep them out of every collection. Thousands of watch streams make
     # collections frequent; each then scans only what is actually new.

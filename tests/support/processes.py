@@ -69,8 +69,10 @@ class ServeProcess:
         command: Sequence[str] = CLI,
         own_session: bool = False,
     ) -> None:
-        """`extra` flags go last, after --listen, --data-dir, --log-level WARNING
-        and --database-url (when given: else the embedded SQLite default)."""
+        """`extra` flags go last, after --listen, --data-dir, --log-level WARNING,
+        --workers 1 (one process, whose pid is the server's; `extra` may
+        say otherwise) and --database-url (when given: else the embedded
+        SQLite default)."""
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.args = [
@@ -78,6 +80,7 @@ class ServeProcess:
             "serve",
             *("--listen", self.address, "--data-dir", str(data_dir)),
             *("--log-level", "WARNING"),
+            *("--workers", "1"),
             *(("--database-url", database_url) if database_url else ()),
             *extra,
         ]
@@ -134,6 +137,7 @@ def running(
     database_url: str | None = None,
     command: Sequence[str] = CLI,
     own_session: bool = False,
+    within: float = 60,
 ) -> Iterator[ServeProcess]:
     """A started server, stopped afterwards. Without `data_dir` it gets a
     temporary directory (data and log), removed afterwards."""
@@ -145,7 +149,7 @@ def running(
         data_dir, *extra, database_url=database_url, command=command, own_session=own_session
     )
     try:
-        server.start()
+        server.start(within)
         yield server
     finally:
         server.stop()

@@ -3,6 +3,7 @@ benchmarks' figures and the tests' memory bounds (Linux only)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -21,3 +22,25 @@ def status_kb(pid: int, key: str) -> int:
         if name == key:
             return int(rest.split()[0])
     return 0
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a server with --workers: supervisor and workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # exited meanwhile
+                todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its live descendants."""
+    return sum(cpu_seconds(p) for p in process_tree(pid) if Path(f"/proc/{p}").exists())
+
+
+def tree_status_kb(pid: int, key: str) -> int:
+    """A /proc/<pid>/status kB figure summed over `pid` and its descendants."""
+    return sum(status_kb(p, key) for p in process_tree(pid) if Path(f"/proc/{p}").exists())

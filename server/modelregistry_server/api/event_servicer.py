@@ -1,4 +1,10 @@
-"""EventService over gRPC: parse the request, call the use case, convert the result."""
+"""EventService over gRPC: parse the request, call the use case, convert the result.
+
+Watch answers with bytes already serialized: a live batch goes out to every
+stream whose filter it matched, so its messages are built and serialized
+once per hub read and filter, and each stream sends the same bytes (its
+method handler passes bytes through instead of serializing per stream).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
+import grpc
 from google.protobuf import timestamp_pb2
 from modelregistry.v1 import event_service_pb2 as rpc
 from modelregistry.v1 import event_service_pb2_grpc as rpc_grpc
@@ -18,6 +25,7 @@ from .convert import timestamp, timestamp_us
 from .paging import fit, split
 
 Ctx = Any  # grpc.aio.ServicerContext
+SERVICE = "modelregistry.v1.EventService"
 
 
 @lru_cache(maxsize=4096)
@@ -51,11 +59,20 @@ def _responses(batch: Batch) -> tuple[rpc.WatchResponse, ...]:
     )
 
 
-@lru_cache(maxsize=64)
-def _shared_responses(batch: Batch) -> tuple[rpc.WatchResponse, ...]:
-    """One set of messages per hub read and filter, sent to every watcher of
-    it (batches hash by identity, so this costs a dict lookup)."""
-    return _responses(batch)
+def _encoded(batch: Batch) -> tuple[bytes, ...]:
+    return tuple(r.SerializeToString() for r in _responses(batch))
+
+
+@lru_cache(maxsize=256)
+def _shared_encoded(batch: Batch) -> tuple[bytes, ...]:
+    """One set of serialized messages per hub read and filter, sent to every
+    watcher of it (batches hash by identity, so this costs a dict lookup)."""
+    return _encoded(batch)
+
+
+def _passthrough(response: bytes | rpc.WatchResponse) -> bytes:
+    """Watch's response serializer: its responses are serialized already."""
+    return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 def _us(ts: timestamp_pb2.Timestamp, present: bool, field: str) -> int:
@@ -85,10 +102,30 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         events, token = fit(page.events, event_to_pb)
         return rpc.ListEventsResponse(events=events, next_page_token=token, revision=page.revision)
 
-    async def Watch(
+    async def Watch(  # type: ignore[override]  # bytes: see add_to_server
         self, request: rpc.WatchRequest, context: Ctx
-    ) -> AsyncIterator[rpc.WatchResponse]:
+    ) -> AsyncIterator[bytes]:
+        """Serialized WatchResponse messages (see `add_to_server`)."""
         stream = self._events.watch(_filter(request), request.start_revision)
         async for batch in stream:
-            for response in _shared_responses(batch) if batch.shared else _responses(batch):
+            for response in _shared_encoded(batch) if batch.shared else _encoded(batch):
                 yield response
+
+
+def add_to_server(servicer: EventServicer, server: grpc.aio.Server) -> None:
+    """Like the generated `add_EventServiceServicer_to_server`, except that
+    Watch's responses pass through as the bytes the servicer made."""
+    handlers = {
+        "ListEvents": grpc.unary_unary_rpc_method_handler(
+            servicer.ListEvents,
+            request_deserializer=rpc.ListEventsRequest.FromString,
+            response_serializer=rpc.ListEventsResponse.SerializeToString,
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=rpc.WatchRequest.FromString,
+            response_serializer=_passthrough,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)  # type: ignore[attr-defined]

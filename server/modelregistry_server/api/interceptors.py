@@ -138,7 +138,10 @@ MAX_RESPONSE_BYTES = MAX_MESSAGE_BYTES
 
 
 def _sendable(response: Any) -> Any:
-    size = response.ByteSize() if hasattr(response, "ByteSize") else 0
+    if isinstance(response, bytes):  # serialized already (Watch)
+        size = len(response)
+    else:
+        size = response.ByteSize() if hasattr(response, "ByteSize") else 0
     if size > MAX_RESPONSE_BYTES:
         raise ResourceExhausted(
             ErrorReason.RESPONSE_TOO_LARGE,
