@@ -27,7 +27,6 @@ from modelregistry.v1 import (
     artifact_service_pb2_grpc,
     edge_service_pb2,
     edge_service_pb2_grpc,
-    event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
 )
@@ -50,10 +49,10 @@ from .blobs.encryption.encrypted_store import EncryptedBlobStore
 from .blobs.encryption.rewrap import log_census
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .domain.quotas import UploadLimits
+from .duties import DutyLock, as_duty
 from .edge import setup as edge_setup
 from .edge.read_model_sql import SqlReadModel
 from .edge.warm_states import SqlWarmStates, WarmStates
-from .duties import DutyLock, as_duty
 from .events import pg_listener
 from .events.checkpoints import CheckpointSigner, checkpoint_forever
 from .events.compactor import compact_forever
