@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from .core import Connection, Core, core_of
-from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownloader, data_loss
+from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownload, BlobDownloader, data_loss
 from .errors import DataLossError, FailedPreconditionError
 from .manifest import (
     MEDIA_TYPE,
@@ -37,6 +37,7 @@ from .manifest import (
     sha256_file,
     target_path,
 )
+from .ranged_downloads import MAX_STREAMS, auto_streams, ranged_to_file
 from .upload_state import UploadStateStore
 from .uploads import DEFAULT_CHUNK_BYTES, BlobUploader
 from .v1 import artifact_service_pb2 as apb
@@ -243,6 +244,7 @@ async def pull(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_DOWNLOAD_CHUNK,
     shared_files: Path | None = None,
+    streams: int | None = None,
 ) -> PullResult:
     """Download an artifact's files into `dest_dir`, verified, resumably.
 
@@ -258,10 +260,15 @@ async def pull(
     (and verified) instead of downloaded, and each downloaded file is linked
     into it, so two artifacts with a file in common hold its bytes once on
     disk. The files are then shared: a reader must not modify them in place.
+
+    `streams` is how many ranged Download streams fetch each file at once
+    (None or 0: chosen by its size, one per 128 MiB up to 4).
     """
+    if streams is not None and not 0 <= streams <= MAX_STREAMS:
+        raise ValueError(f"streams must be 0 to {MAX_STREAMS}")
     core = core_of(conn)
     dest = Path(dest_dir)
-    downloader = BlobDownloader(core.stubs.artifacts, chunk_size=chunk_size)
+    downloader = BlobDownloader(core.stubs.artifacts, chunk_size=chunk_size, channel=core.channel())
     if is_digest(target):
         size = await _blob_size(core, target)
         manifest = Manifest((ManifestFile(target.removeprefix("sha256:"), size, target),))
@@ -286,7 +293,10 @@ async def pull(
         if await asyncio.to_thread(_in_place, final, entry):
             cached += entry.size_bytes
         else:
-            got, had = await _fetch_file(downloader, dest, final, entry, meter.blob(entry.path))
+            n = streams or auto_streams(entry.size_bytes)
+            got, had = await _fetch_file(
+                downloader, dest, final, entry, meter.blob(entry.path), streams=n
+            )
             received += got
             resumed += had
         if shared_files is not None:
@@ -314,17 +324,27 @@ async def _fetch_file(
     final: Path,
     entry: ManifestFile,
     on_offset: Callable[[int], None],
+    streams: int = 1,
 ) -> tuple[int, int]:
-    """Download one file and rename it into place; (bytes received, bytes resumed)."""
+    """Download one file (over `streams` ranged streams) and rename it into
+    place; (bytes received, bytes resumed)."""
     partial = dest / PARTIAL_DIR / entry.hex
+
+    async def fetch() -> BlobDownload:
+        if streams > 1:
+            return await ranged_to_file(
+                downloader, entry.digest, entry.size_bytes, partial, streams, on_offset
+            )
+        return await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+
     try:
-        done = await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+        done = await fetch()
     except DataLossError as err:
         if err.reason != ErrorReason.DIGEST_MISMATCH:
             raise
         # A partial file left by an earlier run held wrong bytes (it was
         # deleted): fetch the whole file once more; a second mismatch is real.
-        done = await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+        done = await fetch()
     await asyncio.to_thread(_publish, partial, final)
     return done.bytes_received, done.resumed_from
 

@@ -23,7 +23,6 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
 from modelregistry.v1 import (
     access_service_pb2_grpc,
-    artifact_service_pb2_grpc,
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
@@ -35,6 +34,7 @@ from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import reflection
 from .api.artifact_servicer import ArtifactServicer
+from .api.artifact_servicer import add_to_server as add_artifact_service
 from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
@@ -284,7 +284,7 @@ def _grpc_server(
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
-    artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(artifacts, server)
+    add_artifact_service(artifacts, server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(rollouts, server)
     event_service_pb2_grpc.add_EventServiceServicer_to_server(events, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
