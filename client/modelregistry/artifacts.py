@@ -262,7 +262,7 @@ async def pull(
     disk. The files are then shared: a reader must not modify them in place.
 
     `streams` is how many ranged Download streams fetch each file at once
-    (None or 0: chosen by its size, one per 128 MiB up to 4).
+    (None or 0: chosen by its size and the cores, see `auto_streams`).
     """
     if streams is not None and not 0 <= streams <= MAX_STREAMS:
         raise ValueError(f"streams must be 0 to {MAX_STREAMS}")

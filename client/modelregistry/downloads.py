@@ -153,12 +153,10 @@ class _FileSink:
         self.received = self.pos
 
     def _write(self, batch: list[Piece]) -> None:
-        blocks: list[bytes] = []
+        # Each chunk is checked, hashed and written while it is in the CPU's cache.
         for offset, data, crc in batch:
             block = data if isinstance(data, bytes) else bytes(data)
             if int(google_crc32c.value(block)) != crc:
-                # What came before it is good: keep it, so a retry resumes here.
-                self._append(blocks)
                 raise data_loss(
                     ErrorReason.CHECKSUM_MISMATCH,
                     f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
@@ -166,26 +164,11 @@ class _FileSink:
                 )
             if self.hasher is not None:
                 self.hasher.update(block)
-            blocks.append(block)
-        self._append(blocks)
-
-    def _append(self, blocks: list[bytes]) -> None:
-        size = sum(len(b) for b in blocks)
-        pwrite_all(self.fd, blocks, self.pos)
-        self.pos += size
-
-
-def pwrite_all(fd: int, blocks: list[bytes], pos: int) -> None:
-    """Write `blocks` back to back from `pos`, with as few system calls as it takes."""
-    pending = [memoryview(b) for b in blocks if b]
-    while pending:
-        n = os.pwritev(fd, pending[:1024], pos)
-        pos += n
-        while pending and n >= len(pending[0]):
-            n -= len(pending[0])
-            pending.pop(0)
-        if n:
-            pending[0] = pending[0][n:]
+            view = memoryview(block)
+            written = 0
+            while written < len(block):
+                written += os.pwrite(self.fd, view[written:], self.pos + written)
+            self.pos += len(block)
 
 
 PREFIX_SUFFIX = ".prefix"

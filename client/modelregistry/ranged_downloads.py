@@ -44,10 +44,15 @@ DEFAULT_MAX_STREAMS = 4
 NOTE_EVERY_BYTES = 64 * MIB
 
 
-def auto_streams(size: int, limit: int = DEFAULT_MAX_STREAMS) -> int:
+def auto_streams(size: int, limit: int = DEFAULT_MAX_STREAMS, cores: int | None = None) -> int:
     """How many ranged streams suit a blob of `size` bytes: one per
-    MIN_RANGE_BYTES, at least one and at most `limit`."""
-    return max(1, min(limit, size // MIN_RANGE_BYTES))
+    MIN_RANGE_BYTES, at most `limit`, and at most one per two cores. Every
+    stream costs CPU on both sides (and the hash reads the file back), so
+    on a machine with two cores or fewer, where client and server already
+    use them all, one stream is the fastest (measured by
+    loadtest/bench_oci_registry.py)."""
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, min(limit, size // MIN_RANGE_BYTES, cores // 2))
 
 
 class _Ranges:
