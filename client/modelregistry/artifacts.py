@@ -101,25 +101,27 @@ async def _blob_size(core: Core, digest: str) -> int:
 
 
 class _Meter:
-    """Turns per-blob offsets into the (done, total, file) the caller's callback wants."""
+    """Turns per-blob offsets into the (done, total, file) the caller's
+    callback wants, with several blobs moving at once."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
         self.total, self.progress = total, progress
-        self.base = 0
+        self.base = 0  # bytes of the blobs done
+        self._moving: dict[str, int] = {}  # offsets of the blobs in flight
 
     def blob(self, name: str) -> Callable[[int], None]:
-        base = self.base
-
         def report(offset: int) -> None:
+            self._moving[name] = offset
             if self.progress is not None:
-                self.progress(base + offset, self.total, name)
+                self.progress(self.base + sum(self._moving.values()), self.total, name)
 
         return report
 
     def done(self, size: int, name: str) -> None:
+        self._moving.pop(name, None)
         self.base += size
         if self.progress is not None:
-            self.progress(self.base, self.total, name)
+            self.progress(self.base + sum(self._moving.values()), self.total, name)
 
 
 async def push_files(
@@ -129,8 +131,15 @@ async def push_files(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK_BYTES,
     state_dir: str | os.PathLike[str] | None = None,
+    streams: int | None = None,
 ) -> PushResult:
-    """Like `push`, with the transfer figures (sent, skipped, resumed bytes)."""
+    """Like `push`, with the transfer figures (sent, skipped, resumed bytes).
+
+    `streams` files are uploaded at once (None or 0: up to 4, one per two
+    cores; a single file always goes over one stream, as the protocol
+    appends each upload in order)."""
+    if streams is not None and not 0 <= streams <= MAX_STREAMS:
+        raise ValueError(f"streams must be 0 to {MAX_STREAMS}")
     core = core_of(conn)
     current = await _get_version(core, version_name)  # fail before hashing GBs
     files = await asyncio.to_thread(local_files, Path(path))
@@ -158,17 +167,30 @@ async def push_files(
         target=core.target,
         states=states,
         chunk_size=chunk_size,
+        channel=core.channel(),
     )
     sent = skipped = resumed = 0
-    for entry, local in locals_by_digest.values():
-        done = await uploader.upload(
-            local, entry.digest, entry.size_bytes, on_offset=meter.blob(entry.path)
-        )
+    slots = asyncio.Semaphore(streams or auto_streams(1 << 62))
+
+    async def upload(entry: ManifestFile, local: Path) -> None:
+        nonlocal sent, skipped, resumed
+        async with slots:
+            done = await uploader.upload(
+                local, entry.digest, entry.size_bytes, on_offset=meter.blob(entry.path)
+            )
         sent += done.bytes_sent
         resumed += done.resumed_from
         if done.already_existed:
             skipped += entry.size_bytes
         meter.done(entry.size_bytes, entry.path)
+
+    tasks = [asyncio.ensure_future(upload(e, local)) for e, local in locals_by_digest.values()]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     try:
         published = await uploader.upload(
             body, manifest_digest, len(body), version=version_name, media_type=MEDIA_TYPE

@@ -73,3 +73,27 @@ def test_stream_count_follows_size_and_cores() -> None:
     assert auto_streams(3 * MIN_RANGE_BYTES, cores=16) == 3
     assert auto_streams(100 * MIN_RANGE_BYTES, cores=16) == 4
     assert auto_streams(100 * MIN_RANGE_BYTES, cores=2) == 1
+
+
+async def test_push_uploads_several_files_at_once(client: RegistryClient, tmp_path: Path) -> None:
+    files = {f"part-{i}.bin": os.urandom(300_000 + i) for i in range(5)}
+    (tmp_path / "model").mkdir()
+    for path, data in files.items():
+        (tmp_path / "model" / path).write_bytes(data)
+    await client.create_model("many")
+    name = (await client.create_model_version("models/many")).name
+    seen: list[tuple[int, int]] = []
+    result = await push_files(
+        client,
+        name,
+        tmp_path / "model",
+        progress=lambda done, total, _: seen.append((done, total)),
+        state_dir=tmp_path / "state",
+        streams=3,
+    )
+    total = sum(len(d) for d in files.values())
+    assert result.bytes_sent == result.total_bytes == total
+    assert seen[-1] == (total, total)
+    assert all(done <= total for done, _ in seen)
+    await pull(client, name, tmp_path / "out", streams=2)
+    assert {p: (tmp_path / "out" / p).read_bytes() for p in files} == files
