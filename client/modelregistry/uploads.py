@@ -84,6 +84,8 @@ def _retryable(err: RegistryError) -> bool:
         or err.reason == ErrorReason.TOO_MANY_TRANSFERS
         # The server has not yet seen the old stream end.
         or err.reason == ErrorReason.UPLOAD_IN_PROGRESS
+        # This side went quiet too long (a stalled disk): the server kept what it got.
+        or err.reason == ErrorReason.UPLOAD_IDLE
         # Corrupted in transit: resend from the disk.
         or err.reason == ErrorReason.CHECKSUM_MISMATCH
     )

@@ -208,7 +208,13 @@ async def build(config: ServerConfig) -> Parts:
         )
     )
     artifacts = Artifacts(
-        store, uploads, blobs, ArtifactSettings(upload_ttl_s=config.upload_ttl_s), limits
+        store,
+        uploads,
+        blobs,
+        ArtifactSettings(
+            upload_ttl_s=config.upload_ttl_s, idle_timeout_s=config.upload_idle_timeout_s
+        ),
+        limits,
     )
     hub = WatchHub(
         events,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -81,7 +82,14 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             yield apb.UploadResponse(started=started)
             # No reference to a request outlives its handling: a client that
             # goes quiet must not pin its last (up to 4 MiB) chunk here.
-            while (request := await anext(requests, None)) is not None:
+            idle_s = self._artifacts.idle_timeout_s
+            while True:
+                try:
+                    request = await asyncio.wait_for(anext(requests, None), idle_s)
+                except TimeoutError:
+                    raise await self._artifacts.idle(session) from None
+                if request is None:
+                    break
                 if isinstance(request, WireChunk):
                     offset, view, crc = request.offset, request.data, request.crc32c
                     del request

@@ -47,6 +47,8 @@ class ArtifactSettings:
     flush_bytes: int = 64 * 1024 * 1024
     # ...or this often, whichever comes first.
     flush_interval_s: float = 1.0
+    # An upload stream that sends nothing for this long is ended (0: never).
+    idle_timeout_s: float = DEFAULTS.upload_idle_timeout_s
 
 
 @dataclass
@@ -232,6 +234,25 @@ class Artifacts:
     async def pause(self, session: UploadSession) -> int:
         """The client ended the stream without finishing: keep what it sent."""
         return await self._flush(session)
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """How long an upload stream may send nothing (None: no limit)."""
+        return self._settings.idle_timeout_s or None
+
+    async def idle(self, session: UploadSession) -> errors.Aborted:
+        """The stream went quiet for the idle timeout: keep what it sent and
+        say where to resume."""
+        committed = await self._flush(session)
+        return errors.Aborted(
+            ErrorReason.UPLOAD_IDLE,
+            f"the upload stream sent nothing for {self._settings.idle_timeout_s:g} s and was "
+            f"ended; resume from {committed} with a new stream",
+            {
+                ErrorMetadataKey.UPLOAD_ID: session.record.upload_id,
+                ErrorMetadataKey.COMMITTED_OFFSET: str(committed),
+            },
+        )
 
     async def finish(self, session: UploadSession, digest: str) -> Published:
         """Verify and publish. The failures leave the upload as documented:
