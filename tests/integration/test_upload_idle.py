@@ -47,6 +47,7 @@ async def test_quiet_upload_is_ended_and_resumes(tmp_path: Path) -> None:
 
         call = stub.Upload(stalls())
         started = await call.read()
+        assert isinstance(started, apb.UploadResponse)
         upload_id = started.started.upload_id
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             while True:
