@@ -96,10 +96,11 @@ def register_db(sub: Subparsers) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     try:
-        from . import logging_setup, server, telemetry
+        from . import logging_setup, memory, server, telemetry
     except ModuleNotFoundError:  # pragma: no cover - depends on the install
         sys.exit(NEEDS_SERVER_EXTRA)
     logging_setup.configure(config.log_format, config.log_level)
+    memory.return_large_buffers()
     telemetry.configure(config.telemetry)
     try:
         import uvloop

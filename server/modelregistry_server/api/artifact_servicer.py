@@ -82,12 +82,22 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             yield apb.UploadResponse(started=started)
             # No reference to a request outlives its handling: a client that
             # goes quiet must not pin its last (up to 4 MiB) chunk here.
-            idle_s = self._artifacts.idle_timeout_s
             while True:
+                pending = asyncio.ensure_future(anext(requests, None))
                 try:
-                    request = await asyncio.wait_for(anext(requests, None), idle_s)
-                except TimeoutError:
-                    raise await self._artifacts.idle(session) from None
+                    if session.received > session.committed:
+                        # Quiet with bytes buffered: make them durable and say
+                        # so, rather than hold them while the client is away.
+                        await asyncio.wait({pending}, timeout=self._artifacts.quiet_flush_s)
+                        if not pending.done():
+                            yield _progress(await self._artifacts.pause(session))
+                    try:
+                        request = await asyncio.wait_for(pending, self._artifacts.idle_timeout_s)
+                    except TimeoutError:
+                        raise await self._artifacts.idle(session) from None
+                finally:
+                    pending.cancel()
+                del pending
                 if request is None:
                     break
                 if isinstance(request, WireChunk):

@@ -236,6 +236,11 @@ class Artifacts:
         return await self._flush(session)
 
     @property
+    def quiet_flush_s(self) -> float:
+        """How long a stream may be quiet before its buffered bytes are flushed."""
+        return self._settings.flush_interval_s
+
+    @property
     def idle_timeout_s(self) -> float | None:
         """How long an upload stream may send nothing (None: no limit)."""
         return self._settings.idle_timeout_s or None
