@@ -23,7 +23,7 @@ from pathlib import Path
 import grpc
 
 from .core import Connection, Core, core_of
-from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownloader, data_loss
+from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownload, BlobDownloader, data_loss
 from .errors import DataLossError, FailedPreconditionError
 from .manifest import (
     MEDIA_TYPE,
@@ -37,6 +37,7 @@ from .manifest import (
     sha256_file,
     target_path,
 )
+from .ranged_downloads import MAX_STREAMS, auto_streams, ranged_to_file
 from .upload_state import UploadStateStore
 from .uploads import DEFAULT_CHUNK_BYTES, BlobUploader
 from .v1 import artifact_service_pb2 as apb
@@ -100,25 +101,27 @@ async def _blob_size(core: Core, digest: str) -> int:
 
 
 class _Meter:
-    """Turns per-blob offsets into the (done, total, file) the caller's callback wants."""
+    """Turns per-blob offsets into the (done, total, file) the caller's
+    callback wants, with several blobs moving at once."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
         self.total, self.progress = total, progress
-        self.base = 0
+        self.base = 0  # bytes of the blobs done
+        self._moving: dict[str, int] = {}  # offsets of the blobs in flight
 
     def blob(self, name: str) -> Callable[[int], None]:
-        base = self.base
-
         def report(offset: int) -> None:
+            self._moving[name] = offset
             if self.progress is not None:
-                self.progress(base + offset, self.total, name)
+                self.progress(self.base + sum(self._moving.values()), self.total, name)
 
         return report
 
     def done(self, size: int, name: str) -> None:
+        self._moving.pop(name, None)
         self.base += size
         if self.progress is not None:
-            self.progress(self.base, self.total, name)
+            self.progress(self.base + sum(self._moving.values()), self.total, name)
 
 
 async def push_files(
@@ -128,8 +131,15 @@ async def push_files(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK_BYTES,
     state_dir: str | os.PathLike[str] | None = None,
+    streams: int | None = None,
 ) -> PushResult:
-    """Like `push`, with the transfer figures (sent, skipped, resumed bytes)."""
+    """Like `push`, with the transfer figures (sent, skipped, resumed bytes).
+
+    `streams` files are uploaded at once (None or 0: up to 4, one per two
+    cores; a single file always goes over one stream, as the protocol
+    appends each upload in order)."""
+    if streams is not None and not 0 <= streams <= MAX_STREAMS:
+        raise ValueError(f"streams must be 0 to {MAX_STREAMS}")
     core = core_of(conn)
     current = await _get_version(core, version_name)  # fail before hashing GBs
     files = await asyncio.to_thread(local_files, Path(path))
@@ -157,21 +167,34 @@ async def push_files(
         target=core.target,
         states=states,
         chunk_size=chunk_size,
+        channel=core.channel(),
     )
     sent = skipped = resumed = 0
-    for entry, local in locals_by_digest.values():
-        done = await uploader.upload(
-            local,
-            entry.digest,
-            entry.size_bytes,
-            on_offset=meter.blob(entry.path),
-            model=version_name.split("/versions/")[0],
-        )
+    slots = asyncio.Semaphore(streams or auto_streams(1 << 62))
+
+    async def upload(entry: ManifestFile, local: Path) -> None:
+        nonlocal sent, skipped, resumed
+        async with slots:
+            done = await uploader.upload(
+                local,
+                entry.digest,
+                entry.size_bytes,
+                on_offset=meter.blob(entry.path),
+                model=version_name.split("/versions/")[0],
+            )
         sent += done.bytes_sent
         resumed += done.resumed_from
         if done.already_existed:
             skipped += entry.size_bytes
         meter.done(entry.size_bytes, entry.path)
+
+    tasks = [asyncio.ensure_future(upload(e, local)) for e, local in locals_by_digest.values()]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     try:
         published = await uploader.upload(
             body, manifest_digest, len(body), version=version_name, media_type=MEDIA_TYPE
@@ -247,6 +270,7 @@ async def pull(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_DOWNLOAD_CHUNK,
     shared_files: Path | None = None,
+    streams: int | None = None,
 ) -> PullResult:
     """Download an artifact's files into `dest_dir`, verified, resumably.
 
@@ -262,10 +286,15 @@ async def pull(
     (and verified) instead of downloaded, and each downloaded file is linked
     into it, so two artifacts with a file in common hold its bytes once on
     disk. The files are then shared: a reader must not modify them in place.
+
+    `streams` is how many ranged Download streams fetch each file at once
+    (None or 0: chosen by its size and the cores, see `auto_streams`).
     """
+    if streams is not None and not 0 <= streams <= MAX_STREAMS:
+        raise ValueError(f"streams must be 0 to {MAX_STREAMS}")
     core = core_of(conn)
     dest = Path(dest_dir)
-    downloader = BlobDownloader(core.stubs.artifacts, chunk_size=chunk_size)
+    downloader = BlobDownloader(core.stubs.artifacts, chunk_size=chunk_size, channel=core.channel())
     if is_digest(target):
         size = await _blob_size(core, target)
         manifest = Manifest((ManifestFile(target.removeprefix("sha256:"), size, target),))
@@ -290,7 +319,10 @@ async def pull(
         if await asyncio.to_thread(_in_place, final, entry):
             cached += entry.size_bytes
         else:
-            got, had = await _fetch_file(downloader, dest, final, entry, meter.blob(entry.path))
+            n = streams or auto_streams(entry.size_bytes)
+            got, had = await _fetch_file(
+                downloader, dest, final, entry, meter.blob(entry.path), streams=n
+            )
             received += got
             resumed += had
         if shared_files is not None:
@@ -318,17 +350,27 @@ async def _fetch_file(
     final: Path,
     entry: ManifestFile,
     on_offset: Callable[[int], None],
+    streams: int = 1,
 ) -> tuple[int, int]:
-    """Download one file and rename it into place; (bytes received, bytes resumed)."""
+    """Download one file (over `streams` ranged streams) and rename it into
+    place; (bytes received, bytes resumed)."""
     partial = dest / PARTIAL_DIR / entry.hex
+
+    async def fetch() -> BlobDownload:
+        if streams > 1:
+            return await ranged_to_file(
+                downloader, entry.digest, entry.size_bytes, partial, streams, on_offset
+            )
+        return await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+
     try:
-        done = await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+        done = await fetch()
     except DataLossError as err:
         if err.reason != ErrorReason.DIGEST_MISMATCH:
             raise
         # A partial file left by an earlier run held wrong bytes (it was
         # deleted): fetch the whole file once more; a second mismatch is real.
-        done = await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
+        done = await fetch()
     await asyncio.to_thread(_publish, partial, final)
     return done.bytes_received, done.resumed_from
 

@@ -420,6 +420,8 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
         dest_dir: str | os.PathLike[str],
         *,
         progress: artifacts.Progress | None = None,
+        streams: int | None = None,
     ) -> artifacts.PullResult:
-        """Downloads a version's, alias's or digest's files; see `artifacts.pull`."""
-        return await artifacts.pull(self, target, dest_dir, progress)
+        """Downloads a version's, alias's or digest's files; see `artifacts.pull`
+        (`streams`: ranged streams per file, None for a number chosen by size)."""
+        return await artifacts.pull(self, target, dest_dir, progress, streams=streams)

@@ -4,9 +4,12 @@ A file is received into a partial file named after its digest: every chunk's
 CRC32C and offset are checked before it is written, the sha256 of the whole
 is checked at the end, and only a verified file is ever renamed into place
 (by the caller). An interrupted download resumes from the partial file's
-length, within one run (retries when a stream breaks) and across runs. Chunks are
-checked, hashed and written in a worker thread in large batches, one batch
-in flight while the next is received, so memory stays flat.
+verified prefix (its length, or what its `.prefix` note says after a
+download in parallel ranges, see `ranged_downloads`), within one run
+(retries when a stream breaks) and across runs. Chunks are checked, hashed
+and written in a worker thread in large batches, one batch in flight while
+the next is received, so memory stays flat and the event loop only moves
+messages.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import grpc
 
+from .chunk_wire import WireChunk, download_response
 from .errors import DataLossError, RegistryError, from_rpc_error
 from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
 from .transport import RetryPolicy
@@ -53,17 +57,35 @@ def data_loss(reason: ErrorReason, message: str, **metadata: str) -> DataLossErr
     return DataLossError(grpc.StatusCode.DATA_LOSS, reason, message, metadata)
 
 
-Piece = tuple[int, bytes, int]
-"""(offset, data, crc32c) of a received chunk. Read out of the message once:
-every access to a protobuf bytes field copies it."""
+Piece = tuple[int, bytes | memoryview, int]
+"""(offset, data, crc32c) of a received chunk: `data` is a view of the
+received message (see `chunk_wire`), or bytes from a parsed message."""
+
+DOWNLOAD_METHOD = "/modelregistry.v1.ArtifactService/Download"
 
 
-def _piece(chunk: apb.DownloadChunk) -> Piece:
-    return chunk.offset, chunk.data, chunk.crc32c
+def _piece(message: WireChunk | apb.DownloadResponse) -> Piece | None:
+    """The chunk a Download message carries; None for the header."""
+    if isinstance(message, WireChunk):
+        return message.offset, message.data, message.crc32c
+    if message.WhichOneof("kind") != "chunk":
+        return None
+    return message.chunk.offset, message.chunk.data, message.chunk.crc32c
 
 
-def _crc_ok(data: bytes, crc: int) -> bool:
-    return int(google_crc32c.value(data)) == crc
+def _crc_ok(data: bytes | memoryview, crc: int) -> bool:
+    # google_crc32c takes bytes only: this is the one copy of a received chunk.
+    return int(google_crc32c.value(data if isinstance(data, bytes) else bytes(data))) == crc
+
+
+def raw_downloads(channel: grpc.aio.Channel) -> Any:
+    """Download on `channel` with chunks decoded at the wire level, so a
+    received chunk is never copied into a message (see `chunk_wire`)."""
+    return channel.unary_stream(
+        DOWNLOAD_METHOD,
+        request_serializer=apb.DownloadRequest.SerializeToString,
+        response_deserializer=download_response,
+    )
 
 
 def _hash_prefix(fd: int, length: int) -> Any:
@@ -79,7 +101,8 @@ def _hash_prefix(fd: int, length: int) -> Any:
 
 
 class _FileSink:
-    """Appends checked chunks to a file, hashing them, in a worker thread."""
+    """Writes checked chunks to a file from `pos` on, hashing them unless
+    `hasher` is None, in a worker thread."""
 
     def __init__(self, fd: int, hasher: Any, pos: int, digest: str) -> None:
         self.fd, self.hasher, self.digest = fd, hasher, digest
@@ -89,6 +112,8 @@ class _FileSink:
         self._batch: list[Piece] = []
         self._batch_bytes = 0
         self._pending: asyncio.Future[None] | None = None
+        # Called (on the event loop) each time a batch has been written.
+        self.on_written: Callable[[], None] | None = None
 
     async def add(self, piece: Piece) -> None:
         offset, data, _ = piece
@@ -116,6 +141,8 @@ class _FileSink:
         pending, self._pending = self._pending, None
         if pending is not None:
             await asyncio.shield(pending)
+            if self.on_written is not None:
+                self.on_written()
 
     async def abandon(self) -> None:
         """Drop what was received but not written; keep what was."""
@@ -126,23 +153,55 @@ class _FileSink:
         self.received = self.pos
 
     def _write(self, batch: list[Piece]) -> None:
+        # Each chunk is checked, hashed and written while it is in the CPU's cache.
         for offset, data, crc in batch:
-            if not _crc_ok(data, crc):
+            block = data if isinstance(data, bytes) else bytes(data)
+            if int(google_crc32c.value(block)) != crc:
                 raise data_loss(
                     ErrorReason.CHECKSUM_MISMATCH,
                     f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
                     offset=str(offset),
                 )
-            self.hasher.update(data)
-            view = memoryview(data)
+            if self.hasher is not None:
+                self.hasher.update(block)
+            view = memoryview(block)
             written = 0
-            while written < len(data):
+            while written < len(block):
                 written += os.pwrite(self.fd, view[written:], self.pos + written)
-            self.pos += len(data)
+            self.pos += len(block)
+
+
+PREFIX_SUFFIX = ".prefix"
+
+
+def resume_point(fd: int, partial: Path, size: int) -> int:
+    """Bytes of `partial` (open as `fd`) a download may continue after: its
+    length, or less when a `.prefix` note says only that much is contiguous
+    (a download in parallel ranges leaves holes past it)."""
+    have = os.fstat(fd).st_size
+    note = partial.with_name(partial.name + PREFIX_SUFFIX)
+    try:
+        text = note.read_text().strip()
+    except FileNotFoundError:
+        text = None
+    if text is not None:
+        have = min(have, int(text)) if text.isdigit() else 0
+    if have > size:
+        have = 0
+    if have != os.fstat(fd).st_size:
+        os.ftruncate(fd, have)
+    if text is not None:
+        note.unlink(missing_ok=True)
+    return have
 
 
 class BlobDownloader:
-    """Downloads blobs with one stream each, retrying broken streams where they stopped."""
+    """Downloads blobs with one stream each (or several ranges in parallel,
+    see `ranged_downloads`), retrying broken streams where they stopped.
+
+    With `channel`, chunks are decoded at the wire level (see `chunk_wire`);
+    without, through `stub` as parsed messages.
+    """
 
     def __init__(
         self,
@@ -150,12 +209,18 @@ class BlobDownloader:
         *,
         chunk_size: int = DEFAULT_DOWNLOAD_CHUNK,
         retry: RetryPolicy = TRANSFER_RETRY,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
         self._stub = stub
         self._chunk = chunk_size
         self._retry = retry
+        self._download: Any = raw_downloads(channel) if channel is not None else stub.Download
 
-    async def _retrying(self, attempt: int, rpc_err: grpc.aio.AioRpcError) -> RegistryError | None:
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
+    async def retrying(self, attempt: int, rpc_err: grpc.aio.AioRpcError) -> RegistryError | None:
         """Sleep and return None if the failure is worth another stream, else the error."""
         err = from_rpc_error(rpc_err)
         full = err.reason == ErrorReason.TOO_MANY_TRANSFERS
@@ -174,7 +239,7 @@ class BlobDownloader:
             try:
                 return await self._fetch_once(target)
             except grpc.aio.AioRpcError as rpc_err:
-                if (err := await self._retrying(attempt, rpc_err)) is not None:
+                if (err := await self.retrying(attempt, rpc_err)) is not None:
                     raise err from rpc_err
                 attempt += 1
 
@@ -182,11 +247,12 @@ class BlobDownloader:
         header: apb.DownloadHeader | None = None
         body = bytearray()
         request = apb.DownloadRequest(chunk_bytes=self._chunk, **target)  # type: ignore[arg-type]
-        async for message in self._stub.Download(request):
-            if message.WhichOneof("kind") == "header":
+        async for message in self._download(request):
+            piece = _piece(message)
+            if piece is None:
                 header = message.header
                 continue
-            offset, data, crc = _piece(message.chunk)
+            offset, data, crc = piece
             if offset != len(body) or not _crc_ok(data, crc):
                 raise data_loss(ErrorReason.CHECKSUM_MISMATCH, f"bad chunk at offset {offset}")
             body += data
@@ -206,55 +272,56 @@ class BlobDownloader:
     ) -> BlobDownload:
         """Complete `partial` to blob `digest` of `size` bytes, synced to disk.
 
-        Resumes from the partial file's length. On a digest mismatch the
-        partial file is deleted (it cannot be trusted) and DataLossError raised.
+        Resumes from the partial file's verified prefix. On a digest mismatch
+        the partial file is deleted (it cannot be trusted) and DataLossError raised.
         """
         await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            have = os.fstat(fd).st_size
-            if have > size:
-                os.ftruncate(fd, 0)
-                have = 0
+            have = await asyncio.to_thread(resume_point, fd, partial, size)
             hasher = await asyncio.to_thread(_hash_prefix, fd, have)
             sink = _FileSink(fd, hasher, have, digest)
-            attempt = 1
-            while True:
-                progressed_from = sink.pos
-                try:
-                    await self._stream_into(sink, digest, size, on_offset)
-                    break
-                except grpc.aio.AioRpcError as rpc_err:
-                    await sink.abandon()
-                    if sink.pos > progressed_from:
-                        attempt = 1
-                    if (err := await self._retrying(attempt, rpc_err)) is not None:
-                        raise err from rpc_err
-                    attempt += 1
-            if sink.pos != size:
-                raise data_loss(
-                    ErrorReason.SIZE_MISMATCH, f"{digest}: got {sink.pos} of {size} bytes"
-                )
+            await self.stream_range(sink, digest, size, size, on_offset)
             await asyncio.to_thread(os.fsync, fd)
         finally:
             os.close(fd)
-        actual = DIGEST_PREFIX + hasher.hexdigest()
-        if actual != digest:
-            await asyncio.to_thread(partial.unlink, missing_ok=True)
-            raise data_loss(
-                ErrorReason.DIGEST_MISMATCH,
-                f"downloaded data hashes to {actual}, expected {digest}; partial file discarded",
-                digest=digest,
-            )
+        await check_digest(hasher, digest, partial)
         return BlobDownload(resumed_from=have, bytes_received=size - have)
 
-    async def _stream_into(
-        self, sink: _FileSink, digest: str, size: int, on_offset: OnOffset | None
+    async def stream_range(
+        self, sink: _FileSink, digest: str, size: int, end: int, on_offset: OnOffset | None
     ) -> None:
-        request = apb.DownloadRequest(digest=digest, offset=sink.pos, chunk_bytes=self._chunk)
+        """Fill `sink` from its position up to `end` with bytes of blob `digest`,
+        opening another stream where one breaks, as the retry policy allows."""
+        attempt = 1
+        while True:
+            progressed_from = sink.pos
+            try:
+                await self._stream_into(sink, digest, size, end, on_offset)
+                break
+            except grpc.aio.AioRpcError as rpc_err:
+                await sink.abandon()
+                if sink.pos > progressed_from:
+                    attempt = 1
+                if (err := await self.retrying(attempt, rpc_err)) is not None:
+                    raise err from rpc_err
+                attempt += 1
+        if sink.pos != end:
+            raise data_loss(ErrorReason.SIZE_MISMATCH, f"{digest}: got {sink.pos} of {end} bytes")
+
+    async def _stream_into(
+        self, sink: _FileSink, digest: str, size: int, end: int, on_offset: OnOffset | None
+    ) -> None:
+        request = apb.DownloadRequest(
+            digest=digest,
+            offset=sink.pos,
+            length=end - sink.pos if end < size else 0,
+            chunk_bytes=self._chunk,
+        )
         try:
-            async for message in self._stub.Download(request):
-                if message.WhichOneof("kind") == "header":
+            async for message in self._download(request):
+                piece = _piece(message)
+                if piece is None:
                     blob = message.header.blob
                     if blob.digest != digest or blob.size_bytes != size:
                         raise data_loss(
@@ -263,10 +330,24 @@ class BlobDownloader:
                             f"the manifest says {size}",
                         )
                     continue
-                await sink.add(_piece(message.chunk))
+                del message
+                await sink.add(piece)
+                del piece
                 if on_offset:
                     on_offset(sink.received)
             await sink.flush()
         except BaseException:
             await sink.abandon()
             raise
+
+
+async def check_digest(hasher: Any, digest: str, partial: Path) -> None:
+    """DataLossError, and the partial file deleted, unless the bytes hash to `digest`."""
+    actual = DIGEST_PREFIX + hasher.hexdigest()
+    if actual != digest:
+        await asyncio.to_thread(partial.unlink, missing_ok=True)
+        raise data_loss(
+            ErrorReason.DIGEST_MISMATCH,
+            f"downloaded data hashes to {actual}, expected {digest}; partial file discarded",
+            digest=digest,
+        )

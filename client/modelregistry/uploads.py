@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import google_crc32c
 import grpc
 
+from .chunk_wire import encode_chunk
 from .errors import InternalError, RegistryError, from_rpc_error
 from .transport import RetryPolicy
 from .upload_state import UploadState, UploadStateStore
@@ -83,13 +84,30 @@ def _retryable(err: RegistryError) -> bool:
         or err.reason == ErrorReason.TOO_MANY_TRANSFERS
         # The server has not yet seen the old stream end.
         or err.reason == ErrorReason.UPLOAD_IN_PROGRESS
+        # This side went quiet too long (a stalled disk): the server kept what it got.
+        or err.reason == ErrorReason.UPLOAD_IDLE
         # Corrupted in transit: resend from the disk.
         or err.reason == ErrorReason.CHECKSUM_MISMATCH
     )
 
 
-Batch = list[tuple[apb.UploadRequest, int]]
-"""Chunk messages with their data lengths (reading a bytes field back copies it)."""
+Batch = list[tuple[bytes, int]]
+"""Serialized chunk messages (see `chunk_wire`) with their data lengths."""
+
+UPLOAD_METHOD = "/modelregistry.v1.ArtifactService/Upload"
+
+
+def _request_bytes(request: apb.UploadRequest | bytes) -> bytes:
+    return request if type(request) is bytes else request.SerializeToString()  # type: ignore[union-attr]
+
+
+def raw_uploads(channel: grpc.aio.Channel) -> Any:
+    """Upload on `channel`, taking chunk messages already serialized."""
+    return channel.stream_stream(
+        UPLOAD_METHOD,
+        request_serializer=_request_bytes,
+        response_deserializer=apb.UploadResponse.FromString,
+    )
 
 
 def _read_batch(source: Path | bytes, fd: int | None, start: int, end: int, chunk: int) -> Batch:
@@ -108,8 +126,7 @@ def _read_batch(source: Path | bytes, fd: int | None, start: int, end: int, chun
             what = source if isinstance(source, Path) else "data"
             raise OSError(f"{what}: file shrank while being pushed")
         crc = int(google_crc32c.value(data))
-        request = apb.UploadRequest(chunk=apb.UploadChunk(offset=offset, data=data, crc32c=crc))
-        out.append((request, n))
+        out.append((encode_chunk(offset, data, crc), n))
         offset += n
     return out
 
@@ -152,10 +169,13 @@ class BlobUploader:
         states: UploadStateStore | None,
         chunk_size: int = DEFAULT_CHUNK_BYTES,
         retry: RetryPolicy = TRANSFER_RETRY,
+        channel: grpc.aio.Channel | None = None,
     ) -> None:
+        """With `channel`, chunks go out serialized by hand (see `chunk_wire`)."""
         if not 0 < chunk_size <= MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK_BYTES} bytes")
         self._stub = stub
+        self._upload: Any = raw_uploads(channel) if channel is not None else None
         self._target = target
         self._states = states
         self._chunk = chunk_size
@@ -189,7 +209,11 @@ class BlobUploader:
             stream = _Stream(source, digest, size, version, media_type, self._chunk, on_offset)
             stream.model = model
             try:
-                done = await stream.run(self._stub, upload_id, self._remember(states, digest, size))
+                done = await stream.run(
+                    self._upload or self._stub.Upload,
+                    upload_id,
+                    self._remember(states, digest, size),
+                )
             except grpc.aio.AioRpcError as rpc_err:
                 err = from_rpc_error(rpc_err)
                 sent += stream.sent
@@ -259,9 +283,9 @@ class _Stream:
         self.progressed = False
 
     async def run(
-        self, stub: ArtifactServiceAsyncStub, upload_id: str, save: Callable[[str], None]
+        self, upload: Any, upload_id: str, save: Callable[[str], None]
     ) -> apb.UploadFinished:
-        call: Any = stub.Upload()  # type: ignore[call-arg]  # write/read style
+        call: Any = upload()  # write/read style
         reader: asyncio.Task[apb.UploadFinished] | None = None
         try:
             start = apb.UploadStart(

@@ -200,6 +200,18 @@ class ServerConfig:
         default=64,
         metadata=flag("--max-uploads", "concurrent Upload streams (default %(default)s)", int),
     )
+    # An upload stream that sends nothing for this long is ended (ABORTED,
+    # UPLOAD_IDLE), so a client gone quiet stops holding an upload slot and
+    # the megabytes gRPC buffers for its stream; what it sent stays resumable.
+    upload_idle_timeout_s: float = field(
+        default=60.0,
+        metadata=flag(
+            "--upload-idle-timeout",
+            "seconds an upload stream may send nothing before it is ended (default "
+            "%(default)s; 0: never)",
+            float,
+        ),
+    )
     # Chunk bytes that downloads past their first small chunks may hold in
     # flight, all streams together; memory is a small multiple of it.
     download_buffer_mib: int = field(

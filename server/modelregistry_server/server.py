@@ -24,7 +24,6 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha.reflection import SERVICE_NAME as REFLECTION_SERVICE
 from modelregistry.v1 import (
     access_service_pb2_grpc,
-    artifact_service_pb2_grpc,
     edge_service_pb2,
     edge_service_pb2_grpc,
     registry_service_pb2_grpc,
@@ -37,6 +36,7 @@ from .access_setup import AccessParts
 from .allocator import map_large_blocks
 from .api import event_servicer, reflection
 from .api.artifact_servicer import ArtifactServicer
+from .api.artifact_servicer import add_to_server as add_artifact_service
 from .api.consistency import AppliedRevision, ConsistencyInterceptor, RevisionWaitInterceptor
 from .api.edge_servicer import EdgeServicer
 from .api.event_servicer import EventServicer
@@ -292,7 +292,11 @@ async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
         store,
         uploads,
         blobs,
-        ArtifactSettings(upload_ttl_s=config.upload_ttl_s, limits=upload_limits),
+        ArtifactSettings(
+            upload_ttl_s=config.upload_ttl_s,
+            limits=upload_limits,
+            idle_timeout_s=config.upload_idle_timeout_s,
+        ),
         limits,
         claims=gc_store,
     )
@@ -417,7 +421,7 @@ def _grpc_server(
     )
     access_service_pb2_grpc.add_AccessServiceServicer_to_server(access.servicer, server)
     registry_service_pb2_grpc.add_RegistryServiceServicer_to_server(registry, server)
-    artifact_service_pb2_grpc.add_ArtifactServiceServicer_to_server(artifacts, server)
+    add_artifact_service(artifacts, server)
     rollout_service_pb2_grpc.add_RolloutServiceServicer_to_server(rollouts, server)
     event_servicer.add_to_server(events, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

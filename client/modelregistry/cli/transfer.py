@@ -22,6 +22,7 @@ from ..artifacts import DEFAULT_CHUNK_BYTES, PullResult, PushResult, pull, push_
 from ..client import RegistryClient
 from ..errors import RegistryError
 from ..manifest import is_digest
+from ..ranged_downloads import MAX_STREAMS
 from .args import model_name
 from .connection import EXIT_CODES, EXIT_ERROR, EXIT_USAGE, UsageError, client_from_args
 from .output import align
@@ -96,12 +97,13 @@ async def _push(client: RegistryClient, args: argparse.Namespace, bar: ProgressB
         progress=bar,
         chunk_size=args.chunk_size,
         state_dir=args.state_dir,
+        streams=args.streams,
     )
 
 
 async def _pull(client: RegistryClient, args: argparse.Namespace, bar: ProgressBar | None) -> Any:
     target = args.target if is_digest(args.target) else model_name(args.target)
-    return await pull(client, target, args.dest, progress=bar)
+    return await pull(client, target, args.dest, progress=bar, streams=args.streams)
 
 
 def _command(handler: Handler, label: str) -> Callable[[argparse.Namespace], int]:
@@ -152,6 +154,23 @@ def _chunk_size(value: str) -> int:
     return size
 
 
+def _streams(value: str) -> int:
+    streams = int(value)
+    if not 0 <= streams <= MAX_STREAMS:
+        raise argparse.ArgumentTypeError(f"streams is 0 (automatic) to {MAX_STREAMS}")
+    return streams
+
+
+def _streams_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--streams",
+        type=_streams,
+        default=0,
+        metavar="N",
+        help=f"{what} (default 0: chosen by size and the machine's cores)",
+    )
+
+
 def _progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress",
@@ -182,6 +201,7 @@ def add_parsers(
     p.add_argument(
         "--state-dir", help="where unfinished uploads are remembered (default ~/.cache/modelreg)"
     )
+    _streams_option(p, "files uploaded at once")
     _progress_option(p)
     p.set_defaults(func=_command(_push, "push"))
 
@@ -199,5 +219,6 @@ def add_parsers(
         help="models/fraud/versions/3, models/fraud/aliases/production or sha256:<hex>",
     )
     p.add_argument("dest", metavar="DEST", help="directory to write the files into")
+    _streams_option(p, "ranged streams per large file")
     _progress_option(p)
     p.set_defaults(func=_command(_pull, "pull"))

@@ -56,6 +56,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """ABORTED: another stream is writing this upload; retry when it has ended.
     Metadata: `upload_id`.
     """
+    UPLOAD_IDLE: _ErrorReason.ValueType  # 160
+    """ABORTED: the upload stream sent nothing for the server's idle timeout
+    (`modelreg serve --upload-idle-timeout`) and was ended; what it sent is
+    kept: resume from `committed_offset` with a new stream. Metadata:
+    `upload_id`, `committed_offset`.
+    """
     UPLOAD_BUSY: _ErrorReason.ValueType  # 11
     """ABORTED: the upload's staging is held by another stream, possibly in
     another server process. Metadata: `upload_id`.
@@ -406,6 +412,12 @@ write lost a race. Read it again and decide again. Metadata: `resource`.
 UPLOAD_IN_PROGRESS: ErrorReason.ValueType  # 10
 """ABORTED: another stream is writing this upload; retry when it has ended.
 Metadata: `upload_id`.
+"""
+UPLOAD_IDLE: ErrorReason.ValueType  # 160
+"""ABORTED: the upload stream sent nothing for the server's idle timeout
+(`modelreg serve --upload-idle-timeout`) and was ended; what it sent is
+kept: resume from `committed_offset` with a new stream. Metadata:
+`upload_id`, `committed_offset`.
 """
 UPLOAD_BUSY: ErrorReason.ValueType  # 11
 """ABORTED: the upload's staging is held by another stream, possibly in

@@ -77,6 +77,13 @@ class ErrorReason(enum.StrEnum):
     Metadata: `upload_id`.
     """
 
+    UPLOAD_IDLE = "UPLOAD_IDLE"
+    """ABORTED: the upload stream sent nothing for the server's idle timeout
+    (`modelreg serve --upload-idle-timeout`) and was ended; what it sent is
+    kept: resume from `committed_offset` with a new stream. Metadata:
+    `upload_id`, `committed_offset`.
+    """
+
     UPLOAD_BUSY = "UPLOAD_BUSY"
     """ABORTED: the upload's staging is held by another stream, possibly in
     another server process. Metadata: `upload_id`.
@@ -552,6 +559,7 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.UPLOAD_EXISTS: "ALREADY_EXISTS",
         ErrorReason.ETAG_MISMATCH: "ABORTED",
         ErrorReason.UPLOAD_IN_PROGRESS: "ABORTED",
+        ErrorReason.UPLOAD_IDLE: "ABORTED",
         ErrorReason.UPLOAD_BUSY: "ABORTED",
         ErrorReason.INVALID_NAME: "INVALID_ARGUMENT",
         ErrorReason.INVALID_FIELD: "INVALID_ARGUMENT",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from google.protobuf import empty_pb2
 from modelregistry.v1 import artifact_service_pb2 as apb
 from modelregistry.v1 import artifact_service_pb2_grpc as apb_grpc
@@ -15,6 +17,7 @@ from ..observability import metrics
 from ..service.artifacts import MAX_CHUNK_BYTES, Artifacts, Published, UploadSession
 from ..service.gc import GarbageCollector
 from . import convert, gc_convert
+from .chunk_wire import WireChunk, download_response, encode_chunk, upload_request
 
 Ctx = Any  # grpc.aio.ServicerContext
 
@@ -32,11 +35,6 @@ def _finished(published: Published) -> apb.UploadResponse:
     return apb.UploadResponse(finished=finished)
 
 
-def _chunk(piece: tuple[int, bytes, int]) -> apb.DownloadResponse:
-    offset, data, crc = piece
-    return apb.DownloadResponse(chunk=apb.DownloadChunk(offset=offset, data=data, crc32c=crc))
-
-
 def _progress(committed: int) -> apb.UploadResponse:
     return apb.UploadResponse(progress=apb.UploadProgress(committed_offset=committed))
 
@@ -47,11 +45,11 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         self._collector = collector
 
     async def Upload(
-        self, request_iterator: AsyncIterator[apb.UploadRequest], context: Ctx
+        self, request_iterator: AsyncIterator[apb.UploadRequest | WireChunk], context: Ctx
     ) -> AsyncIterator[apb.UploadResponse]:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
-        if first is None or first.WhichOneof("kind") != "start":
+        if not isinstance(first, apb.UploadRequest) or first.WhichOneof("kind") != "start":
             raise _protocol_violation("the first message of an upload must be `start`")
         # The slot is taken once `start` is read: a client waiting for
         # `started` then gets a clean RESOURCE_EXHAUSTED when none is free.
@@ -60,7 +58,7 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
                 yield response
 
     async def _upload(
-        self, start: apb.UploadStart, requests: AsyncIterator[apb.UploadRequest]
+        self, start: apb.UploadStart, requests: AsyncIterator[apb.UploadRequest | WireChunk]
     ) -> AsyncIterator[apb.UploadResponse]:
         result = await self._artifacts.start(
             start.upload_id,
@@ -91,21 +89,39 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
             yield apb.UploadResponse(started=started)
             # No reference to a request outlives its handling: a client that
             # goes quiet must not pin its last (up to 4 MiB) chunk here.
-            while (request := await anext(requests, None)) is not None:
-                kind = request.WhichOneof("kind")
-                if kind == "chunk":
-                    offset, data, crc = (
-                        request.chunk.offset,
-                        request.chunk.data,
-                        request.chunk.crc32c,
-                    )
+            while True:
+                pending = asyncio.ensure_future(anext(requests, None))
+                try:
+                    if session.received > session.committed:
+                        # Quiet with bytes buffered: make them durable and say
+                        # so, rather than hold them while the client is away.
+                        await asyncio.wait({pending}, timeout=self._artifacts.quiet_flush_s)
+                        if not pending.done():
+                            yield _progress(await self._artifacts.pause(session))
+                    try:
+                        request = await asyncio.wait_for(pending, self._artifacts.idle_timeout_s)
+                    except TimeoutError:
+                        raise await self._artifacts.idle(session) from None
+                finally:
+                    pending.cancel()
+                del pending
+                if request is None:
+                    break
+                if isinstance(request, WireChunk):
+                    offset, view, crc = request.offset, request.data, request.crc32c
                     del request
+                    # The one copy: the received message goes as soon as its data is out.
+                    data = bytes(view)
+                    view.release()
+                    del view
                     metrics.uploaded(len(data))
                     committed = await self._artifacts.write_chunk(session, offset, data, crc)
                     del data
                     if committed is not None:
                         yield _progress(committed)
-                elif kind == "finish":
+                    continue
+                kind = request.WhichOneof("kind")
+                if kind == "finish":
                     published = await self._artifacts.finish(session, request.finish.digest)
                     yield _finished(published)
                     return
@@ -131,9 +147,9 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
         await self._artifacts.cancel(request.upload_id)
         return empty_pb2.Empty()
 
-    async def Download(
+    async def Download(  # type: ignore[override]  # chunks go out as bytes, see add_to_server
         self, request: apb.DownloadRequest, context: Ctx
-    ) -> AsyncIterator[apb.DownloadResponse]:
+    ) -> AsyncIterator[apb.DownloadResponse | bytes]:
         target = request.WhichOneof("target") or ""
         async with self._artifacts.download(
             request.digest if target == "digest" else "",
@@ -150,10 +166,10 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
                     version=str(download.version) if download.version else "",
                 )
             )
-            async for piece in download.chunks:
-                message = _chunk(piece)
-                del piece  # while the client is slow, only the message waits
-                metrics.downloaded(len(message.chunk.data))
+            async for offset, data, crc in download.chunks:
+                metrics.downloaded(len(data))
+                message = encode_chunk(offset, data, crc)
+                del data  # while the client is slow, only the message waits
                 yield message
 
     async def GetBlob(self, request: apb.GetBlobRequest, context: Ctx) -> apb.Blob:
@@ -165,3 +181,50 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
     ) -> apb.CollectGarbageResponse:
         report = await self._collector.collect(request.dry_run, gc_convert.grace_of(request))
         return gc_convert.report_to_pb(report)
+
+
+def add_to_server(servicer: ArtifactServicer, server: grpc.aio.Server) -> None:
+    """Register the service as the generated code would, except that Upload
+    and Download read and write chunk messages at the wire level (see
+    `chunk_wire`)."""
+    service = "modelregistry.v1.ArtifactService"
+    handlers = {
+        "Upload": grpc.stream_stream_rpc_method_handler(
+            servicer.Upload,
+            request_deserializer=upload_request,
+            response_serializer=apb.UploadResponse.SerializeToString,
+        ),
+        "GetUpload": grpc.unary_unary_rpc_method_handler(
+            servicer.GetUpload,
+            request_deserializer=apb.GetUploadRequest.FromString,
+            response_serializer=apb.UploadStatus.SerializeToString,
+        ),
+        "CancelUpload": grpc.unary_unary_rpc_method_handler(
+            servicer.CancelUpload,
+            request_deserializer=apb.CancelUploadRequest.FromString,
+            response_serializer=empty_pb2.Empty.SerializeToString,
+        ),
+        "Download": grpc.unary_stream_rpc_method_handler(
+            servicer.Download,
+            request_deserializer=apb.DownloadRequest.FromString,
+            response_serializer=download_response,
+        ),
+        "GetBlob": grpc.unary_unary_rpc_method_handler(
+            servicer.GetBlob,
+            request_deserializer=apb.GetBlobRequest.FromString,
+            response_serializer=apb.Blob.SerializeToString,
+        ),
+        "CollectGarbage": grpc.unary_unary_rpc_method_handler(
+            servicer.CollectGarbage,
+            request_deserializer=apb.CollectGarbageRequest.FromString,
+            response_serializer=apb.CollectGarbageResponse.SerializeToString,
+        ),
+    }
+    # Every method of the service has its handler: one added to the proto
+    # and not here fails at start, not as UNIMPLEMENTED in production.
+    declared = apb.DESCRIPTOR.services_by_name["ArtifactService"].methods_by_name
+    missing = set(declared) - set(handlers)
+    if missing:
+        raise RuntimeError(f"ArtifactService methods without a handler: {sorted(missing)}")
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]

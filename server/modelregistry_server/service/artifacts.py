@@ -55,6 +55,8 @@ class ArtifactSettings:
     publish_hold_s: float = 300.0
     # Quotas and the cap on open uploads per principal.
     limits: UploadLimits = field(default_factory=UploadLimits)
+    # An upload stream that sends nothing for this long is ended (0: never).
+    idle_timeout_s: float = DEFAULTS.upload_idle_timeout_s
 
 
 @dataclass
@@ -265,6 +267,30 @@ class Artifacts:
     async def pause(self, session: UploadSession) -> int:
         """The client ended the stream without finishing: keep what it sent."""
         return await self._flush(session)
+
+    @property
+    def quiet_flush_s(self) -> float:
+        """How long a stream may be quiet before its buffered bytes are flushed."""
+        return self._settings.flush_interval_s
+
+    @property
+    def idle_timeout_s(self) -> float | None:
+        """How long an upload stream may send nothing (None: no limit)."""
+        return self._settings.idle_timeout_s or None
+
+    async def idle(self, session: UploadSession) -> errors.Aborted:
+        """The stream went quiet for the idle timeout: keep what it sent and
+        say where to resume."""
+        committed = await self._flush(session)
+        return errors.Aborted(
+            ErrorReason.UPLOAD_IDLE,
+            f"the upload stream sent nothing for {self._settings.idle_timeout_s:g} s and was "
+            f"ended; resume from {committed} with a new stream",
+            {
+                ErrorMetadataKey.UPLOAD_ID: session.record.upload_id,
+                ErrorMetadataKey.COMMITTED_OFFSET: str(committed),
+            },
+        )
 
     async def finish(self, session: UploadSession, digest: str) -> Published:
         """Verify and publish. The failures leave the upload as documented:
