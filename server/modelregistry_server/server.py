@@ -27,6 +27,7 @@ from modelregistry.v1 import (
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
+    signature_service_pb2_grpc,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -39,6 +40,7 @@ from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
 from .api.rollout_servicer import RolloutServicer
+from .api.signature_servicer import SignatureServicer
 from .blobs.base import BlobStore
 from .blobs.factory import open_blob_store
 from .config import MAX_MESSAGE_BYTES, ServerConfig
@@ -58,6 +60,7 @@ from .readiness import (
     EVENT_SERVICE,
     REGISTRY_SERVICE,
     ROLLOUT_SERVICE,
+    SIGNATURE_SERVICE,
     prepare_and_watch,
     set_health,
 )
@@ -67,10 +70,12 @@ from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
 from .service.rollouts import Rollouts
+from .service.signatures import Signatures
 from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
 from .store.relay_cursors import SqlRelayCursors
+from .store.signature_store import SqlSignatureStore
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
 
@@ -82,6 +87,7 @@ REFLECTED_SERVICES = (
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
     ROLLOUT_SERVICE,
+    SIGNATURE_SERVICE,
     health.SERVICE_NAME,
     REFLECTION_SERVICE,
 )
@@ -220,7 +226,8 @@ async def build(config: ServerConfig) -> Parts:
     relay = None
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
-    for writer in (store, uploads, events):
+    signatures = SqlSignatureStore(engine)
+    for writer in (store, uploads, events, signatures):
         # Local writes wake the hub and the relay at once, and drop cached
         # reads before they return; other replicas' writes reach the cache
         # when the hub reads them from the log.
@@ -247,6 +254,9 @@ async def build(config: ServerConfig) -> Parts:
         ArtifactServicer(artifacts),
         RolloutServicer(Rollouts(store, tokens)),
         EventServicer(Events(events, hub, tokens)),
+    )
+    signature_service_pb2_grpc.add_SignatureServiceServicer_to_server(
+        SignatureServicer(Signatures(signatures, blobs)), server
     )
     return Parts(
         engine=engine,

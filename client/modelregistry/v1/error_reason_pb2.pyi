@@ -301,6 +301,33 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """INTERNAL: a fault on the server; the message is generic and the details
     are only in the server's log, under `request_id`.
     """
+    INVALID_SIGNATURE_BUNDLE: _ErrorReason.ValueType  # 100
+    """INVALID_ARGUMENT: a signature bundle is not a Sigstore bundle of the
+    model-signing format: not JSON, over 6 MiB, over 20000 files, or a
+    field missing or malformed. Nothing is stored. Metadata: `field`.
+    """
+    SIGNATURE_INVALID: _ErrorReason.ValueType  # 101
+    """INVALID_ARGUMENT: a well-formed signature bundle does not verify; the
+    message says why. Nothing is stored. Metadata: `signature_problem`
+    (UNKNOWN_KEY, BAD_SIGNATURE, UNTRUSTED_CHAIN, IDENTITY_MISMATCH,
+    FILE_MISMATCH, UNSUPPORTED), `path` (the first differing file, for
+    FILE_MISMATCH), `resource`.
+    """
+    SIGNATURE_REQUIRED: _ErrorReason.ValueType  # 102
+    """FAILED_PRECONDITION: the alias requires a signed version and the target
+    carries no signature that verifies under the model's trust policy; the
+    message says what is missing. Metadata: `resource`, `alias`.
+    """
+    INVALID_TRUST_POLICY: _ErrorReason.ValueType  # 103
+    """INVALID_ARGUMENT: a trust policy field is malformed: a key that is not
+    a PEM public key, a chain that is not PEM certificates, an identity
+    pattern that is not a regular expression, a list over its limit.
+    Metadata: `field`.
+    """
+    SIGNATURE_LIMIT_REACHED: _ErrorReason.ValueType  # 104
+    """FAILED_PRECONDITION: the version already carries as many signatures as
+    allowed (32). Metadata: `resource`, `limit`.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -597,6 +624,33 @@ INTERNAL: ErrorReason.ValueType  # 58
 """INTERNAL: a fault on the server; the message is generic and the details
 are only in the server's log, under `request_id`.
 """
+INVALID_SIGNATURE_BUNDLE: ErrorReason.ValueType  # 100
+"""INVALID_ARGUMENT: a signature bundle is not a Sigstore bundle of the
+model-signing format: not JSON, over 6 MiB, over 20000 files, or a
+field missing or malformed. Nothing is stored. Metadata: `field`.
+"""
+SIGNATURE_INVALID: ErrorReason.ValueType  # 101
+"""INVALID_ARGUMENT: a well-formed signature bundle does not verify; the
+message says why. Nothing is stored. Metadata: `signature_problem`
+(UNKNOWN_KEY, BAD_SIGNATURE, UNTRUSTED_CHAIN, IDENTITY_MISMATCH,
+FILE_MISMATCH, UNSUPPORTED), `path` (the first differing file, for
+FILE_MISMATCH), `resource`.
+"""
+SIGNATURE_REQUIRED: ErrorReason.ValueType  # 102
+"""FAILED_PRECONDITION: the alias requires a signed version and the target
+carries no signature that verifies under the model's trust policy; the
+message says what is missing. Metadata: `resource`, `alias`.
+"""
+INVALID_TRUST_POLICY: ErrorReason.ValueType  # 103
+"""INVALID_ARGUMENT: a trust policy field is malformed: a key that is not
+a PEM public key, a chain that is not PEM certificates, an identity
+pattern that is not a regular expression, a list over its limit.
+Metadata: `field`.
+"""
+SIGNATURE_LIMIT_REACHED: ErrorReason.ValueType  # 104
+"""FAILED_PRECONDITION: the version already carries as many signatures as
+allowed (32). Metadata: `resource`, `limit`.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -651,6 +705,10 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """How long to wait before retrying, in milliseconds."""
     LIMIT: _ErrorMetadataKey.ValueType  # 22
     """The limit that was reached."""
+    SIGNATURE_PROBLEM: _ErrorMetadataKey.ValueType  # 40
+    """Why a signature does not verify: UNKNOWN_KEY, BAD_SIGNATURE,
+    UNTRUSTED_CHAIN, IDENTITY_MISMATCH, FILE_MISMATCH or UNSUPPORTED.
+    """
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -703,4 +761,8 @@ RETRY_DELAY_MS: ErrorMetadataKey.ValueType  # 21
 """How long to wait before retrying, in milliseconds."""
 LIMIT: ErrorMetadataKey.ValueType  # 22
 """The limit that was reached."""
+SIGNATURE_PROBLEM: ErrorMetadataKey.ValueType  # 40
+"""Why a signature does not verify: UNKNOWN_KEY, BAD_SIGNATURE,
+UNTRUSTED_CHAIN, IDENTITY_MISMATCH, FILE_MISMATCH or UNSUPPORTED.
+"""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

@@ -31,6 +31,7 @@ class Target(enum.Enum):
     UPLOAD = "the model of the upload's version; a blob upload: any model"
     BLOB = "any model with a version that references the digest"
     POLICY = "the `resource`"
+    TRUST_POLICY = "the model of the trust policy in `{field}`; the default: `registry`"
     EVENTS = "the model in `filter`; without one, each event is filtered"
     LISTED = "each model listed (the others are left out)"
     CALLER = "nothing: any authenticated caller"
@@ -65,6 +66,7 @@ ARTIFACT = "/modelregistry.v1.ArtifactService/"
 ROLLOUT = "/modelregistry.v1.RolloutService/"
 EVENT = "/modelregistry.v1.EventService/"
 ACCESS = "/modelregistry.v1.AccessService/"
+SIGNATURE = "/modelregistry.v1.SignatureService/"
 PROTECTION_FIELDS = frozenset({"protected_aliases", "separation_of_duties"})
 
 RULES: dict[str, tuple[Check, ...]] = {
@@ -139,6 +141,17 @@ RULES: dict[str, tuple[Check, ...]] = {
     ACCESS + "ListServiceAccountTokens": (Check(P.SERVICE_ACCOUNTS_LIST_TOKENS, Target.REGISTRY),),
     ACCESS + "RevokeServiceAccountToken": (
         Check(P.SERVICE_ACCOUNTS_REVOKE_TOKEN, Target.REGISTRY),
+    ),
+    SIGNATURE + "AttachSignature": _name(P.VERSIONS_UPLOAD, "parent"),
+    SIGNATURE + "ListSignatures": _name(P.VERSIONS_GET, "parent"),
+    SIGNATURE + "GetTrustPolicy": (Check(P.MODELS_GET, Target.TRUST_POLICY, "name"),),
+    SIGNATURE + "UpdateTrustPolicy": (
+        Check(
+            P.MODELS_SET_PROTECTION,
+            Target.TRUST_POLICY,
+            "policy.name",
+            root_permission=P.REGISTRY_SET_IAM_POLICY,
+        ),
     ),
 }
 
