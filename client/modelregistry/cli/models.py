@@ -9,6 +9,7 @@ from ..v1 import resources_pb2 as pb
 from .args import add_labels, labels_of, model_name
 from .connection import UsageError, command
 from .output import Deleted, Listing, Result
+from .signatures import add_trust_options, trust_requested, update_trust
 
 
 async def create(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -53,12 +54,22 @@ async def update(client: RegistryClient, args: argparse.Namespace) -> Result:
     if args.separation_of_duties is not None:
         model.separation_of_duties = args.separation_of_duties
         mask.append("separation_of_duties")
-    if not mask:
+    trust = trust_requested(args)
+    if not mask and not trust:
         raise UsageError(
             "nothing to update: give --display-name, --description, --label, "
-            "--protected-alias or --[no-]separation-of-duties"
+            "--protected-alias, --[no-]separation-of-duties, --trusted-key, "
+            "--trusted-chain or --require-signature"
         )
-    return await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
+    updated = None
+    if mask:
+        updated = await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
+    if trust:
+        policy = await update_trust(client, model.name, args)
+        if updated is None:
+            return policy
+    assert updated is not None
+    return updated
 
 
 async def delete(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -121,6 +132,7 @@ def add_parsers(
         default=None,
         help="whether a version's creator is barred from reviewing it",
     )
+    add_trust_options(p)
     p.add_argument("--etag", default="", help="only if the model still has this etag")
     p.set_defaults(func=command(update))
 
