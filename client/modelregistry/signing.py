@@ -128,10 +128,23 @@ def _key_hint(pem: bytes) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-def verify_dir(directory: str | Path, bundle: bytes, trust: Trust) -> str:
-    """Hash the files under `directory` and check them against `bundle`
-    under `trust`; returns who signed. Raises SignatureVerificationError."""
+def verify_dir(
+    directory: str | Path, bundle: bytes, trust: Trust, ignore: Sequence[str] = ()
+) -> str:
+    """Hash the files under `directory` (but `ignore`, relative paths) and
+    check them against `bundle` under `trust`; returns who signed. Raises
+    SignatureVerificationError."""
     model_signing = _library()
+
+    def configured(config: Any) -> Any:
+        if ignore:
+            hashing = model_signing.hashing.Config().use_file_serialization(
+                hashing_algorithm="sha256"
+            )
+            hashing.add_ignored_paths(model_path=Path(directory), paths=list(ignore))
+            config.set_hashing_config(hashing)
+        return config
+
     try:
         body = json.loads(bundle)
         material = body["verificationMaterial"]
@@ -149,8 +162,8 @@ def verify_dir(directory: str | Path, bundle: bytes, trust: Trust) -> str:
             for i, pem in enumerate(candidates):
                 key_path = Path(scratch) / f"key{i}.pub"
                 key_path.write_bytes(pem)
-                config = model_signing.verifying.Config().use_elliptic_key_verifier(
-                    public_key=key_path
+                config = configured(
+                    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=key_path)
                 )
                 try:
                     config.verify(Path(directory), sig_path)
@@ -166,8 +179,10 @@ def verify_dir(directory: str | Path, bundle: bytes, trust: Trust) -> str:
                     continue
                 chain_path = Path(scratch) / f"chain{i}.pem"
                 chain_path.write_bytes(pem)
-                config = model_signing.verifying.Config().use_certificate_verifier(
-                    certificate_chain=[chain_path]
+                config = configured(
+                    model_signing.verifying.Config().use_certificate_verifier(
+                        certificate_chain=[chain_path]
+                    )
                 )
                 try:
                     config.verify(Path(directory), sig_path)
@@ -180,7 +195,9 @@ def verify_dir(directory: str | Path, bundle: bytes, trust: Trust) -> str:
     )
 
 
-async def verify_pulled(conn: Connection, version: str, directory: Path, trust: Trust) -> str:
+async def verify_pulled(
+    conn: Connection, version: str, directory: Path, trust: Trust, ignore: Sequence[str] = ()
+) -> str:
     """Check the files of `version` pulled into `directory` against each
     signature the registry holds for it until one verifies under `trust`;
     returns who signed. Raises SignatureVerificationError."""
@@ -200,7 +217,7 @@ async def verify_pulled(conn: Connection, version: str, directory: Path, trust: 
     for signature in listed.signatures:
         _, bundle = await downloader.fetch(digest=signature.digest)
         try:
-            return await asyncio.to_thread(verify_dir, directory, bundle, trust)
+            return await asyncio.to_thread(verify_dir, directory, bundle, trust, ignore)
         except SignatureVerificationError as err:
             problems.append(f"{signature.name}: {err}")
     raise SignatureVerificationError("; ".join(problems)[:1000])

@@ -25,6 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# Imported when the server starts, not on the first attach: together they
+# take seconds to load.
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from model_signing._signing import sign_certificate, sign_ec_key, sign_sigstore_pb
+from OpenSSL import crypto
+from sigstore_models.bundle import v1 as bundle_pb
+
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -117,7 +127,6 @@ class Verified:
 def key_fingerprint(public_key: Any) -> str:
     """`sha256:<hex>` of the key's PEM SubjectPublicKeyInfo: the `hint` that
     model-signing writes into bundles, so the two can be compared."""
-    from cryptography.hazmat.primitives import serialization
 
     pem = public_key.public_bytes(
         encoding=serialization.Encoding.PEM,
@@ -128,8 +137,6 @@ def key_fingerprint(public_key: Any) -> str:
 
 def load_public_key(pem: str | bytes) -> Any:
     """An EC public key (P-256, P-384 or P-521) from PEM; ValueError otherwise."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
 
     data = pem.encode() if isinstance(pem, str) else pem
     try:
@@ -147,7 +154,6 @@ def load_public_key(pem: str | bytes) -> Any:
 
 def load_chain(pem: str | bytes) -> list[Any]:
     """The certificates of a chain, root first; ValueError if there are none."""
-    from cryptography import x509
 
     data = pem.encode() if isinstance(pem, str) else pem
     try:
@@ -160,7 +166,6 @@ def load_chain(pem: str | bytes) -> list[Any]:
 
 
 def certificate_fingerprint(certificate: Any) -> str:
-    from cryptography.hazmat.primitives import hashes
 
     return "sha256:" + bytes(certificate.fingerprint(hashes.SHA256())).hex()
 
@@ -285,8 +290,6 @@ def parse_bundle(data: bytes) -> Bundle:
 
 def _library_signature(body: dict[str, Any]) -> Any:
     """The bundle as model-signing's own type (as its `Signature.read` adapts it)."""
-    from model_signing._signing import sign_sigstore_pb
-    from sigstore_models.bundle import v1 as bundle_pb
 
     adapted = json.loads(json.dumps(body))
     material = adapted["verificationMaterial"]
@@ -302,7 +305,6 @@ def _library_signature(body: dict[str, Any]) -> Any:
 
 
 def _key_verifier(public_key: Any) -> Any:
-    from model_signing._signing import sign_ec_key
 
     class KeyVerifier(sign_ec_key.Verifier):
         def __init__(self, key: Any) -> None:
@@ -312,8 +314,6 @@ def _key_verifier(public_key: Any) -> Any:
 
 
 def _chain_verifier(certificates: list[Any]) -> Any:
-    from model_signing._signing import sign_certificate
-    from OpenSSL import crypto
 
     class ChainVerifier(sign_certificate.Verifier):
         def __init__(self, trusted: list[Any]) -> None:
@@ -332,7 +332,6 @@ def _signed_files(manifest: Any) -> dict[str, str]:
 def certificate_identity(certificate: Any) -> str:
     """The signer's identity: the certificate's SAN e-mail, else its URI,
     else its DNS name; "" if it has none."""
-    from cryptography import x509
 
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -346,7 +345,6 @@ def certificate_identity(certificate: Any) -> str:
 
 
 def _verify_with_key(bundle: Bundle, keys: Sequence[str]) -> Verified:
-    from cryptography.exceptions import InvalidSignature
 
     loaded = [load_public_key(pem) for pem in keys]
     candidates = [k for k in loaded if not bundle.key_hint or key_fingerprint(k) == bundle.key_hint]
@@ -373,9 +371,6 @@ def _verify_with_key(bundle: Bundle, keys: Sequence[str]) -> Verified:
 
 
 def _verify_with_chains(bundle: Bundle, chains: Sequence[TrustedChain]) -> Verified:
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from OpenSSL import crypto
 
     leaf = x509.load_der_x509_certificate(
         bundle.signature.bundle.verification_material.x509_certificate_chain.certificates[
