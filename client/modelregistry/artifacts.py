@@ -74,6 +74,8 @@ class PushResult:
     bytes_sent: int  # over the wire in this run
     bytes_skipped: int  # blobs the server already had (deduplicated)
     resumed_bytes: int  # committed by an earlier, interrupted run: not sent again
+    # What was pushed, path by path (what a signature of the version covers).
+    manifest: Manifest | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ async def push_files(
     if current.state != pb.ModelVersion.PENDING_UPLOAD:
         if current.artifact.digest == manifest_digest:
             # Pushed before (the earlier run ended after publishing): nothing to do.
-            return PushResult(current, manifest_digest, len(files), 0, 0, 0, 0)
+            return PushResult(current, manifest_digest, len(files), 0, 0, 0, 0, manifest)
         raise FailedPreconditionError(
             grpc.StatusCode.FAILED_PRECONDITION,
             ErrorReason.VERSION_NOT_PENDING,
@@ -208,7 +210,9 @@ async def push_files(
         current = await _get_version(core, version_name)
         if current.artifact.digest != manifest_digest:
             raise
-        return PushResult(current, manifest_digest, len(files), meter.total, sent, skipped, resumed)
+        return PushResult(
+            current, manifest_digest, len(files), meter.total, sent, skipped, resumed, manifest
+        )
     if published.model_version is None:
         raise data_loss(
             ErrorReason.PROTOCOL_VIOLATION, "the server did not return the published version"
@@ -221,6 +225,7 @@ async def push_files(
         sent,
         skipped,
         resumed,
+        manifest,
     )
 
 

@@ -25,6 +25,7 @@ from .event_methods import EventMethods
 from .gc_methods import GcMethods
 from .messages import field_mask, to_struct, version_name, with_etag
 from .rollout_methods import RolloutMethods
+from .signature_methods import SignatureMethods
 from .transport import DEFAULT_TARGET, Pem, RetryPolicy, channel_credentials
 from .v1 import registry_service_pb2 as rpc
 from .v1 import resources_pb2 as pb
@@ -36,7 +37,7 @@ Page = TypeVar("Page", bound=Message)
 Item = TypeVar("Item")
 
 
-class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods):
+class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods, SignatureMethods):
     """Async client for `modelregistry.v1.RegistryService`.
 
     Use it as an async context manager, or call `close()`. `timeout` applies

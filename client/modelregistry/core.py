@@ -27,6 +27,7 @@ from .v1 import (
     event_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
+    signature_service_pb2_grpc,
 )
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .v1.event_service_pb2_grpc import EventServiceAsyncStub
     from .v1.registry_service_pb2_grpc import RegistryServiceAsyncStub
     from .v1.rollout_service_pb2_grpc import RolloutServiceAsyncStub
+    from .v1.signature_service_pb2_grpc import SignatureServiceAsyncStub
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
@@ -68,6 +70,7 @@ class Stubs:
     events: EventServiceAsyncStub
     rollouts: RolloutServiceAsyncStub
     access: AccessServiceAsyncStub
+    signatures: SignatureServiceAsyncStub
 
     @classmethod
     def on(cls, channel: grpc.aio.Channel) -> Stubs:
@@ -77,6 +80,7 @@ class Stubs:
             event_service_pb2_grpc.EventServiceStub(channel),
             rollout_service_pb2_grpc.RolloutServiceStub(channel),
             access_service_pb2_grpc.AccessServiceStub(channel),
+            signature_service_pb2_grpc.SignatureServiceStub(channel),
         )
 
 

@@ -20,6 +20,7 @@ from modelregistry.v1 import (
     event_service_pb2,
     registry_service_pb2,
     rollout_service_pb2,
+    signature_service_pb2,
 )
 
 from .config import ServerConfig
@@ -34,6 +35,7 @@ REGISTRY_SERVICE = registry_service_pb2.DESCRIPTOR.services_by_name["RegistrySer
 ARTIFACT_SERVICE = artifact_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 EVENT_SERVICE = event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
 ROLLOUT_SERVICE = rollout_service_pb2.DESCRIPTOR.services_by_name["RolloutService"].full_name
+SIGNATURE_SERVICE = signature_service_pb2.DESCRIPTOR.services_by_name["SignatureService"].full_name
 ACCESS_SERVICE = access_service_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name
 # Health reports these names: "" (the whole server) and each API service.
 HEALTH_SERVICES = (
@@ -43,6 +45,7 @@ HEALTH_SERVICES = (
     EVENT_SERVICE,
     ROLLOUT_SERVICE,
     ACCESS_SERVICE,
+    SIGNATURE_SERVICE,
 )
 PAGE_TOKEN_KEY = "page_token_secret"
 # A database that takes longer than this to answer `SELECT 1` counts as down.

@@ -28,6 +28,7 @@ from modelregistry.v1 import (
     edge_service_pb2_grpc,
     registry_service_pb2_grpc,
     rollout_service_pb2_grpc,
+    signature_service_pb2_grpc,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +44,7 @@ from .api.event_servicer import EventServicer
 from .api.interceptors import RequestInterceptor
 from .api.registry_servicer import RegistryServicer
 from .api.rollout_servicer import RolloutServicer
+from .api.signature_servicer import SignatureServicer
 from .blob_setup import open_configured_blob_store
 from .blobs.base import BlobStore
 from .blobs.encryption.encrypted_store import EncryptedBlobStore
@@ -70,6 +72,7 @@ from .readiness import (
     EVENT_SERVICE,
     REGISTRY_SERVICE,
     ROLLOUT_SERVICE,
+    SIGNATURE_SERVICE,
     prepare_and_watch,
     set_health,
 )
@@ -80,6 +83,7 @@ from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
 from .service.rollouts import Rollouts
+from .service.signatures import Signatures
 from .service.transfers import TransferLimits, TransferSettings
 from .store.engine import make_engine
 from .store.event_log import SqlEventLog
@@ -87,6 +91,7 @@ from .store.gc_sql import SqlGcStore
 from .store.quotas_sql import SqlQuotaStore
 from .store.read_routing import ReadRouter
 from .store.relay_cursors import SqlRelayCursors
+from .store.signature_store import SqlSignatureStore
 from .store.sqlalchemy_store import SqlRegistryStore
 from .store.upload_store import SqlUploadStore
 from .worker_role import WorkerRole
@@ -101,6 +106,7 @@ REFLECTED_SERVICES = (
     ARTIFACT_SERVICE,
     EVENT_SERVICE,
     ROLLOUT_SERVICE,
+    SIGNATURE_SERVICE,
     health.SERVICE_NAME,
     REFLECTION_SERVICE,
 )
@@ -302,7 +308,8 @@ async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
     )
     if relay_config is not None:
         relay = NatsRelay(events, SqlRelayCursors(engine), relay_config)
-    for writer in (store, uploads, events):
+    signatures = SqlSignatureStore(engine)
+    for writer in (store, uploads, events, signatures):
         # Local writes wake the hub and the relay at once, and drop cached
         # reads before they return; other replicas' writes reach the cache
         # when the hub reads them from the log.
@@ -359,6 +366,9 @@ async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
         reuse_port=role is not None,
     )
     edge_service_pb2_grpc.add_EdgeServiceServicer_to_server(EdgeServicer(warm), server)
+    signature_service_pb2_grpc.add_SignatureServiceServicer_to_server(
+        SignatureServicer(Signatures(signatures, blobs)), server
+    )
     return Parts(
         engine=engine,
         store=store,

@@ -28,6 +28,7 @@ from modelregistry.v1 import event_service_pb2 as ev
 from modelregistry.v1 import registry_service_pb2 as reg
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry.v1 import rollout_service_pb2 as ro
+from modelregistry.v1 import signature_service_pb2 as sig
 from modelregistry.v1.artifact_service_pb2_grpc import ArtifactServiceStub as artifact_stub
 from modelregistry_server.api.access_rules import RULES
 from modelregistry_server.config import ServerConfig
@@ -105,6 +106,7 @@ RO = "/modelregistry.v1.RolloutService/"
 EV = "/modelregistry.v1.EventService/"
 AC = "/modelregistry.v1.AccessService/"
 ED = "/modelregistry.v1.EdgeService/"
+SG = "/modelregistry.v1.SignatureService/"
 
 
 def _mask(*paths: str) -> field_mask_pb2.FieldMask:
@@ -434,6 +436,46 @@ CASES = [
             region="eu-west", warm_versions=["models/fraud/versions/1"]
         ),
         (P.EDGES_REPORT, REGISTRY),
+    ),
+    Case(
+        "AttachSignature",
+        SG + "AttachSignature",
+        lambda w: sig.AttachSignatureRequest(parent="models/fraud/versions/1", bundle=b"{}"),
+        (P.VERSIONS_UPLOAD, FRAUD),
+    ),
+    Case(
+        "ListSignatures",
+        SG + "ListSignatures",
+        lambda w: sig.ListSignaturesRequest(parent="models/fraud/versions/1"),
+        (P.VERSIONS_GET, FRAUD),
+    ),
+    Case(
+        "GetTrustPolicy",
+        SG + "GetTrustPolicy",
+        lambda w: sig.GetTrustPolicyRequest(name="models/fraud/trustPolicy"),
+        (P.MODELS_GET, FRAUD),
+    ),
+    Case(
+        "GetTrustPolicy default",
+        SG + "GetTrustPolicy",
+        lambda w: sig.GetTrustPolicyRequest(name="trustPolicies/default"),
+        (P.MODELS_GET, REGISTRY),
+    ),
+    Case(
+        "UpdateTrustPolicy",
+        SG + "UpdateTrustPolicy",
+        lambda w: sig.UpdateTrustPolicyRequest(
+            policy=sig.TrustPolicy(name="models/fraud/trustPolicy", etag=STALE)
+        ),
+        (P.MODELS_SET_PROTECTION, FRAUD),
+    ),
+    Case(
+        "UpdateTrustPolicy default",
+        SG + "UpdateTrustPolicy",
+        lambda w: sig.UpdateTrustPolicyRequest(
+            policy=sig.TrustPolicy(name="trustPolicies/default", etag=STALE)
+        ),
+        (P.REGISTRY_SET_IAM_POLICY, REGISTRY),
     ),
 ]
 

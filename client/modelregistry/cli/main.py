@@ -12,7 +12,18 @@ import argparse
 import sys
 from importlib.metadata import EntryPoint, entry_points
 
-from . import access, admin, aliases, connection, events, models, rollouts, transfer, versions
+from . import (
+    access,
+    admin,
+    aliases,
+    connection,
+    events,
+    models,
+    rollouts,
+    signatures,
+    transfer,
+    versions,
+)
 
 COMMANDS_GROUP = "modelreg.commands"
 # The commands the server provides, in the order `modelreg --help` lists them.
@@ -81,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_parsers(sub, parent)
     access.add_parsers(sub, parent)
     admin.add_parsers(sub, parent)
+    signatures.add_parsers(sub, parent)
     return parser
 
 

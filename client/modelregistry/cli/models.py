@@ -9,6 +9,7 @@ from ..v1 import resources_pb2 as pb
 from .args import add_labels, byte_size, labels_of, model_name
 from .connection import UsageError, command
 from .output import Deleted, Listing, Result
+from .signatures import add_trust_options, trust_requested, update_trust
 
 
 async def create(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -56,12 +57,22 @@ async def update(client: RegistryClient, args: argparse.Namespace) -> Result:
     if args.storage_quota is not None:
         model.storage_quota_bytes = args.storage_quota
         mask.append("storage_quota_bytes")
-    if not mask:
+    trust = trust_requested(args)
+    if not mask and not trust:
         raise UsageError(
             "nothing to update: give --display-name, --description, --label, "
-            "--protected-alias, --[no-]separation-of-duties or --storage-quota"
+            "--protected-alias, --[no-]separation-of-duties, --storage-quota, "
+            "--trusted-key, --trusted-chain or --require-signature"
         )
-    return await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
+    updated = None
+    if mask:
+        updated = await client.update_model(model, mask, etag=args.etag, request_id=args.request_id)
+    if trust:
+        policy = await update_trust(client, model.name, args)
+        if updated is None:
+            return policy
+    assert updated is not None
+    return updated
 
 
 async def delete(client: RegistryClient, args: argparse.Namespace) -> Result:
@@ -132,6 +143,7 @@ def add_parsers(
         help="bytes its versions and open uploads may store, e.g. 500GiB or 2TB; 0: the"
         " registry default (owners and admins only)",
     )
+    add_trust_options(p)
     p.add_argument("--etag", default="", help="only if the model still has this etag")
     p.set_defaults(func=command(update))
 

@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from ..v1 import access_service_pb2 as acc
 from ..v1 import resources_pb2 as pb
+from ..v1 import signature_service_pb2 as srpc
 
 Column = tuple[str, Callable[[Message], str]]
 
@@ -197,6 +198,15 @@ def _token(m: Message) -> acc.ServiceAccountToken:
     return m
 
 
+def _signature(m: Message) -> srpc.Signature:
+    assert isinstance(m, srpc.Signature)
+    return m
+
+
+def _signature_status(s: srpc.Signature) -> str:
+    return "trusted" if s.trusted else f"untrusted: {s.untrusted_reason}"
+
+
 COLUMNS: dict[type[Message], list[Column]] = {
     pb.Model: [
         ("NAME", lambda m: _model(m).name),
@@ -244,6 +254,15 @@ COLUMNS: dict[type[Message], list[Column]] = {
         ("EXPIRES", lambda m: format_time(_token(m).expire_time)),
         ("REVOKED", lambda m: format_time(_token(m).revoke_time)),
         ("CREATOR", lambda m: _token(m).creator),
+    ],
+    srpc.Signature: [
+        ("NAME", lambda m: _signature(m).name),
+        ("SIGNER", lambda m: _signature(m).signer),
+        ("KIND", lambda m: srpc.Signature.SignerKind.Name(_signature(m).signer_kind)),
+        ("FILES", lambda m: str(_signature(m).file_count)),
+        ("ATTACHED", lambda m: format_time(_signature(m).create_time)),
+        ("BY", lambda m: _signature(m).creator),
+        ("STATUS", lambda m: _signature_status(_signature(m))),
     ],
 }
 

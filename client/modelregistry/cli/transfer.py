@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -23,6 +24,7 @@ from ..client import RegistryClient
 from ..errors import RegistryError
 from ..manifest import is_digest
 from ..ranged_downloads import MAX_STREAMS
+from ..signing import SignatureVerificationError, Trust, sign_files, verify_pulled
 from .args import model_name
 from .connection import EXIT_CODES, EXIT_ERROR, EXIT_USAGE, UsageError, client_from_args
 from .output import align
@@ -38,9 +40,16 @@ def _bar(args: argparse.Namespace, label: str) -> ProgressBar | None:
     return ProgressBar(sys.stderr, label) if wanted else None
 
 
-def _as_json(result: PushResult | PullResult) -> dict[str, Any]:
+def _as_json(result: PushResult | PullResult, args: argparse.Namespace) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if getattr(args, "signature", None) is not None:
+        extra["signature"] = json_format.MessageToDict(
+            args.signature, preserving_proto_field_name=True
+        )
+    if getattr(args, "verified_by", None):
+        extra["verified_by"] = args.verified_by
     if isinstance(result, PullResult):
-        return {
+        return extra | {
             "digest": result.digest,
             "version": result.version,
             "paths": [str(p) for p in result.paths],
@@ -49,7 +58,7 @@ def _as_json(result: PushResult | PullResult) -> dict[str, Any]:
             "bytes_cached": result.bytes_cached,
             "resumed_bytes": result.resumed_bytes,
         }
-    return {
+    return extra | {
         "digest": result.digest,
         "model_version": json_format.MessageToDict(
             result.version, preserving_proto_field_name=True
@@ -84,13 +93,17 @@ def _table(result: PushResult | PullResult, args: argparse.Namespace) -> str:
             ("skipped", str(result.bytes_skipped)),
             ("resumed", str(result.resumed_bytes)),
         ]
+    if getattr(args, "signature", None) is not None:
+        rows.append(("signed by", args.signature.signer))
+    if getattr(args, "verified_by", None):
+        rows.append(("verified", f"signed by {args.verified_by}"))
     return align([*rows, ("digest", result.digest)])
 
 
 async def _push(client: RegistryClient, args: argparse.Namespace, bar: ProgressBar | None) -> Any:
     if bar is not None:
         bar.note(f"hashing {args.path}")
-    return await push_files(
+    result = await push_files(
         client,
         model_name(args.version),
         args.path,
@@ -99,11 +112,33 @@ async def _push(client: RegistryClient, args: argparse.Namespace, bar: ProgressB
         state_dir=args.state_dir,
         streams=args.streams,
     )
+    if args.sign_key and result.manifest is not None:
+        files = [(f.path, f.hex) for f in result.manifest.files]
+        bundle = await asyncio.to_thread(
+            sign_files, files, args.sign_key, Path(args.path).name or "model"
+        )
+        if args.signature_out:
+            await asyncio.to_thread(Path(args.signature_out).write_bytes, bundle)
+        args.signature = await client.attach_signature(result.version.name, bundle)
+    return result
+
+
+def _trust(args: argparse.Namespace) -> Trust:
+    trust = Trust.from_key_files(*args.verify_key)
+    for path in args.trust_file:
+        trust = trust + Trust.from_file(path)
+    return trust
 
 
 async def _pull(client: RegistryClient, args: argparse.Namespace, bar: ProgressBar | None) -> Any:
     target = args.target if is_digest(args.target) else model_name(args.target)
-    return await pull(client, target, args.dest, progress=bar, streams=args.streams)
+    trust = _trust(args)
+    if trust and is_digest(target):
+        raise UsageError("--verify-key and --trust-file need a version or an alias, not a digest")
+    result = await pull(client, target, args.dest, progress=bar, streams=args.streams)
+    if trust:
+        args.verified_by = await verify_pulled(client, result.version, Path(args.dest), trust)
+    return result
 
 
 def _command(handler: Handler, label: str) -> Callable[[argparse.Namespace], int]:
@@ -118,6 +153,10 @@ def _command(handler: Handler, label: str) -> Callable[[argparse.Namespace], int
             _end(bar)
             print(f"error: {err}", file=sys.stderr)
             return EXIT_CODES.get(err.code, EXIT_ERROR)
+        except SignatureVerificationError as err:
+            _end(bar)
+            print(f"error: signature verification failed: {err}", file=sys.stderr)
+            return EXIT_ERROR
         except (OSError, ValueError, UsageError) as err:
             _end(bar)
             print(f"error: {err}", file=sys.stderr)
@@ -128,7 +167,7 @@ def _command(handler: Handler, label: str) -> Callable[[argparse.Namespace], int
             return EXIT_INTERRUPTED
         _end(bar)
         if args.output == "json":
-            print(json.dumps(_as_json(result), indent=2))
+            print(json.dumps(_as_json(result, args), indent=2))
         else:
             sys.stdout.write(_table(result, args))
         return 0
@@ -202,6 +241,15 @@ def add_parsers(
         "--state-dir", help="where unfinished uploads are remembered (default ~/.cache/modelreg)"
     )
     _streams_option(p, "files uploaded at once")
+    p.add_argument(
+        "--sign-key",
+        metavar="KEY",
+        help="EC private key (PEM): sign the files pushed (OpenSSF model signing) and"
+        " attach the signature to the version",
+    )
+    p.add_argument(
+        "--signature-out", metavar="FILE", help="with --sign-key, also write the bundle here"
+    )
     _progress_option(p)
     p.set_defaults(func=_command(_push, "push"))
 
@@ -220,5 +268,21 @@ def add_parsers(
     )
     p.add_argument("dest", metavar="DEST", help="directory to write the files into")
     _streams_option(p, "ranged streams per large file")
+    p.add_argument(
+        "--verify-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="PEM public key: after pulling, hash the files again and require a signature"
+        " of the version by this key (repeat for several)",
+    )
+    p.add_argument(
+        "--trust-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help='JSON {"keys": [...], "chains": [{"certificates": FILE, "identity": REGEX}]}:'
+        " keys and certificate chains to verify with, as --verify-key",
+    )
     _progress_option(p)
     p.set_defaults(func=_command(_pull, "pull"))

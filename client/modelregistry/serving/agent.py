@@ -34,9 +34,10 @@ from typing import Any, Generic, TypeVar
 
 from ..client import RegistryClient
 from ..errors import RegistryError, RevisionCompactedError
+from ..signing import SignatureVerificationError, Trust, verify_pulled
 from ..v1 import registry_service_pb2 as rpc
 from ..v1 import resources_pb2 as pb
-from .cache import ArtifactCache
+from .cache import MARKER, ArtifactCache
 from .cohort import serves_candidate
 
 log = logging.getLogger("modelregistry.serving")
@@ -136,13 +137,19 @@ class ServingAgent(Generic[T]):
         on_transition: Callable[[str, dict[str, Any]], None] | None = None,
         token: str | None = None,
         token_file: str | Path | None = None,
+        verify: Trust | None = None,
     ) -> None:
         """`token`/`token_file` (or `$MODELREG_TOKEN`/`$MODELREG_TOKEN_FILE`)
         authenticate the agent's own client; a file is re-read when rotated.
         A fleet needs roles/viewer on the model (files are fetched by digest).
         `server` may list several addresses, nearest first (the region's
         edge, then the primary): the agent reads from the first that
-        answers and goes back to the nearest once it is up again."""
+        answers and goes back to the nearest once it is up again.
+
+        With `verify` (keys and chains the fleet trusts), a version is loaded
+        only once one of its signatures verifies against the files on disk,
+        hashed again; one that does not is never loaded, the old model keeps
+        serving and a "rejected" transition reports it."""
         self._own_client = not isinstance(server, RegistryClient)
         self.client = (
             server
@@ -158,6 +165,7 @@ class ServingAgent(Generic[T]):
         self.grace_period = grace_period.total_seconds()
         self.ttl = ttl.total_seconds()
         self._on_transition = on_transition
+        self._verify = verify
         self._live: Loaded[T] | None = None
         self._previous: Loaded[T] | None = None
         self._previous_release_at: float | None = None
@@ -334,12 +342,28 @@ class ServingAgent(Generic[T]):
         if not target.digest:
             raise RuntimeError(f"{target.version} has no stored artifact to serve")
         path = await self.cache.ensure(self.client, target.version, target.digest)
+        if self._verify is not None:
+            await self._check_signature(target, path, self._verify)
         result = self._load(path)
         if inspect.isawaitable(result):
             model: T = await result
         else:
             model = result
         return Loaded(target.version, target.digest, path, model, time.time())
+
+    async def _check_signature(self, target: Target, path: Path, trust: Trust) -> None:
+        started = time.perf_counter()
+        try:
+            signer = await verify_pulled(self.client, target.version, path, trust, [MARKER])
+        except SignatureVerificationError as err:
+            self._emit("rejected", version=target.version, digest=target.digest, error=str(err))
+            raise
+        self._emit(
+            "verified",
+            version=target.version,
+            signer=signer,
+            verify_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
     def _release(self, old: Loaded[T]) -> None:
         if self._unload is not None:

@@ -362,6 +362,33 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
     ones, comma-separated), `resource` (the candidate version).
     """
+    INVALID_SIGNATURE_BUNDLE: _ErrorReason.ValueType  # 100
+    """INVALID_ARGUMENT: a signature bundle is not a Sigstore bundle of the
+    model-signing format: not JSON, over 6 MiB, over 20000 files, or a
+    field missing or malformed. Nothing is stored. Metadata: `field`.
+    """
+    SIGNATURE_INVALID: _ErrorReason.ValueType  # 101
+    """INVALID_ARGUMENT: a well-formed signature bundle does not verify; the
+    message says why. Nothing is stored. Metadata: `signature_problem`
+    (UNKNOWN_KEY, BAD_SIGNATURE, UNTRUSTED_CHAIN, IDENTITY_MISMATCH,
+    FILE_MISMATCH, UNSUPPORTED), `path` (the first differing file, for
+    FILE_MISMATCH), `resource`.
+    """
+    SIGNATURE_REQUIRED: _ErrorReason.ValueType  # 102
+    """FAILED_PRECONDITION: the alias requires a signed version and the target
+    carries no signature that verifies under the model's trust policy; the
+    message says what is missing. Metadata: `resource`, `alias`.
+    """
+    INVALID_TRUST_POLICY: _ErrorReason.ValueType  # 103
+    """INVALID_ARGUMENT: a trust policy field is malformed: a key that is not
+    a PEM public key, a chain that is not PEM certificates, an identity
+    pattern that is not a regular expression, a list over its limit.
+    Metadata: `field`.
+    """
+    SIGNATURE_LIMIT_REACHED: _ErrorReason.ValueType  # 104
+    """FAILED_PRECONDITION: the version already carries as many signatures as
+    allowed (32). Metadata: `resource`, `limit`.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the `reason` of the google.rpc.ErrorInfo that every
@@ -719,6 +746,33 @@ regional edges do not hold the candidate's artifact yet; retry once they
 report it (see Rollout.warm_regions). Metadata: `regions` (the lagging
 ones, comma-separated), `resource` (the candidate version).
 """
+INVALID_SIGNATURE_BUNDLE: ErrorReason.ValueType  # 100
+"""INVALID_ARGUMENT: a signature bundle is not a Sigstore bundle of the
+model-signing format: not JSON, over 6 MiB, over 20000 files, or a
+field missing or malformed. Nothing is stored. Metadata: `field`.
+"""
+SIGNATURE_INVALID: ErrorReason.ValueType  # 101
+"""INVALID_ARGUMENT: a well-formed signature bundle does not verify; the
+message says why. Nothing is stored. Metadata: `signature_problem`
+(UNKNOWN_KEY, BAD_SIGNATURE, UNTRUSTED_CHAIN, IDENTITY_MISMATCH,
+FILE_MISMATCH, UNSUPPORTED), `path` (the first differing file, for
+FILE_MISMATCH), `resource`.
+"""
+SIGNATURE_REQUIRED: ErrorReason.ValueType  # 102
+"""FAILED_PRECONDITION: the alias requires a signed version and the target
+carries no signature that verifies under the model's trust policy; the
+message says what is missing. Metadata: `resource`, `alias`.
+"""
+INVALID_TRUST_POLICY: ErrorReason.ValueType  # 103
+"""INVALID_ARGUMENT: a trust policy field is malformed: a key that is not
+a PEM public key, a chain that is not PEM certificates, an identity
+pattern that is not a regular expression, a list over its limit.
+Metadata: `field`.
+"""
+SIGNATURE_LIMIT_REACHED: ErrorReason.ValueType  # 104
+"""FAILED_PRECONDITION: the version already carries as many signatures as
+allowed (32). Metadata: `resource`, `limit`.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _ErrorMetadataKey:
@@ -785,6 +839,10 @@ class _ErrorMetadataKeyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Erro
     """A region name, e.g. "eu-west"."""
     REGIONS: _ErrorMetadataKey.ValueType  # 83
     """Region names, comma-separated."""
+    SIGNATURE_PROBLEM: _ErrorMetadataKey.ValueType  # 40
+    """Why a signature does not verify: UNKNOWN_KEY, BAD_SIGNATURE,
+    UNTRUSTED_CHAIN, IDENTITY_MISMATCH, FILE_MISMATCH or UNSUPPORTED.
+    """
 
 class ErrorMetadataKey(_ErrorMetadataKey, metaclass=_ErrorMetadataKeyEnumTypeWrapper):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -849,4 +907,8 @@ REGION: ErrorMetadataKey.ValueType  # 82
 """A region name, e.g. "eu-west"."""
 REGIONS: ErrorMetadataKey.ValueType  # 83
 """Region names, comma-separated."""
+SIGNATURE_PROBLEM: ErrorMetadataKey.ValueType  # 40
+"""Why a signature does not verify: UNKNOWN_KEY, BAD_SIGNATURE,
+UNTRUSTED_CHAIN, IDENTITY_MISMATCH, FILE_MISMATCH or UNSUPPORTED.
+"""
 Global___ErrorMetadataKey: _TypeAlias = ErrorMetadataKey  # noqa: Y015

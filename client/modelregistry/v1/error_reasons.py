@@ -455,6 +455,38 @@ class ErrorReason(enum.StrEnum):
     ones, comma-separated), `resource` (the candidate version).
     """
 
+    INVALID_SIGNATURE_BUNDLE = "INVALID_SIGNATURE_BUNDLE"
+    """INVALID_ARGUMENT: a signature bundle is not a Sigstore bundle of the
+    model-signing format: not JSON, over 6 MiB, over 20000 files, or a
+    field missing or malformed. Nothing is stored. Metadata: `field`.
+    """
+
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    """INVALID_ARGUMENT: a well-formed signature bundle does not verify; the
+    message says why. Nothing is stored. Metadata: `signature_problem`
+    (UNKNOWN_KEY, BAD_SIGNATURE, UNTRUSTED_CHAIN, IDENTITY_MISMATCH,
+    FILE_MISMATCH, UNSUPPORTED), `path` (the first differing file, for
+    FILE_MISMATCH), `resource`.
+    """
+
+    SIGNATURE_REQUIRED = "SIGNATURE_REQUIRED"
+    """FAILED_PRECONDITION: the alias requires a signed version and the target
+    carries no signature that verifies under the model's trust policy; the
+    message says what is missing. Metadata: `resource`, `alias`.
+    """
+
+    INVALID_TRUST_POLICY = "INVALID_TRUST_POLICY"
+    """INVALID_ARGUMENT: a trust policy field is malformed: a key that is not
+    a PEM public key, a chain that is not PEM certificates, an identity
+    pattern that is not a regular expression, a list over its limit.
+    Metadata: `field`.
+    """
+
+    SIGNATURE_LIMIT_REACHED = "SIGNATURE_LIMIT_REACHED"
+    """FAILED_PRECONDITION: the version already carries as many signatures as
+    allowed (32). Metadata: `resource`, `limit`.
+    """
+
 
 class ErrorMetadataKey(enum.StrEnum):
     """The keys of `google.rpc.ErrorInfo.metadata`: each value's name in lower
@@ -545,6 +577,11 @@ class ErrorMetadataKey(enum.StrEnum):
     REGIONS = "regions"
     """Region names, comma-separated."""
 
+    SIGNATURE_PROBLEM = "signature_problem"
+    """Why a signature does not verify: UNKNOWN_KEY, BAD_SIGNATURE,
+    UNTRUSTED_CHAIN, IDENTITY_MISMATCH, FILE_MISMATCH or UNSUPPORTED.
+    """
+
 
 STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
     {
@@ -631,6 +668,11 @@ STATUS_CODES: Mapping[ErrorReason, str] = MappingProxyType(
         ErrorReason.INVALID_MIN_REVISION: "INVALID_ARGUMENT",
         ErrorReason.READ_ONLY_EDGE: "FAILED_PRECONDITION",
         ErrorReason.NOT_WARM: "FAILED_PRECONDITION",
+        ErrorReason.INVALID_SIGNATURE_BUNDLE: "INVALID_ARGUMENT",
+        ErrorReason.SIGNATURE_INVALID: "INVALID_ARGUMENT",
+        ErrorReason.SIGNATURE_REQUIRED: "FAILED_PRECONDITION",
+        ErrorReason.INVALID_TRUST_POLICY: "INVALID_ARGUMENT",
+        ErrorReason.SIGNATURE_LIMIT_REACHED: "FAILED_PRECONDITION",
     }
 )
 """The gRPC status code (its name) each reason comes with."""

@@ -28,6 +28,7 @@ from ..domain.names import (
 from ..domain.permissions import Permission
 from ..domain.policies import REGISTRY, Decision, PolicyResource, parse_policy_resource
 from ..domain.principals import Principal
+from ..domain.trust import parse_policy_name
 from .access_rules import PROTECTION_FIELDS, QUOTA_FIELDS, RULES, Check, Target, When
 
 
@@ -175,6 +176,11 @@ class AccessControl:
             if resource == REGISTRY and check.root_permission is not None:
                 permission = check.root_permission
             return [await decide(principal, permission, resource)]
+        if target == Target.TRUST_POLICY:
+            model = parse_policy_name(field_values(request, check.field)[0], check.field)
+            if model is None:
+                return [await decide(principal, check.root_permission or permission, REGISTRY)]
+            return [await decide(principal, permission, PolicyResource(model.model))]
         if target == Target.ROLLOUT:
             return [await decide(principal, permission, await self._rollout(request.name))]
         if target == Target.UPLOAD:

@@ -31,6 +31,7 @@ class Target(enum.Enum):
     UPLOAD = "the model of the upload's version; a blob upload: any model"
     BLOB = "any model with a version that references the digest"
     POLICY = "the `resource`"
+    TRUST_POLICY = "the model of the trust policy in `{field}`; the default: `registry`"
     EVENTS = "the model in `filter`; without one, each event is filtered"
     LISTED = "each model listed (the others are left out)"
     CALLER = "nothing: any authenticated caller"
@@ -67,6 +68,7 @@ ROLLOUT = "/modelregistry.v1.RolloutService/"
 EVENT = "/modelregistry.v1.EventService/"
 ACCESS = "/modelregistry.v1.AccessService/"
 EDGE = "/modelregistry.v1.EdgeService/"
+SIGNATURE = "/modelregistry.v1.SignatureService/"
 PROTECTION_FIELDS = frozenset({"protected_aliases", "separation_of_duties"})
 QUOTA_FIELDS = frozenset({"storage_quota_bytes"})
 
@@ -146,6 +148,17 @@ RULES: dict[str, tuple[Check, ...]] = {
         Check(P.SERVICE_ACCOUNTS_REVOKE_TOKEN, Target.REGISTRY),
     ),
     EDGE + "ReportWarmState": (Check(P.EDGES_REPORT, Target.REGISTRY),),
+    SIGNATURE + "AttachSignature": _name(P.VERSIONS_UPLOAD, "parent"),
+    SIGNATURE + "ListSignatures": _name(P.VERSIONS_GET, "parent"),
+    SIGNATURE + "GetTrustPolicy": (Check(P.MODELS_GET, Target.TRUST_POLICY, "name"),),
+    SIGNATURE + "UpdateTrustPolicy": (
+        Check(
+            P.MODELS_SET_PROTECTION,
+            Target.TRUST_POLICY,
+            "policy.name",
+            root_permission=P.REGISTRY_SET_IAM_POLICY,
+        ),
+    ),
 }
 
 # Methods anyone may call, with or without credentials.

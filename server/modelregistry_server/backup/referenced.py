@@ -10,15 +10,16 @@ from __future__ import annotations
 from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store.tables import BR, V
+from ..store.tables import BR, VS, V
 
 
 async def referenced_blobs(conn: AsyncConnection) -> list[str]:
-    """Every digest the database refers to, sorted: artifacts (manifests) and
-    the files their manifests list."""
+    """Every digest the database refers to, sorted: artifacts (manifests),
+    the files their manifests list, and signature bundles."""
     query = union(
         select(V.artifact_digest.label("digest")).where(V.artifact_digest.is_not(None)),
         select(BR.digest.label("digest")),
+        select(VS.blob_digest.label("digest")),
     )
     rows = await conn.execute(query)
     return sorted({str(row.digest) for row in rows})

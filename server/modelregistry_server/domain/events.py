@@ -53,6 +53,8 @@ class EventType(enum.Enum):
     POLICY_SET = "POLICY_SET"
     SERVICE_ACCOUNT_TOKEN_CREATED = "SERVICE_ACCOUNT_TOKEN_CREATED"
     SERVICE_ACCOUNT_TOKEN_REVOKED = "SERVICE_ACCOUNT_TOKEN_REVOKED"
+    SIGNATURE_ATTACHED = "SIGNATURE_ATTACHED"
+    TRUST_POLICY_UPDATED = "TRUST_POLICY_UPDATED"
     # The server's signed statement of the head before it (see
     # events/checkpoints.py); it belongs to no model.
     CHECKPOINT = "CHECKPOINT"

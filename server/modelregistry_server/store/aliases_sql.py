@@ -20,6 +20,7 @@ from ..domain.rules import version_not_ready
 from .event_log import append_event
 from .locks import RUNNING, model_id, rows_under, running_rollout, share_lock_model
 from .rows import to_alias
+from .signatures_sql import check_signed
 from .tables import A, M, R, V, aliases, model_versions, models
 from .transactions import dialect_insert, now_us
 
@@ -27,11 +28,17 @@ PreviousTarget = aliased(model_versions, name="previous_target")
 
 
 async def ready_target(
-    conn: AsyncConnection, model: Any, alias: str, version_name: VersionName
+    conn: AsyncConnection,
+    model: Any,
+    alias: str,
+    version_name: VersionName,
+    gate_signature: bool = True,
 ) -> Any:
-    """The version row an alias may point at: READY, and APPROVED if the
-    alias is protected. Share-locked until commit so it is neither
-    deleted nor archived meanwhile."""
+    """The version row an alias may point at: READY, APPROVED if the alias
+    is protected, signed if the trust policy requires it (unless
+    `gate_signature` is off: a rollout's candidate passed the gate when it
+    started). Share-locked until commit so it is neither deleted nor
+    archived meanwhile."""
     running = (
         select(R.rollout_id)
         .where(R.model_id == model.id, R.alias == alias, R.state.in_(RUNNING))
@@ -73,6 +80,8 @@ async def ready_target(
             f"(it is {target.approval_state})",
             {ErrorMetadataKey.RESOURCE: str(version_name), ErrorMetadataKey.ALIAS: alias},
         )
+    if gate_signature:
+        await check_signed(conn, version_name.parent, alias, target.id, version_name)
     return target
 
 
@@ -87,7 +96,7 @@ async def write_alias(
     """Point `name` at `version` of `model` (a share-locked model row):
     compare-and-set when `etag` is given, upsert otherwise."""
     version_name = VersionName(name.model, version)
-    target = await ready_target(conn, model, name.alias, version_name)
+    target = await ready_target(conn, model, name.alias, version_name, not via_rollout)
     if not via_rollout and target.running_rollout is not None:
         raise errors.FailedPrecondition(
             ErrorReason.ROLLOUT_IN_PROGRESS,

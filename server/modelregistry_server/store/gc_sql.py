@@ -27,7 +27,7 @@ from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
-from .tables import BL, BR, U, V, blob_leases, blob_refs, model_versions
+from .tables import BL, BR, VS, U, V, blob_leases, blob_refs, model_versions
 from .transactions import SqlBase, dialect_insert, now_us
 
 
@@ -50,6 +50,8 @@ REFERENCE_SOURCES: tuple[ReferenceSource, ...] = (
     ReferenceSource("upload", U.digest, lambda now: (U.expire_time_us > now,)),
     # A finished blob upload waiting for its manifest, a publish under way.
     ReferenceSource("lease", BL.digest, lambda now: (BL.expire_time_us > now,)),
+    # A signature bundle attached to a version.
+    ReferenceSource("signature", VS.blob_digest),
 )
 
 

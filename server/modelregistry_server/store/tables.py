@@ -341,3 +341,47 @@ edge_warm_versions = Table(
     Column("warm_time_us", BigInteger, nullable=False),
     Index(None, "model", "version"),
 )
+
+# Signatures attached to versions (OMS bundles). The bundle itself is a
+# blob: `blob_digest` is a reference to it that blob reclaiming must count.
+version_signatures = Table(
+    "version_signatures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "model_version_id",
+        Id,
+        ForeignKey("model_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("blob_digest", String(71), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("signer_kind", String(16), nullable=False),
+    Column("signer", String(512), nullable=False),
+    Column("trust_anchor", String(71), nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("creator", String(512), nullable=False),
+    Column("create_time_us", BigInteger, nullable=False),
+    UniqueConstraint("model_version_id", "blob_digest"),
+    Index(None, "blob_digest"),
+    sqlite_autoincrement=True,
+)
+
+# Trust policies: one per model that has one, plus the registry-wide
+# default (scope `trustPolicies/default`, no model).
+trust_policies = Table(
+    "trust_policies",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("scope", String(96), nullable=False, unique=True),
+    Column("model_id", Id, ForeignKey("models.id", ondelete="CASCADE"), nullable=True),
+    Column("trusted_keys", Json, nullable=False),
+    Column("trusted_chains", Json, nullable=False),
+    Column("require_signature_aliases", Json, nullable=False),
+    Column("row_version", BigInteger, nullable=False, default=1),
+    Column("update_time_us", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+VS = version_signatures.c
+TP = trust_policies.c

@@ -29,6 +29,7 @@ from support.in_process import serving
 from support.jwt_issuer import Issuer
 from support.ports import free_port
 from support.services import require
+from support.signing import make_key, sign_dir, write_model
 
 ROOT = Path(__file__).resolve().parents[3]
 GO_DIR = ROOT / "client" / "go"
@@ -416,3 +417,47 @@ async def test_fetch_falls_back_to_the_next_address(
     assert [p.read_bytes() for p in out.iterdir() if p.is_file()] == [
         (tmp_path / "model.bin").read_bytes()
     ]
+
+
+async def test_fetch_verifies_the_model_signature_before_writing_a_file(
+    run_fetch: Launcher, address: str, tmp_path: Path
+) -> None:
+    fleet, other = make_key(tmp_path, "fleet"), make_key(tmp_path, "other")
+    model = write_model(tmp_path / "model", {"config.json": b"{}", "w/a.bin": os.urandom(5000)})
+    alias = "models/signed-go/aliases/production"
+    async with RegistryClient(address) as client:
+        await client.create_model("signed-go")
+        await client.update_trust_policy(
+            "signed-go", trusted_keys=[fleet.public_pem, other.public_pem]
+        )
+        version = await client.create_model_version("models/signed-go")
+        await client.push(version.name, model, state_dir=tmp_path / "state")
+        bundle = sign_dir(model, fleet.private, tmp_path / "model.sig")
+        await client.attach_signature(version.name, bundle)
+        await client.set_alias(alias, version.name)
+        hint = json.loads(bundle)["verificationMaterial"]["publicKey"]["hint"]
+
+        out = tmp_path / "out"
+        fetch = await run_fetch.start(
+            "-server", address, "-alias", alias, "-out", str(out), "-verify-key", str(fleet.public)
+        )
+        code, err = await fetch.finish()
+        assert code == 0, err
+        assert f"verified {version.name} sha256:{hint}" in fetch.lines
+        assert _tree(out) == _tree(model)
+
+        # A key the consumer holds did not sign it: refused, nothing written.
+        refused = await run_fetch.start(
+            "-server",
+            address,
+            "-alias",
+            alias,
+            "-out",
+            str(tmp_path / "out2"),
+            "-verify-key",
+            str(other.public),
+        )
+        code, err = await refused.finish()
+        assert code == 1
+        assert "not signed by a trusted key" in err
+        assert not (tmp_path / "out2").exists()

@@ -12,9 +12,15 @@
 // -out is either absent or complete and verified. A file already there with
 // the right digest is not downloaded again.
 //
+// With -verify-key k.pub (repeatable), the version must carry an OpenSSF
+// model signature by one of those keys over exactly the manifest's files;
+// it is checked before any file is written, so nothing lands under -out
+// otherwise.
+//
 // Output, one line each, space separated:
 //
 //	resolved <alias> <version> <artifact digest> <revision>
+//	verified <version> <signer key fingerprint>
 //	file <path> <size> <digest> downloaded|cached
 //	done <files> <bytes>
 //	event <revision> <type> <resource>
@@ -77,6 +83,7 @@ type options struct {
 	maxEvents int
 	timeout   time.Duration
 	token     string
+	keys      keyFiles
 }
 
 func main() {
@@ -107,6 +114,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&opts.timeout, "timeout", 30*time.Second, "deadline of each metadata call")
 	fs.StringVar(&opts.token, "token", os.Getenv("MODELREG_TOKEN"), "bearer token sent with every call (default $MODELREG_TOKEN)")
 	tokenFile := fs.String("token-file", "", "read the bearer token from this file")
+	fs.Var(&opts.keys, "verify-key", "PEM public key: require a model signature by it (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -185,7 +193,25 @@ func run(ctx context.Context, opts options) error {
 	}
 	fmt.Printf("resolved %s %s %s %d\n", opts.alias, version.GetName(), artifact.GetDigest(), resolved.GetRevision())
 
-	if err := fetchArtifact(ctx, artifacts, version.GetName(), artifact.GetDigest(), opts.out); err != nil {
+	var check func(*manifest) error
+	if len(opts.keys) > 0 {
+		keys, err := loadKeys(opts.keys)
+		if err != nil {
+			return err
+		}
+		signatures := modelregistryv1.NewSignatureServiceClient(conn)
+		check = func(m *manifest) error {
+			callCtx, cancel := context.WithTimeout(ctx, opts.timeout)
+			defer cancel()
+			signer, err := verifyVersion(callCtx, signatures, artifacts, version.GetName(), keys, m)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("verified %s %s\n", version.GetName(), signer)
+			return nil
+		}
+	}
+	if err := fetchArtifact(ctx, artifacts, version.GetName(), artifact.GetDigest(), opts.out, check); err != nil {
 		return err
 	}
 	if !opts.watch {
@@ -209,7 +235,7 @@ type manifestFile struct {
 
 // fetchArtifact downloads the version's manifest, checks it against the
 // digest ResolveAlias returned, then downloads every file it lists.
-func fetchArtifact(ctx context.Context, client modelregistryv1.ArtifactServiceClient, version, digest, out string) error {
+func fetchArtifact(ctx context.Context, client modelregistryv1.ArtifactServiceClient, version, digest, out string, check func(*manifest) error) error {
 	var buf bytes.Buffer
 	target := &modelregistryv1.DownloadRequest{Target: &modelregistryv1.DownloadRequest_Version{Version: version}}
 	if err := download(ctx, client, target, digest, maxManifestBytes, &buf); err != nil {
@@ -218,6 +244,11 @@ func fetchArtifact(ctx context.Context, client modelregistryv1.ArtifactServiceCl
 	m, err := parseManifest(buf.Bytes())
 	if err != nil {
 		return fmt.Errorf("manifest of %s: %w", version, err)
+	}
+	if check != nil {
+		if err := check(m); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err

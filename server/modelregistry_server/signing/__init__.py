@@ -1,0 +1,1 @@
+"""OpenSSF model signatures, checked on the server side."""
