@@ -88,6 +88,8 @@ def _retryable(err: RegistryError) -> bool:
         or err.reason == ErrorReason.UPLOAD_IDLE
         # Corrupted in transit: resend from the disk.
         or err.reason == ErrorReason.CHECKSUM_MISMATCH
+        # Garbage-collected while the upload finished: upload it again.
+        or err.reason == ErrorReason.BLOB_COLLECTED
     )
 
 

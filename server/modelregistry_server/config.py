@@ -164,7 +164,7 @@ class ServerConfig:
         default=24 * HOUR_S,
         metadata=flag(
             "--gc-grace-hours",
-            "keep unreferenced blobs younger than this (default %(default)s)",
+            "keep unreferenced blobs younger than this; at least 1 minute (default %(default)s)",
             float,
             unit=HOUR_S,
         ),

@@ -78,7 +78,7 @@ from .readiness import (
 )
 from .service.artifacts import Artifacts, ArtifactSettings
 from .service.events import Events
-from .service.gc import GarbageCollector
+from .service.gc import MIN_GRACE_S, GarbageCollector
 from .service.page_tokens import PageTokens
 from .service.read_cache import ReadCache
 from .service.registry import Registry
@@ -293,7 +293,7 @@ async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
     )
     storage = partial(SqlQuotaStore(engine).storage, limits=upload_limits)
     gc_store = SqlGcStore(engine)
-    collector = GarbageCollector(gc_store, blobs, config.gc_grace_s)
+    collector = GarbageCollector(gc_store, blobs, max(config.gc_grace_s, MIN_GRACE_S))
     artifacts = Artifacts(
         store,
         uploads,

@@ -64,5 +64,11 @@ def test_gc_frees_a_deleted_versions_blobs(tmp_path: Path) -> None:
         assert (tmp_path / "out" / "tokenizer.json").read_bytes() == b"shared" * 1000
         assert (tmp_path / "out" / "weights.bin").read_bytes() == b"two" * 100_000
 
+        shown = cli("models", "get", "fraud").stdout.splitlines()
+        storage = [line.split(None, 1)[1] for line in shown if line.startswith("storage ")]
+        # The tokenizer, the second version's weights and its manifest: 298.x KiB.
+        assert len(storage) == 1 and storage[0].startswith("298."), shown
+        assert storage[0].endswith("(no quota)")
+
         refused = modelreg("admin", "gc", "--grace", "10s", env=env, timeout=60)
         assert refused.returncode != 0 and "INVALID_FIELD" in refused.stderr

@@ -85,7 +85,14 @@ async def test_publishes_and_deletes_racing_the_sweep(parts: Parts) -> None:
         and publishers claim some of them just as the sweep comes for them."""
         while time.monotonic() < deadline:
             data = rng.randbytes(512)
-            await upload(parts.artifacts, data)
+            try:
+                await upload(parts.artifacts, data)
+            except errors.DomainError as exc:
+                # Its upload row outlived its 1 s TTL under load and the
+                # sweep took the blob before the claim: said so, not lost.
+                assert exc.reason == "BLOB_COLLECTED", repr(exc)
+                stats["retried"] += 1
+                continue
             litter.append(data)
 
     async def sweeper() -> None:
@@ -98,6 +105,7 @@ async def test_publishes_and_deletes_racing_the_sweep(parts: Parts) -> None:
     await asyncio.gather(publisher(), publisher(), deleter(), litterer(), sweeper())
     report = await parts.collector.collect()
     stats["swept"] += report.blobs_deleted
+    print("gc race:", stats)  # shown with -s
     # The race was real: versions were published and the collector deleted blobs.
     assert stats["published"] > 0 and stats["swept"] > 0, stats
     for name in ready:
