@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -57,6 +58,9 @@ from .segments import (
     open_trailer,
 )
 
+if TYPE_CHECKING:
+    from .stored_form import StoredForm
+
 # Bytes read from a blob's end to find its footer and (usually) its trailer:
 # enough for the index of a 16 GiB blob.
 _TAIL_READ = 64 * 1024
@@ -88,6 +92,7 @@ class EncryptedBlobStore:
         self.inner = inner
         self.keys = keys
         self._opened: OrderedDict[tuple[str, bytes, bytes, int], _Opened] = OrderedDict()
+        self._form: StoredForm | None = None
 
     async def begin_upload(self, upload_id: str) -> Upload:
         return await self.inner.begin_upload(upload_id)
@@ -104,9 +109,11 @@ class EncryptedBlobStore:
         return self._plain_infos(await self.inner.reclaim_uploads(older_than), plain)
 
     async def _staged_plaintext(self) -> dict[str, int]:
-        from .stored_form import stored_form
+        if self._form is None:
+            from .stored_form import stored_form
 
-        return await (await stored_form(self.inner)).staged_plaintext()
+            self._form = await stored_form(self.inner)
+        return await self._form.staged_plaintext()
 
     @staticmethod
     def _plain_infos(uploads: list[UploadInfo], plain: dict[str, int]) -> list[UploadInfo]:

@@ -82,40 +82,51 @@ class EncryptingStaging:
         self._aead = AESGCM(data_key)
         return Header(key_id, wrapped, self._blob_id).encode()
 
-    def _seal_block(self, data: bytes, final_tail: bool) -> tuple[list[bytes], bytes]:
-        """Sealed records of `data`'s whole segments (and of its tail if `final_tail`)."""
+    def _seal(self, piece: bytes | memoryview, out: list[bytes]) -> None:
+        assert self._aead is not None
+        out.extend(
+            seal_parts(self._aead, self._blob_id, len(self._lengths), self._plain, piece, False)
+        )
+        self._lengths.append(len(piece))
+        self._plain += len(piece)
+
+    def _seal_chunks(self, chunks: Sequence[bytes], final_tail: bool) -> tuple[list[bytes], bytes]:
+        """Sealed records of the chunks' whole segments (and of the rest if `final_tail`),
+        and the rest. A segment within one chunk is sealed in place; one spanning
+        chunks is gathered first (at most a segment's copy)."""
         out: list[bytes] = []
         if self._aead is None:
             out.append(self._start())
-        assert self._aead is not None
-        view = memoryview(data)
-        pos = 0
-        while len(view) - pos >= self._segment_size or (final_tail and pos < len(view)):
-            piece = view[pos : pos + self._segment_size]
-            out.extend(
-                seal_parts(self._aead, self._blob_id, len(self._lengths), self._plain, piece, False)
-            )
-            self._lengths.append(len(piece))
-            self._plain += len(piece)
-            pos += len(piece)
-        return out, bytes(view[pos:])
+        size = self._segment_size
+        gathered: list[memoryview] = []
+        have = 0
+        for chunk in chunks:
+            view = memoryview(chunk)
+            pos = 0
+            while pos < len(view):
+                take = min(size - have, len(view) - pos)
+                gathered.append(view[pos : pos + take])
+                have += take
+                pos += take
+                if have == size:
+                    self._seal(gathered[0] if len(gathered) == 1 else b"".join(gathered), out)
+                    gathered, have = [], 0
+        if final_tail and have:
+            self._seal(b"".join(gathered), out)
+            gathered = []
+        return out, b"".join(gathered)
 
     async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
         parts = [self._tail, *chunks] if self._tail else list(chunks)
         del chunks
         self._tail = b""
         plain, lengths = self._plain, len(self._lengths)
-
-        def seal_block() -> tuple[list[bytes], bytes]:
-            data = parts[0] if len(parts) == 1 else b"".join(parts)  # off the event loop
-            parts.clear()
-            return self._seal_block(data, sync)
-
         try:
-            records, self._tail = await asyncio.to_thread(seal_block)
+            records, self._tail = await asyncio.to_thread(self._seal_chunks, parts, sync)
         except BaseException:
             self._plain, self._lengths[lengths:] = plain, []
             raise
+        del parts
         stored = sum(len(r) for r in records)
         start, self._stored = self._stored, self._stored + stored
         durable = await self._inner.append(start, records, stored, sync=sync)
@@ -191,7 +202,7 @@ class EncryptingStaging:
             if self._tail:
                 raise AssertionError("publish before the last flush")
             if self._aead is None:  # an empty blob: the header is still needed
-                records, _ = await asyncio.to_thread(self._seal_block, b"", True)
+                records, _ = await asyncio.to_thread(self._seal_chunks, [], True)
             else:
                 records = []
             assert self._aead is not None

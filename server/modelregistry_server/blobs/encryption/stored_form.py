@@ -62,6 +62,8 @@ class StoredForm(Protocol):
 class LocalStoredForm:
     def __init__(self, root: Path) -> None:
         self._layout = LocalLayout(root)
+        # upload id -> ((inode, header), parsed up to, plaintext so far)
+        self._parsed: dict[str, tuple[tuple[int, bytes], int, int]] = {}
 
     async def digests(self) -> AsyncIterator[str]:
         def scan() -> list[str]:
@@ -104,31 +106,39 @@ class LocalStoredForm:
             for path in self._layout.uploads.iterdir():
                 try:
                     with path.open("rb") as f:
-                        found[path.name] = _plaintext_in(f.fileno())
+                        found[path.name] = self._parse(path.name, f.fileno())
                 except FileNotFoundError:
                     continue
+            for gone in self._parsed.keys() - found.keys():
+                del self._parsed[gone]
             return found
 
         with storage_errors():
             return await asyncio.to_thread(scan)
 
+    def _parse(self, upload_id: str, fd: int) -> int:
+        """Plaintext in a staging file's whole records, parsed on from where the last
+        call stopped (the header, which holds a random blob id, tells uploads apart)."""
+        st = os.fstat(fd)
+        head = os.pread(fd, HEADER_SIZE, 0)
+        pos, plain = HEADER_SIZE, 0
+        known = self._parsed.get(upload_id)
+        if known is not None and known[0] == (st.st_ino, head) and known[1] <= st.st_size:
+            pos, plain = known[1], known[2]
+        while pos + 4 <= st.st_size:
+            n = record_length(os.pread(fd, 4, pos))
+            if pos + n > st.st_size:
+                break
+            plain += n - RECORD_OVERHEAD
+            pos += n
+        if len(head) == HEADER_SIZE:
+            self._parsed[upload_id] = ((st.st_ino, head), pos, plain)
+        return plain
+
     async def replace_header(self, digest: str, header: bytes) -> bool:
         path = self._layout.blob(digest)
         with storage_errors():
             return await asyncio.to_thread(_replace_local, path, header)
-
-
-def _plaintext_in(fd: int) -> int:
-    """Plaintext in a staging file's whole records: one small read per record."""
-    size = os.fstat(fd).st_size
-    pos, plain = HEADER_SIZE, 0
-    while pos + 4 <= size:
-        n = record_length(os.pread(fd, 4, pos))
-        if pos + n > size:
-            break
-        plain += n - RECORD_OVERHEAD
-        pos += n
-    return plain
 
 
 def _replace_local(path: Path, header: bytes) -> bool:
