@@ -29,6 +29,7 @@ from .v1 import (
     rollout_service_pb2_grpc,
     signature_service_pb2_grpc,
 )
+from .v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 if TYPE_CHECKING:
     from .v1.access_service_pb2_grpc import AccessServiceAsyncStub
@@ -113,6 +114,7 @@ class Core:
         self._index = 0
         self._back_to_nearest_at = 0.0
         self._retired: list[grpc.aio.Channel] = []
+        self._write_open: tuple[str, grpc.aio.Channel, Stubs] | None = None
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self._credentials = credentials
@@ -179,6 +181,9 @@ class Core:
         opened, self._open = self._open, None
         if opened is not None:
             await opened[0].close(None)
+        if self._write_open is not None:
+            self._retired.append(self._write_open[1])
+            self._write_open = None
         retired, self._retired = self._retired, []
         for channel in retired:
             await channel.close(None)
@@ -206,6 +211,13 @@ class Core:
                 self._note_revision(await call.initial_metadata(), read)
                 return response
             except grpc.aio.AioRpcError as err:
+                redirect = None if read else self._primary_of(err)
+                if redirect is not None and attempt == 1:
+                    # A regional edge refused the write before doing
+                    # anything: send it to the primary, once.
+                    method = _same_method(method, self.stubs, self._writer(redirect))
+                    attempt += 1
+                    continue
                 if err.code() != grpc.StatusCode.UNAVAILABLE or attempt >= attempts:
                     raise from_rpc_error(err) from err
                 before = self._open[1] if self._open is not None else None
@@ -214,6 +226,27 @@ class Core:
                     method = _same_method(method, before, self.stubs)
             await asyncio.sleep(self.retry.backoff(attempt))
             attempt += 1
+
+    def _primary_of(self, err: grpc.aio.AioRpcError) -> str | None:
+        """The primary named by an edge's READ_ONLY_EDGE refusal, if it is
+        one of this client's own addresses (credentials never go to an
+        address only a server named)."""
+        if err.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            return None
+        error = from_rpc_error(err)
+        primary = error.metadata.get(ErrorMetadataKey.PRIMARY.value, "")
+        if error.reason != ErrorReason.READ_ONLY_EDGE.name or primary not in self.targets:
+            return None
+        return primary
+
+    def _writer(self, target: str) -> Stubs:
+        """Stubs on a channel to `target`, for writes an edge redirected."""
+        if self._write_open is None or self._write_open[0] != target:
+            if self._write_open is not None:
+                self._retired.append(self._write_open[1])
+            channel = open_channel(target, self._credentials, self._options, self._interceptors)
+            self._write_open = (target, channel, Stubs.on(channel))
+        return self._write_open[2]
 
     def min_revision_for_reads(self) -> int:
         """What reads send as `modelreg-min-revision`: `min_revision` (set it

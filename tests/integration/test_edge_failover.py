@@ -46,6 +46,15 @@ async def test_reads_and_the_agent_fall_back_to_the_next_address(tmp_path: Path)
             reader.core.min_revision = written
             assert await reader.get_alias(ALIAS) == expected
             assert reader.core.target == edge_address
+            # A write the edge refuses goes on to the primary (one of the
+            # client's own addresses); reads stay at the edge.
+            await reader.set_alias(ALIAS, 1)
+            assert reader.core.last_write_revision > written
+            assert reader.core.target == edge_address
+            reader.core.read_your_writes = True
+            moved = await reader.get_alias(ALIAS)  # at the edge, with the write in it
+            assert moved.etag != expected.etag
+            expected = moved
             await edge.stop(grace=0)
             assert await reader.get_alias(ALIAS) == expected  # the edge is gone
             assert reader.core.target == primary_address
