@@ -35,6 +35,7 @@ from ..domain.trust import (
     check_required_aliases,
 )
 from ..signing.oms import (
+    Bundle,
     BundleError,
     Problem,
     Trust,
@@ -68,9 +69,9 @@ def _invalid(err: VerificationError, name: VersionName) -> errors.InvalidArgumen
     return _signature_invalid(f"signature for {name}: {err.problem}: {err}", metadata)
 
 
-def _verify(data: bytes, trust: Trust, expected: Mapping[str, str]) -> Verified:
-    """The CPU-bound part (JSON, ECDSA, X.509): run off the event loop."""
-    verified = verify_bundle(parse_bundle(data), trust)
+def _verify(parsed: Bundle, trust: Trust, expected: Mapping[str, str]) -> Verified:
+    """The CPU-bound part (ECDSA, X.509, the statement): run off the event loop."""
+    verified = verify_bundle(parsed, trust)
     compare_files(verified.files, expected)
     return verified
 
@@ -103,7 +104,7 @@ class Signatures:
                 ErrorReason.INVALID_SIGNATURE_BUNDLE, "bundle: empty", "bundle"
             )
         try:  # the cheap checks first, before any read
-            await asyncio.to_thread(parse_bundle, bundle)
+            parsed = await asyncio.to_thread(parse_bundle, bundle)
         except BundleError as err:
             raise _bundle_error(err) from None
         except VerificationError as err:
@@ -122,7 +123,7 @@ class Signatures:
             )
         expected = await self._manifest_files(manifest_digest)
         try:
-            verified = await asyncio.to_thread(_verify, bundle, policy.trust(), expected)
+            verified = await asyncio.to_thread(_verify, parsed, policy.trust(), expected)
         except BundleError as err:
             raise _bundle_error(err) from None
         except VerificationError as err:

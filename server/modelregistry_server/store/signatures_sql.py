@@ -9,6 +9,7 @@ from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain import errors
@@ -367,7 +368,10 @@ async def update_policy(
             .where(TP.id == current.id)
             .values(row_version=TP.row_version + 1, **values)
         )
-    row = (await conn.execute(stmt.returning(trust_policies))).one()
+    try:
+        row = (await conn.execute(stmt.returning(trust_policies))).one()
+    except IntegrityError:  # a concurrent first write of the same policy won
+        raise errors.EtagMismatch(scope) from None
     policy = _to_policy(row, model)
     change = PolicyChange(_view(policy), await _left_serving(conn, model))
     await append_event(
