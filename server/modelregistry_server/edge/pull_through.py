@@ -16,13 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import grpc
 from modelregistry.v1 import artifact_service_pb2, artifact_service_pb2_grpc
 
-from ..blobs.base import DEFAULT_READ_CHUNK, BlobInfo, BlobStore, Upload, UploadInfo
+from ..blobs.base import (
+    DEFAULT_READ_CHUNK,
+    BlobInfo,
+    BlobStore,
+    StoredBlob,
+    Upload,
+    UploadInfo,
+)
 from ..domain import errors
 
 log = logging.getLogger("modelreg.edge")
@@ -141,6 +148,10 @@ class PullThroughBlobs:
 
     async def delete(self, digest: str) -> bool:
         return await self._local.delete(digest)
+
+    def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """What this edge holds (a cache: the primary keeps the originals)."""
+        return self._local.list_blobs()
 
     async def close(self) -> None:
         await self._local.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ from ..base import (
     MAX_READ_CHUNK,
     BlobInfo,
     BlobStore,
+    StoredBlob,
     Upload,
     UploadInfo,
     check_range,
@@ -125,6 +126,10 @@ class EncryptedBlobStore:
     async def delete(self, digest: str) -> bool:
         self.forget(digest)
         return await self.inner.delete(digest)
+
+    def list_blobs(self) -> AsyncIterator[StoredBlob]:
+        """As stored: sizes are of the encrypted form, which is what a sweep frees."""
+        return self.inner.list_blobs()
 
     async def close(self) -> None:
         await self.inner.close()
