@@ -233,3 +233,24 @@ def test_backup_from_one_bucket_restores_into_another(
         assert view(srv.address, tmp_path / "pulled-after") == before
     finally:
         srv.stop()
+
+
+def test_an_encrypted_blob_store_is_refused_with_a_reason(tmp_path: Path) -> None:
+    """Encrypted blobs do not hash to their digests as stored; a backup must
+    neither half copy them nor decrypt them into the backup directory."""
+    keyring = tmp_path / "keyring.json"
+    ok(modelreg("keyring", "create", str(keyring)))
+    source_dir = tmp_path / "source"
+    url = f"sqlite:///{source_dir / 'registry.db'}"
+    srv = ServeProcess(source_dir, "--encryption-keyring", str(keyring))
+    srv.start()
+    try:
+        asyncio.run(build(srv.address, write_model(tmp_path / "model", b"secret-v1")))
+    finally:
+        srv.stop()
+    dest = tmp_path / "backup"
+    refused = modelreg("admin", "backup", str(dest), *storage_flags(source_dir, url))
+    assert refused.returncode == 1
+    assert "encrypted blobs" in refused.stderr
+    assert not any(p.is_file() for p in (dest / "blobs").rglob("*"))
+    assert not (dest / "LATEST").exists()
