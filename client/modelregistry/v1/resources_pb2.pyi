@@ -481,6 +481,7 @@ class Event(_message.Message):
     AFTER_JSON_FIELD_NUMBER: _builtins.int
     PREV_HASH_FIELD_NUMBER: _builtins.int
     HASH_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_OMITTED_FIELD_NUMBER: _builtins.int
     revision: _builtins.int
     """Global, strictly increasing position in the log (1, 2, 3...; gaps only
     where events were compacted away).
@@ -522,6 +523,14 @@ class Event(_message.Message):
     """`hash` of the previous event (64 zeros for the first)."""
     hash: _builtins.str
     """This event's hash, see above."""
+    snapshots_omitted: _builtins.bool
+    """True when `before_json` and `after_json` were left out because together
+    they pass the largest event a write can make today (512 KiB): an event
+    stored before that bound existed. The other fields are whole, so the
+    chain's links (`prev_hash`, `hash`) can still be followed, but this
+    event's own hash cannot be recomputed from what was sent (the server's
+    `modelreg events verify` reads the database and can).
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """Commit time."""
@@ -539,10 +548,11 @@ class Event(_message.Message):
         after_json: _builtins.str = ...,
         prev_hash: _builtins.str = ...,
         hash: _builtins.str = ...,
+        snapshots_omitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after_json", b"after_json", "before_json", b"before_json", "hash", b"hash", "model", b"model", "prev_hash", b"prev_hash", "resource", b"resource", "revision", b"revision", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "after_json", b"after_json", "before_json", b"before_json", "hash", b"hash", "model", b"model", "prev_hash", b"prev_hash", "resource", b"resource", "revision", b"revision", "snapshots_omitted", b"snapshots_omitted", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -18,7 +18,7 @@ from modelregistry.v1 import event_service_pb2 as rpc
 from modelregistry.v1 import event_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
 
-from ..domain.events import Event
+from ..domain.events import MAX_EVENT_BYTES, Event
 from ..events.watcher import Batch, EventFilter
 from ..service.events import Events, parse_event_filter
 from .convert import timestamp, timestamp_us
@@ -26,11 +26,17 @@ from .paging import fit, split
 
 Ctx = Any  # grpc.aio.ServicerContext
 SERVICE = "modelregistry.v1.EventService"
+# Snapshots larger than any write can make today are left out (see event_to_pb).
+SNAPSHOT_LIMIT_BYTES = MAX_EVENT_BYTES
 
 
 @lru_cache(maxsize=4096)
 def event_to_pb(e: Event) -> pb.Event:
     """Cached: a live event goes out to every watcher of it, built once."""
+    # An event stored before events were bounded may be too large to send:
+    # it goes without its snapshots, flagged, rather than break every list
+    # and stream that reaches it.
+    whole = len(e.before_json) + len(e.after_json) <= SNAPSHOT_LIMIT_BYTES
     return pb.Event(
         revision=e.revision,
         type=e.type,
@@ -38,10 +44,11 @@ def event_to_pb(e: Event) -> pb.Event:
         model=e.model,
         actor=e.actor,
         time=timestamp(e.time_us),
-        before_json=e.before_json,
-        after_json=e.after_json,
+        before_json=e.before_json if whole else "",
+        after_json=e.after_json if whole else "",
         prev_hash=e.prev_hash,
         hash=e.hash,
+        snapshots_omitted=not whole,
     )
 
 
