@@ -46,6 +46,9 @@ class ServeProcess:
             "serve",
             "--listen",
             f"127.0.0.1:{port}",
+            # One process: these tests follow its log and signal it directly
+            # (tests/server/test_workers.py covers several).
+            *("--workers", "1"),
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
