@@ -156,6 +156,8 @@ async def test_edge_watch_serves_the_primarys_log(primary: ServeProcess, tmp_pat
             edge.stop()
 
 
+# Five process starts: on a loaded machine each takes seconds.
+@pytest.mark.timeout(300)
 async def test_edge_heals_across_restarts_without_losing_anything(
     primary: ServeProcess, tmp_path: Path
 ) -> None:
@@ -190,6 +192,7 @@ async def test_edge_heals_across_restarts_without_losing_anything(
             edge.stop()
 
 
+@pytest.mark.timeout(300)
 async def test_edge_resnapshots_when_the_log_was_compacted_past_it(tmp_path: Path) -> None:
     primary = ServeProcess(tmp_path / "primary", "--shutdown-grace", "1")
     edge = edge_of(primary, tmp_path)

@@ -42,6 +42,7 @@ async def _regions(client: RegistryClient, rollout: str) -> dict[str, bool]:
     return {s.region: s.warm for s in (await client.get_rollout(rollout)).warm_regions}
 
 
+@pytest.mark.timeout(300)
 async def test_rollout_start_warms_every_edge_and_gates_the_step(tmp_path: Path) -> None:
     primary = ServeProcess(tmp_path / "primary", "--shutdown-grace", "1")
     primary.start()
