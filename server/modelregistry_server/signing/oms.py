@@ -11,6 +11,10 @@ rejects what is not a bundle of the format at all (`BundleError`), then
 `verify_bundle` says whether a trusted key or chain signed it and
 `compare_files` whether it lists exactly the expected files
 (`VerificationError`, with a `Problem`).
+
+`model-signing` and what it brings in (sigstore, pyOpenSSL: some 35 MB of
+resident memory) are imported on the first bundle checked, not when the
+server starts: most registries never receive one.
 """
 
 from __future__ import annotations
@@ -31,9 +35,6 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from model_signing._signing import sign_certificate, sign_ec_key, sign_sigstore_pb
-from OpenSSL import crypto
-from sigstore_models.bundle import v1 as bundle_pb
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -290,6 +291,8 @@ def parse_bundle(data: bytes) -> Bundle:
 
 def _library_signature(body: dict[str, Any]) -> Any:
     """The bundle as model-signing's own type (as its `Signature.read` adapts it)."""
+    from model_signing._signing import sign_sigstore_pb
+    from sigstore_models.bundle import v1 as bundle_pb
 
     adapted = json.loads(json.dumps(body))
     material = adapted["verificationMaterial"]
@@ -305,6 +308,7 @@ def _library_signature(body: dict[str, Any]) -> Any:
 
 
 def _key_verifier(public_key: Any) -> Any:
+    from model_signing._signing import sign_ec_key
 
     class KeyVerifier(sign_ec_key.Verifier):
         def __init__(self, key: Any) -> None:
@@ -314,6 +318,8 @@ def _key_verifier(public_key: Any) -> Any:
 
 
 def _chain_verifier(certificates: list[Any]) -> Any:
+    from model_signing._signing import sign_certificate
+    from OpenSSL import crypto
 
     class ChainVerifier(sign_certificate.Verifier):
         def __init__(self, trusted: list[Any]) -> None:
@@ -371,6 +377,7 @@ def _verify_with_key(bundle: Bundle, keys: Sequence[str]) -> Verified:
 
 
 def _verify_with_chains(bundle: Bundle, chains: Sequence[TrustedChain]) -> Verified:
+    from OpenSSL import crypto
 
     leaf = x509.load_der_x509_certificate(
         bundle.signature.bundle.verification_material.x509_certificate_chain.certificates[
