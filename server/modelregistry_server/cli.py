@@ -177,11 +177,10 @@ def run_server(
 ) -> int:
     """One server process: alone, or one of several workers (`role`)."""
     try:
-        from . import logging_setup, memory, server, telemetry
+        from . import logging_setup, server, telemetry
     except ModuleNotFoundError:  # pragma: no cover - depends on the install
         sys.exit(NEEDS_SERVER_EXTRA)
     logging_setup.configure(config.log_format, config.log_level)
-    memory.return_large_buffers()
     telemetry.configure(config.telemetry)
     try:
         import uvloop
