@@ -170,7 +170,8 @@ class BlobStore(Protocol):
         ...
 
     def list_blobs(self) -> AsyncIterator[StoredBlob]:
-        """Every published blob, in no particular order, without holding them all."""
+        """Every published blob, in no particular order, without holding them all.
+        Sizes are bytes as stored: with encryption at rest, content plus envelope."""
         ...
 
     async def close(self) -> None:

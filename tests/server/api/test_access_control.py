@@ -12,6 +12,7 @@ from modelregistry.v1 import (
     event_service_pb2,
     registry_service_pb2,
     rollout_service_pb2,
+    signature_service_pb2,
 )
 from modelregistry.v1 import access_service_pb2 as acc
 from modelregistry.v1 import artifact_service_pb2 as art
@@ -74,6 +75,7 @@ def test_every_rpc_has_a_rule_and_every_rule_an_rpc() -> None:
             event_service_pb2,
             access_service_pb2,
             edge_service_pb2,
+            signature_service_pb2,
         )
         for service in module.DESCRIPTOR.services_by_name.values()
         for m in service.methods

@@ -21,11 +21,13 @@ if TYPE_CHECKING:
 FIELDS = ("request_id", "method", "caller", "code", "reason", "duration_ms")
 
 
-async def logged_rpc_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    """The `rpc` lines once there is one: the server writes it after the
-    status went out, so the client may see the status first."""
+async def logged_rpc_lines(
+    caplog: pytest.LogCaptureFixture, count: int = 1
+) -> list[dict[str, Any]]:
+    """The `rpc` lines once there are `count`: the server writes each after
+    the status went out, so the client may see the status first."""
     for _ in range(100):
-        if rpc_lines(caplog):
+        if len(rpc_lines(caplog)) >= count:
             break
         await asyncio.sleep(0.02)
     return rpc_lines(caplog)
@@ -53,7 +55,7 @@ async def test_each_rpc_logs_one_json_line(
     with pytest.raises(grpc.aio.AioRpcError):
         await registry.GetModel(rpc.GetModelRequest(name="models/absent"))
 
-    created, missing = rpc_lines(caplog)
+    created, missing = await logged_rpc_lines(caplog, count=2)
     for line in (created, missing):
         assert set(FIELDS) <= line.keys()
         assert line["caller"] == "anonymous"
