@@ -1,4 +1,4 @@
-"""Keep large transfer buffers out of the C allocator's arenas.
+"""Keep transfer buffers from piling up in the C allocator's arenas.
 
 glibc serves a block at or above its mmap threshold with its own mapping
 and returns it to the system when freed, but it raises that threshold to
@@ -9,30 +9,72 @@ flight on each worker thread in turn, the server's memory then grows with
 the transfers it has served instead of staying flat. A fixed threshold
 keeps the large blocks mapped and returned; 8 MiB stays above the 4 MiB
 chunks and 1 MiB reads of the hot path, which are cheaper from the arenas.
+
+Those smaller blocks are freed into the arenas of the threads that last
+touched them (gRPC's, and the pool that hashes and writes), and an arena
+gives back only what lies free at its top. A few hundred streams that each
+moved a chunk or two leave the arenas full of free pages the process still
+holds. `trim_forever` hands those pages back once a second; between trims
+the hot path keeps its cheap allocations.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
+import functools
 import logging
 import platform
 
 log = logging.getLogger("modelreg.server")
 
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
+TRIM_INTERVAL_S = 1.0
 _M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
 
 
 def map_large_blocks() -> bool:
     """Fix glibc's mmap threshold; False (and nothing changed) elsewhere."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
+    libc = _glibc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        done = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):
+        done = libc is not None and bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except AttributeError:
         done = False
     if not done:
         log.warning("could not set the allocator's mmap threshold; memory may creep")
     return done
+
+
+def release_free_memory() -> bool:
+    """Return the arenas' free pages to the system; False where there is no
+    glibc to ask (the call is then a no-op)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    try:
+        libc.malloc_trim(0)
+    except AttributeError:
+        return False
+    return True
+
+
+async def trim_forever(interval_s: float = TRIM_INTERVAL_S) -> None:
+    """Release free memory every `interval_s` seconds, for as long as the
+    server runs. Each trim takes well under a millisecond once the arenas
+    are lean; it stops at once where glibc is absent."""
+    if not release_free_memory():
+        return
+    while True:
+        await asyncio.sleep(interval_s)
+        release_free_memory()

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import access_setup, consistency_setup
 from .access_setup import AccessParts
-from .allocator import map_large_blocks
+from .allocator import map_large_blocks, trim_forever
 from .api import event_servicer, reflection
 from .api.artifact_servicer import ArtifactServicer
 from .api.artifact_servicer import add_to_server as add_artifact_service
@@ -470,6 +470,7 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
         role.migrate_lock if role is not None else None,
     )
     tasks.append(asyncio.create_task(readiness))
+    tasks.append(asyncio.create_task(trim_forever(), name="memory-trim"))
     reclaim = as_duty(duty, lambda: _when_ready(ready, parts.artifacts.reclaim_forever))
     tasks.append(asyncio.create_task(reclaim))
     if config.gc_interval_s > 0 and parts.edge is None:
