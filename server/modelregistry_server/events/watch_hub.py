@@ -86,12 +86,32 @@ class WatchHub:
         draining server does not wait on streams that never end."""
         self._closed = True
         for watcher in self._watchers:
-            watcher.wake.set()
+            watcher.wake()
 
     async def run(self) -> None:
         """The hub's loop; run it as a task once the schema is ready."""
         self.revision = await self._retrying_head()
         self._started.set()
+        ticking = asyncio.create_task(self._tick_progress(), name="watch-progress")
+        try:
+            await self._follow()
+        finally:
+            ticking.cancel()
+
+    async def _tick_progress(self) -> None:
+        """Wake the streams that have sent nothing for a progress interval,
+        so each sends a progress message: one timer for all of them rather
+        than one per stream. A stream idle for the interval hears within
+        half an interval more."""
+        interval = self.settings.progress_interval_s
+        while not self._closed:
+            await asyncio.sleep(interval / 2)
+            due = time.monotonic() - interval
+            for watcher in self._watchers:
+                if watcher.last_sent <= due:
+                    watcher.wake()
+
+    async def _follow(self) -> None:
         delay = 0.1
         failing = False
         while not self._closed:
@@ -169,13 +189,13 @@ class WatchHub:
 
     async def _stream(self, w: Watcher) -> AsyncIterator[Batch]:
         interval = self.settings.progress_interval_s
-        last_sent = time.monotonic()
+        loop = asyncio.get_running_loop()
         while True:
             if self._closed:
                 raise shutting_down(w.position + 1)
             if w.queue:
                 yield w.pop()
-                last_sent = time.monotonic()
+                w.last_sent = time.monotonic()
                 continue
             if not w.live:
                 if w.overflowed and self.revision - w.position > self.settings.max_lag:
@@ -183,19 +203,13 @@ class WatchHub:
                 batch = await self._catch_up(w)
                 if batch.events:
                     yield batch
-                    last_sent = time.monotonic()
+                    w.last_sent = time.monotonic()
                 continue
-            wait = interval - (time.monotonic() - last_sent)
-            if wait <= 0:
+            if time.monotonic() - w.last_sent >= interval:
                 yield Batch((), w.position)
-                last_sent = time.monotonic()
+                w.last_sent = time.monotonic()
                 continue
-            w.wake.clear()
-            # asyncio.timeout, not wait_for: no extra task per wait, which
-            # matters with thousands of streams.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await w.wake.wait()
+            await w.wait(loop)
 
     async def _catch_up(self, w: Watcher) -> Batch:
         """One page of the table for a watcher that is not live; makes it
