@@ -172,9 +172,14 @@ class RegistryClient(EventMethods, RolloutMethods, AccessMethods, GcMethods, Sig
         request = rpc.CreateModelRequest(model_id=model_id, model=model)
         return await self._core.call(self._registry.CreateModel, request, request_id, read=False)
 
-    async def get_model(self, name: str, *, request_id: str | None = None) -> pb.Model:
-        """Returns `models/{model}`; NotFoundError (MODEL_NOT_FOUND) if absent."""
-        request = rpc.GetModelRequest(name=name)
+    async def get_model(
+        self, name: str, *, storage_usage: bool = False, request_id: str | None = None
+    ) -> pb.Model:
+        """Returns `models/{model}`; NotFoundError (MODEL_NOT_FOUND) if absent.
+        With `storage_usage`, `storage_used_bytes` is filled too (the server
+        then sums the model's blobs: a database read, not a cached one)."""
+        view = rpc.MODEL_VIEW_FULL if storage_usage else rpc.MODEL_VIEW_BASIC
+        request = rpc.GetModelRequest(name=name, view=view)
         return await self._core.call(self._registry.GetModel, request, request_id, read=True)
 
     async def list_models_page(

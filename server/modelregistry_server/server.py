@@ -359,7 +359,7 @@ async def build(config: ServerConfig, role: WorkerRole | None = None) -> Parts:
         first,
         inner,
         health_servicer,
-        RegistryServicer(Registry(store, tokens, history=events, cache=cache, storage=storage)),
+        RegistryServicer(Registry(store, tokens, events, cache, storage, upload_limits)),
         ArtifactServicer(artifacts, collector),
         RolloutServicer(Rollouts(store, tokens), None if edge is not None else warm),
         EventServicer(Events(events, hub, tokens)),

@@ -48,6 +48,6 @@ async def test_a_push_past_the_quota_fails_before_its_bytes_are_stored(
     assert list(staged.iterdir()) == []
     result = await push_files(client, version, small)
     assert result.bytes_sent == MIB
-    model = await client.get_model("models/fraud")
+    model = await client.get_model("models/fraud", storage_usage=True)
     assert model.storage_limit_bytes == 2 * MIB
     assert MIB < model.storage_used_bytes < MIB + 4096  # the file and its manifest

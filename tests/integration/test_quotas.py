@@ -85,12 +85,19 @@ async def test_an_upload_past_the_quota_is_refused_before_a_byte_is_stored(
     shared = os.urandom(MiB // 2)
     await upload_blob(artifacts, shared, model="models/fraud")
     # Stored blobs that no version references yet count for nothing.
-    model = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    model = await registry.GetModel(
+        rpc.GetModelRequest(name="models/fraud", view=rpc.MODEL_VIEW_FULL)
+    )
     assert (model.storage_limit_bytes, model.storage_used_bytes) == (DEFAULT_QUOTA, 0)
 
     held = await open_upload(artifacts, 3 * MiB)
-    model = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    model = await registry.GetModel(
+        rpc.GetModelRequest(name="models/fraud", view=rpc.MODEL_VIEW_FULL)
+    )
     assert model.storage_used_bytes == 3 * MiB
+    # A plain read is a cached one: the quota in force, but no usage.
+    basic = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    assert (basic.storage_limit_bytes, basic.storage_used_bytes) == (DEFAULT_QUOTA, 0)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await open_upload(artifacts, MiB + 1)
     assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -130,7 +137,9 @@ async def test_usage_counts_each_unique_blob_of_the_versions_once(
             media_type="application/vnd.modelreg.manifest.v1+json",
         )
         manifest_sizes += len(body)
-    model = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    model = await registry.GetModel(
+        rpc.GetModelRequest(name="models/fraud", view=rpc.MODEL_VIEW_FULL)
+    )
     assert model.storage_used_bytes == MiB + manifest_sizes
 
 
@@ -152,7 +161,9 @@ async def test_quota_bounds_and_the_model_override(stubs: tuple[Any, Any, Path])
         )
     )
     assert updated.storage_quota_bytes == 64 * MiB
-    model = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
+    model = await registry.GetModel(
+        rpc.GetModelRequest(name="models/fraud", view=rpc.MODEL_VIEW_FULL)
+    )
     assert model.storage_limit_bytes == 64 * MiB
     await open_upload(artifacts, 32 * MiB)  # past the default, within its own quota
 

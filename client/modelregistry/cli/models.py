@@ -25,7 +25,9 @@ async def create(client: RegistryClient, args: argparse.Namespace) -> Result:
 
 
 async def get(client: RegistryClient, args: argparse.Namespace) -> Result:
-    return await client.get_model(model_name(args.name), request_id=args.request_id)
+    return await client.get_model(
+        model_name(args.name), storage_usage=True, request_id=args.request_id
+    )
 
 
 async def list_(client: RegistryClient, args: argparse.Namespace) -> Result:

@@ -9,6 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from modelregistry.v1 import resources_pb2 as _resources_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +21,30 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ModelView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_VIEW_UNSPECIFIED: _ModelView.ValueType  # 0
+    """The same as MODEL_VIEW_BASIC."""
+    MODEL_VIEW_BASIC: _ModelView.ValueType  # 1
+    """Every field but `storage_used_bytes`, which is 0."""
+    MODEL_VIEW_FULL: _ModelView.ValueType  # 2
+    """Every field, `storage_used_bytes` included."""
+
+class ModelView(_ModelView, metaclass=_ModelViewEnumTypeWrapper):
+    """The parts of a model GetModel returns."""
+
+MODEL_VIEW_UNSPECIFIED: ModelView.ValueType  # 0
+"""The same as MODEL_VIEW_BASIC."""
+MODEL_VIEW_BASIC: ModelView.ValueType  # 1
+"""Every field but `storage_used_bytes`, which is 0."""
+MODEL_VIEW_FULL: ModelView.ValueType  # 2
+"""Every field, `storage_used_bytes` included."""
+Global___ModelView: _TypeAlias = ModelView  # noqa: Y015
 
 @_typing.final
 class CreateModelRequest(_message.Message):
@@ -58,16 +83,22 @@ class GetModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Format: `models/{model}`."""
+    view: Global___ModelView.ValueType
+    """How much of the model to return. The default (BASIC) is a cached read;
+    FULL also sums the model's stored bytes, which reads the database.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        view: Global___ModelView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

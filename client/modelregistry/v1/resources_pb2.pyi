@@ -106,7 +106,8 @@ class Model(_message.Message):
     """
     storage_used_bytes: _builtins.int
     """Output only. Bytes of unique blobs referenced by this model's versions
-    plus the declared sizes of its open uploads. Filled by GetModel.
+    plus the declared sizes of its open uploads. Filled by GetModel with
+    `view` MODEL_VIEW_FULL; 0 otherwise.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:

@@ -28,11 +28,15 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
 
     async def GetModel(self, request: rpc.GetModelRequest, context: Ctx) -> pb.Model:
         name = parse_model_name(request.name)
-        out = convert.model_to_pb(await self._registry.get_model(name))
-        storage = await self._registry.model_storage(name)
-        if storage is not None:
-            out.storage_limit_bytes = storage.limit_bytes
-            out.storage_used_bytes = storage.used_bytes
+        model = await self._registry.get_model(name)
+        out = convert.model_to_pb(model)
+        if request.view == rpc.MODEL_VIEW_FULL:
+            storage = await self._registry.model_storage(name)
+            if storage is not None:
+                out.storage_limit_bytes = storage.limit_bytes
+                out.storage_used_bytes = storage.used_bytes
+        else:
+            out.storage_limit_bytes = self._registry.storage_limit(model)
         return out
 
     async def ListModels(

@@ -27,7 +27,7 @@ from ..domain.names import (
     parse_version_name,
     validate_id,
 )
-from ..domain.quotas import StorageUsage, check_quota
+from ..domain.quotas import StorageUsage, UploadLimits, check_quota
 from ..domain.resources import (
     Alias,
     Model,
@@ -114,10 +114,12 @@ class Registry:
         history: EventLog | None = None,
         cache: ReadCache | None = None,
         storage: Callable[[ModelName], Awaitable[StorageUsage]] | None = None,
+        limits: UploadLimits | None = None,
     ) -> None:
         self._store = store
         # A model's stored bytes against its quota (None: not reported).
         self._storage = storage
+        self._limits = limits or UploadLimits()
         self._tokens = tokens
         self._history = history
         self._cache = cache or ReadCache(ttl_s=0)
@@ -148,8 +150,12 @@ class Registry:
 
     async def model_storage(self, name: ModelName) -> StorageUsage | None:
         """Usage against quota; read fresh each time (uploads change it
-        without changing the model)."""
+        without changing the model), so it is not part of a plain read."""
         return None if self._storage is None else await self._storage(name)
+
+    def storage_limit(self, model: Model) -> int:
+        """The quota in force for `model` (0: unlimited), without a query."""
+        return self._limits.limit(model.storage_quota_bytes)
 
     async def list_models(
         self, page_size: int, page_token: str, filter_text: str

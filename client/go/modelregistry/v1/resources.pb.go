@@ -253,7 +253,8 @@ type Model struct {
 	// default when that is 0; 0 means unlimited.
 	StorageLimitBytes int64 `protobuf:"varint,141,opt,name=storage_limit_bytes,json=storageLimitBytes,proto3" json:"storage_limit_bytes,omitempty"`
 	// Output only. Bytes of unique blobs referenced by this model's versions
-	// plus the declared sizes of its open uploads. Filled by GetModel.
+	// plus the declared sizes of its open uploads. Filled by GetModel with
+	// `view` MODEL_VIEW_FULL; 0 otherwise.
 	StorageUsedBytes int64 `protobuf:"varint,142,opt,name=storage_used_bytes,json=storageUsedBytes,proto3" json:"storage_used_bytes,omitempty"`
 }
 
