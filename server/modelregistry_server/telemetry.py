@@ -6,16 +6,13 @@ nothing on the request path.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import (
-    ConsoleMetricExporter,
-    MetricExporter,
-    PeriodicExportingMetricReader,
-)
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricExporter
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 EXPORTERS = ("none", "console", "otlp")
 
@@ -25,6 +22,16 @@ def configure(exporter: str, service_name: str = "modelreg") -> None:
         return
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown telemetry exporter {exporter!r} (one of {EXPORTERS})")
+    # The SDK is imported only when an exporter is chosen.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
     span_exporter: SpanExporter
     metric_exporter: MetricExporter
     if exporter == "console":

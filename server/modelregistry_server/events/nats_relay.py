@@ -44,17 +44,16 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-
-import nats
-import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
-from nats.js.client import JetStreamContext
+from typing import TYPE_CHECKING
 
 from ..config import DEFAULTS, ServerConfig
 from ..domain import errors
 from ..domain.events import Event
 from ..observability import metrics
 from ..store.base import EventLog, RelayCursors, RelayLeadership
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
 
 log = logging.getLogger("modelreg.events.nats")
 
@@ -202,6 +201,8 @@ class NatsRelay:
         self._next_check = time.monotonic() + self.settings.leader_check_s
 
     async def _connect_and_publish(self, leadership: RelayLeadership | None) -> None:
+        import nats  # only a server with --events-nats pays for nats-py and aiohttp
+
         self.status.state = "connecting"
         # One attempt per call: nats-py's own connect loop would retry for two
         # minutes before the relay could say anything; the relay's loop
@@ -236,6 +237,9 @@ class NatsRelay:
                 await nc.close()
 
     async def _ensure_stream(self, js: JetStreamContext) -> None:
+        import nats.js.errors
+        from nats.js.api import StorageType, StreamConfig
+
         subjects = f"{self.settings.subject_prefix}.>"
         try:
             info = await js.stream_info(self.settings.stream)
@@ -260,6 +264,8 @@ class NatsRelay:
         """The revision of the stream's last message when it matches the log
         (0 otherwise): messages acknowledged before a crash, past the
         duplicate window, are then not published twice."""
+        import nats.js.errors
+
         info = await js.stream_info(self.settings.stream)
         if not info.state.last_seq:
             return 0

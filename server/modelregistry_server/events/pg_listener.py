@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import psycopg
 from sqlalchemy.engine import make_url
 
 from ..store.event_log import NOTIFY_CHANNEL
@@ -30,6 +29,8 @@ def libpq_url(database_url: str) -> str:
 
 async def listen_forever(database_url: str, on_notify: Callable[[], None]) -> None:
     """Call `on_notify` for every notification, reconnecting as needed."""
+    import psycopg  # only a server on PostgreSQL listens, and pays for the driver
+
     conninfo = libpq_url(database_url)
     delay = 0.2
     failing = False

@@ -11,7 +11,9 @@ from typing import Any
 import grpc
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import start
@@ -32,9 +34,29 @@ async def test_migrated_schema_matches_the_tables(db_url: str) -> None:
         assert await migrate.current_revision(engine) == migrate.head_revision()
         async with engine.connect() as conn:
             differences = await conn.run_sync(_differences)
+            recorded = await conn.run_sync(
+                lambda sync_conn: MigrationContext.configure(sync_conn).get_current_revision()
+            )
         assert differences == []
+        assert recorded == migrate.head_revision(), "the plain read agrees with Alembic's"
         # A second upgrade (another replica starting) is a no-op.
         await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def test_head_read_from_the_scripts_is_alembics() -> None:
+    """The server tells whether an upgrade is due without importing Alembic,
+    from the scripts' own `revision` lines: it must name Alembic's head."""
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    assert migrate._scripts_head() == ScriptDirectory.from_config(config).get_current_head()
+
+
+async def test_no_schema_has_no_revision(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert await migrate.current_revision(engine) is None
     finally:
         await engine.dispose()
 
