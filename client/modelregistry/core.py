@@ -208,6 +208,9 @@ class Core:
             try:
                 call = method(request, timeout=self.timeout, metadata=metadata)
                 response = await call
+                # Unary answers carry it in trailers; older servers sent it
+                # as initial metadata.
+                self._note_revision(await call.trailing_metadata(), read)
                 self._note_revision(await call.initial_metadata(), read)
                 return response
             except grpc.aio.AioRpcError as err:

@@ -44,7 +44,7 @@ def edge_of(primary: ServeProcess, tmp_path: Path, name: str = "edge") -> ServeP
 
 
 async def _revision(call: grpc.aio.UnaryUnaryCall) -> int:  # type: ignore[type-arg]
-    metadata = await call.initial_metadata()
+    metadata = await call.trailing_metadata()
     return int(dict(metadata)[REVISION_KEY])
 
 

@@ -39,7 +39,7 @@ async def test_primary_answers_carry_revisions_and_wait_is_bounded(tmp_path: Pat
                 metadata=(("modelreg-min-revision", str(written)),),
             )
             await call
-            assert int(dict(await call.initial_metadata())["modelreg-revision"]) >= written
+            assert int(dict(await call.trailing_metadata())["modelreg-revision"]) >= written
 
             for bad in ("-1", "abc", "1" * 20):
                 with pytest.raises(grpc.aio.AioRpcError) as exc:

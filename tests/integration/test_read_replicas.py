@@ -66,8 +66,8 @@ async def call(method: Any, request: Any, min_revision: int | None = None) -> tu
     metadata = () if min_revision is None else ((MIN_REVISION, str(min_revision)),)
     pending = method(request, metadata=metadata)
     answer = await pending
-    initial = dict(await pending.initial_metadata())
-    return answer, int(initial[REVISION])
+    trailing = dict(await pending.trailing_metadata())
+    return answer, int(trailing[REVISION])
 
 
 async def until(predicate: Any, within: float = 20) -> None:
