@@ -32,6 +32,7 @@ from .watcher import Batch, EventFilter, Watcher, WatchSettings
 
 log = logging.getLogger("modelreg.watch")
 MAX_RETRY_S = 2.0
+MIN_PROGRESS_INTERVAL_S = 0.05
 
 
 def too_slow(resume: int) -> errors.ResourceExhausted:
@@ -103,7 +104,7 @@ class WatchHub:
         so each sends a progress message: one timer for all of them rather
         than one per stream. A stream idle for the interval hears within
         half an interval more."""
-        interval = self.settings.progress_interval_s
+        interval = self._progress_interval
         while not self._closed:
             await asyncio.sleep(interval / 2)
             due = time.monotonic() - interval
@@ -187,8 +188,14 @@ class WatchHub:
         finally:
             self._watchers.discard(watcher)
 
+    @property
+    def _progress_interval(self) -> float:
+        # A floor, so that an interval of 0 cannot turn the tick and every
+        # idle stream into a busy loop.
+        return max(self.settings.progress_interval_s, MIN_PROGRESS_INTERVAL_S)
+
     async def _stream(self, w: Watcher) -> AsyncIterator[Batch]:
-        interval = self.settings.progress_interval_s
+        interval = self._progress_interval
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
