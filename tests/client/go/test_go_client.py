@@ -124,7 +124,9 @@ class Fetch:
         assert self.proc.stdout is not None
         raw = await asyncio.wait_for(self.proc.stdout.readline(), seconds)
         if not raw:
-            raise AssertionError(f"modelreg-fetch ended; output so far: {self.lines}")
+            assert self.proc.stderr is not None
+            err = (await asyncio.wait_for(self.proc.stderr.read(), seconds)).decode()
+            raise AssertionError(f"modelreg-fetch ended; output: {self.lines}; stderr: {err}")
         self.lines.append(raw.decode().rstrip("\n"))
         return self.lines[-1]
 
