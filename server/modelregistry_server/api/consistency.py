@@ -187,7 +187,9 @@ class ConsistencyInterceptor(WrappingInterceptor):
                 if not read:
                     revision = record.revision or await self._after_write()
                 revision = max(revision, record.revision)
-                context.set_trailing_metadata(((REVISION_KEY, str(revision)),))
+                # Added to what other layers set (the request id), not in place of it.
+                trailers = tuple(context.trailing_metadata() or ())
+                context.set_trailing_metadata((*trailers, (REVISION_KEY, str(revision))))
                 return response
 
             return wrapper
