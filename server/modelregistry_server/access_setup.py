@@ -13,6 +13,7 @@ import ipaddress
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +23,6 @@ from .api.gate import AuthMode, Gate
 from .auth import invalidation
 from .auth.authenticator import Authenticator
 from .auth.authorizer import Authorizer
-from .auth.jwt_verifier import JwtSettings, JwtVerifier
 from .config import ServerConfig
 from .domain.errors import DomainError
 from .domain.events import Event
@@ -30,6 +30,10 @@ from .domain.principals import parse_principal
 from .service.access import Access
 from .service.page_tokens import PageTokens
 from .store.access_store import SqlAccessStore
+
+if TYPE_CHECKING:
+    # PyJWT (and with it cryptography) loads only when a JWKS is configured.
+    from .auth.jwt_verifier import JwtSettings, JwtVerifier
 
 log = logging.getLogger("modelreg.auth")
 
@@ -115,6 +119,8 @@ class AccessParts:
 def settings_from(config: ServerConfig) -> AccessSettings:
     jwt = None
     if config.jwt_jwks:
+        from .auth.jwt_verifier import JwtSettings
+
         jwt = JwtSettings(
             config.jwt_jwks, config.jwt_issuer, config.jwt_audience, config.jwt_principal_claim
         )
@@ -136,7 +142,11 @@ def build(settings: AccessSettings, engine: AsyncEngine, tokens: PageTokens) -> 
     check(settings)
     store = SqlAccessStore(engine)
     authorizer = Authorizer(store, frozenset(settings.bootstrap_admins))
-    jwt = JwtVerifier(settings.jwt) if settings.jwt is not None else None
+    jwt = None
+    if settings.jwt is not None:
+        from .auth.jwt_verifier import JwtVerifier
+
+        jwt = JwtVerifier(settings.jwt)
     authenticator = Authenticator(jwt, store)
     gate = Gate(settings.auth, authenticator, AccessControl(authorizer, store))
     servicer = AccessServicer(Access(store, authorizer, tokens))

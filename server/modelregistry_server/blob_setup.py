@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from .blobs.base import BlobStore
-from .blobs.encryption.encrypted_store import EncryptedBlobStore
-from .blobs.encryption.keyring import KeyWrapper, load_keyring
 from .blobs.encryption.stored_form import stored_form
 from .blobs.factory import open_blob_store
 from .blobs.s3_sse import ServerSideEncryption
 from .config import ServerConfig
 from .domain.errors import Unavailable
+
+if TYPE_CHECKING:
+    # The encrypting store and the keyring load `cryptography`: only a
+    # server with --encryption-keyring imports them.
+    from .blobs.encryption.keyring import KeyWrapper
 
 log = logging.getLogger("modelreg.encryption")
 
@@ -20,6 +24,8 @@ def keys_from(config: ServerConfig) -> KeyWrapper | None:
     """The keyring of `--encryption-keyring`, or None; ValueError: cannot start."""
     if config.encryption_keyring is None:
         return None
+    from .blobs.encryption.keyring import load_keyring
+
     return load_keyring(config.encryption_keyring)
 
 
@@ -52,7 +58,12 @@ async def open_configured_blob_store(config: ServerConfig) -> BlobStore:
 
 
 async def _check_mark(store: BlobStore, encrypting: bool) -> None:
-    backing = store.inner if isinstance(store, EncryptedBlobStore) else store
+    backing = store
+    if encrypting:  # the store is encrypting: the mark goes in the one below
+        from .blobs.encryption.encrypted_store import EncryptedBlobStore
+
+        if isinstance(store, EncryptedBlobStore):
+            backing = store.inner
     try:
         form = await stored_form(backing)
         if encrypting:

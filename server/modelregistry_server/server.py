@@ -47,8 +47,6 @@ from .api.rollout_servicer import RolloutServicer
 from .api.signature_servicer import SignatureServicer
 from .blob_setup import open_configured_blob_store
 from .blobs.base import BlobStore
-from .blobs.encryption.encrypted_store import EncryptedBlobStore
-from .blobs.encryption.rewrap import log_census
 from .config import MAX_MESSAGE_BYTES, ServerConfig
 from .domain.quotas import UploadLimits
 from .duties import DutyLock, as_duty
@@ -479,8 +477,14 @@ def start_background(config: ServerConfig, parts: Parts, running: Running) -> No
             asyncio.create_task(as_duty(duty, lambda: _when_ready(ready, collect)), name="gc")
         )
     tasks.append(asyncio.create_task(parts.access.preload()))
-    if isinstance(parts.blobs, EncryptedBlobStore):
-        tasks.append(asyncio.create_task(log_census(parts.blobs), name="key-census"))
+    if config.encryption_keyring is not None:
+        # Only a keyring loads the encryption code (and `cryptography`); an
+        # edge's blobs are then its pull-through layer, not the encrypted store.
+        from .blobs.encryption.encrypted_store import EncryptedBlobStore
+        from .blobs.encryption.rewrap import log_census
+
+        if isinstance(parts.blobs, EncryptedBlobStore):
+            tasks.append(asyncio.create_task(log_census(parts.blobs), name="key-census"))
     if parts.peers is not None:
         parts.peers.start()
     if parts.relay is not None:

@@ -1,7 +1,8 @@
 """A server on the default configuration (embedded SQLite, local blobs, no
-NATS, no telemetry) does not load the optional features' packages: each
-costs megabytes of resident memory in every server process, whether used
-or not. Alembic loads only when the schema must be created or upgraded.
+NATS, no telemetry, no auth, no encryption keyring, no checkpoint key) does
+not load the optional features' packages: each costs megabytes of resident
+memory in every server process, whether used or not. Alembic loads only
+when the schema must be created or upgraded.
 
 Each start runs in a fresh interpreter, so that nothing this test process
 has imported counts.
@@ -16,7 +17,9 @@ from pathlib import Path
 
 # Packages that only a configured feature needs: --events-nats (nats-py,
 # aiohttp), a postgresql:// database (psycopg), an S3 store (aiobotocore,
-# botocore), --telemetry (the OpenTelemetry SDK); Pygments came with Alembic.
+# botocore), --telemetry (the OpenTelemetry SDK), a JWT issuer (PyJWT),
+# blob encryption, checkpoint signing or a signature check (cryptography);
+# Pygments came with Alembic.
 OPTIONAL = {
     "nats",
     "aiohttp",
@@ -26,6 +29,8 @@ OPTIONAL = {
     "boto3",
     "opentelemetry.sdk",
     "opentelemetry.exporter",
+    "jwt",
+    "cryptography",
 }
 # Alembic brings Mako, and Mako Pygments.
 MIGRATION_ONLY = {"alembic", "mako", "pygments"}

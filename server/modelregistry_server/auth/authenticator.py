@@ -15,14 +15,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..domain.access_errors import credentials_expired, credentials_invalid, credentials_revoked
 from ..domain.principals import Principal, service_account
 from ..domain.tokens import ServiceAccountToken
 from . import service_tokens
-from .jwt_verifier import JwtVerifier
 from .mtls import certificate_principal
+
+if TYPE_CHECKING:
+    # Only a server with a JWKS has a verifier, and loads PyJWT.
+    from .jwt_verifier import JwtVerifier
 
 AUTHORIZATION_KEY = "authorization"
 MAX_HEADER = 16 * 1024

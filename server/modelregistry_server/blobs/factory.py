@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .base import BlobStore
-from .encryption.keyring import KeyWrapper
 from .s3_sse import ServerSideEncryption
 from .staged_upload import StagingLayer
+
+if TYPE_CHECKING:
+    # Encryption (and `cryptography`) loads only with a keyring.
+    from .encryption.keyring import KeyWrapper
 
 
 async def open_blob_store(

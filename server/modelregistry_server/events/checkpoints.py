@@ -31,16 +31,19 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from typing import TYPE_CHECKING
 
 from ..domain import errors
 from ..store.base import EventLog
 from ..store.transactions import now_us
+
+if TYPE_CHECKING:
+    # `cryptography` loads with the first key: a server without
+    # --checkpoint-key never needs it.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 log = logging.getLogger("modelreg.checkpoints")
 
@@ -72,6 +75,8 @@ def signed_text(revision: int, hash_: str, time_us: int) -> bytes:
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -85,12 +90,17 @@ class CheckpointSigner:
 
     @classmethod
     def from_file(cls, path: Path) -> CheckpointSigner:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} does not hold an ed25519 private key")
         return cls(key)
 
     def public_key_pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self._key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -104,6 +114,9 @@ class CheckpointSigner:
 
 def generate_key_pem() -> bytes:
     """A new private key, PEM: what `--checkpoint-key` reads."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -14,7 +14,8 @@ rejects what is not a bundle of the format at all (`BundleError`), then
 
 `model-signing` and what it brings in (sigstore, pyOpenSSL: some 35 MB of
 resident memory) are imported on the first bundle checked, not when the
-server starts: most registries never receive one.
+server starts: most registries never receive one. `cryptography` (some
+10 MB) likewise, on the first key, chain or bundle checked.
 """
 
 from __future__ import annotations
@@ -28,13 +29,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-# Imported when the server starts, not on the first attach: together they
-# take seconds to load.
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -128,6 +122,7 @@ class Verified:
 def key_fingerprint(public_key: Any) -> str:
     """`sha256:<hex>` of the key's PEM SubjectPublicKeyInfo: the `hint` that
     model-signing writes into bundles, so the two can be compared."""
+    from cryptography.hazmat.primitives import serialization
 
     pem = public_key.public_bytes(
         encoding=serialization.Encoding.PEM,
@@ -138,6 +133,8 @@ def key_fingerprint(public_key: Any) -> str:
 
 def load_public_key(pem: str | bytes) -> Any:
     """An EC public key (P-256, P-384 or P-521) from PEM; ValueError otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
 
     data = pem.encode() if isinstance(pem, str) else pem
     try:
@@ -155,6 +152,7 @@ def load_public_key(pem: str | bytes) -> Any:
 
 def load_chain(pem: str | bytes) -> list[Any]:
     """The certificates of a chain, root first; ValueError if there are none."""
+    from cryptography import x509
 
     data = pem.encode() if isinstance(pem, str) else pem
     try:
@@ -167,6 +165,7 @@ def load_chain(pem: str | bytes) -> list[Any]:
 
 
 def certificate_fingerprint(certificate: Any) -> str:
+    from cryptography.hazmat.primitives import hashes
 
     return "sha256:" + bytes(certificate.fingerprint(hashes.SHA256())).hex()
 
@@ -338,6 +337,7 @@ def _signed_files(manifest: Any) -> dict[str, str]:
 def certificate_identity(certificate: Any) -> str:
     """The signer's identity: the certificate's SAN e-mail, else its URI,
     else its DNS name; "" if it has none."""
+    from cryptography import x509
 
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -351,6 +351,7 @@ def certificate_identity(certificate: Any) -> str:
 
 
 def _verify_with_key(bundle: Bundle, keys: Sequence[str]) -> Verified:
+    from cryptography.exceptions import InvalidSignature
 
     loaded = [load_public_key(pem) for pem in keys]
     candidates = [k for k in loaded if not bundle.key_hint or key_fingerprint(k) == bundle.key_hint]
@@ -377,6 +378,8 @@ def _verify_with_key(bundle: Bundle, keys: Sequence[str]) -> Verified:
 
 
 def _verify_with_chains(bundle: Bundle, chains: Sequence[TrustedChain]) -> Verified:
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
     from OpenSSL import crypto
 
     leaf = x509.load_der_x509_certificate(

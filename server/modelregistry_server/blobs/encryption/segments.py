@@ -33,9 +33,12 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    # Every server reads the format's sizes (see `stored_form`), not only one
+    # that encrypts: `cryptography` loads with the code that makes the AESGCMs.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 SEGMENT_SIZE = 1024 * 1024
 HEADER_SIZE = 1024
@@ -141,6 +144,8 @@ def open_record(
     aead: AESGCM, blob_id: bytes, index: int, offset: int, record: bytes | memoryview, final: bool
 ) -> bytes:
     """The plaintext of one whole record, or FormatError."""
+    from cryptography.exceptions import InvalidTag  # loaded already, with `aead`'s class
+
     if len(record) < RECORD_OVERHEAD:
         raise FormatError("truncated record", offset)
     (n,) = _U32.unpack_from(record, 0)
