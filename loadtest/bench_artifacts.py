@@ -10,7 +10,11 @@ the server's peak RSS (VmHWM), and each figure against its target:
     download        >= 500 MB/s (one stream)
     server RSS      <  200 MB
 
-    .venv/bin/python loadtest/bench_artifacts.py [--size 1G|5G|256M] [--dir /path]
+    .venv/bin/python loadtest/bench_artifacts.py [--size 1G|5G|256M] [--dir /path] [--store s3]
+
+`--store s3` keeps the server's blobs in S3: a moto server process on
+loopback (moto keeps objects in its own memory, so S3 figures are bound by
+it, not by the disk).
 
 `--encryption compare` measures encryption at rest instead: push and pull
 with and without `--encryption-keyring`, alternating, in one run (see
@@ -20,6 +24,7 @@ with and without `--encryption-keyring`, alternating, in one run (see
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +34,8 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +186,29 @@ def hashlib_mbs(path: Path, size: int) -> float:
     return size / (time.perf_counter() - start) / MB
 
 
+@contextlib.contextmanager
+def blob_store_args(store: str, work: Path) -> Iterator[list[str]]:
+    """`modelreg serve` arguments for the blob store: none for the local
+    disk; for S3 a moto server and a fresh bucket, with credentials in the
+    environment the server inherits."""
+    if store == "local":
+        yield []
+        return
+    import boto3
+    from support.moto import moto_server
+
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    with moto_server(work / "moto.log") as endpoint:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+        yield ["--blob-store", f"s3://{bucket}/registry", "--s3-endpoint-url", endpoint]
+
+
 def verdict(ok: bool) -> str:
     return "OK" if ok else "BELOW TARGET"
 
@@ -199,6 +229,9 @@ def main() -> None:
         help="compare: push and pull with encryption at rest on and off, alternating",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of each, with --encryption")
+    parser.add_argument(
+        "--store", choices=("local", "s3"), default="local", help="the server's blob store"
+    )
     args = parser.parse_args()
     size: int = args.size
     if args.encryption == "compare":
@@ -225,7 +258,10 @@ def main() -> None:
         print(f"sha256 (hashlib)   {py_sha_mbs:8.1f} MB/s  (OpenSSL, as the server hashes)")
         print(f"dd conv=fdatasync  {sync_mbs:8.1f} MB/s", flush=True)
 
-        with running(work / "data") as server:
+        with (
+            blob_store_args(args.store, work) as store_args,
+            running(work / "data", *store_args) as server,
+        ):
             address = server.address
             with SyncRegistryClient(address) as registry:
                 registry.create_model("bench")
