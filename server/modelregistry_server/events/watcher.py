@@ -83,7 +83,7 @@ class Watcher:
     # not an asyncio.Event with a timeout: with thousands of streams, the
     # Event's and the timeout's bookkeeping on every message was a sixth of
     # the server's time per delivery (progress comes from the hub's tick).
-    _waiter: asyncio.Future[None] | None = None
+    _waiter: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
 
     def wake(self) -> None:
         """Make the stream look at its state again, if it is waiting. A wake
