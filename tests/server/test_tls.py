@@ -118,7 +118,12 @@ async def test_mutual_tls_caller_identity_is_the_client_certificate(
         assert await _check(channel) == health_pb2.HealthCheckResponse.SERVING
         stub = registry_service_pb2_grpc.RegistryServiceStub(channel)
         await stub.CreateModel(rpc.CreateModelRequest(model_id="fraud"), timeout=5)
-    records = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
+    # The server logs a call after its status went out: give it a moment.
+    for _ in range(100):
+        records = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
+        if records:
+            break
+        await asyncio.sleep(0.02)
     assert len(records) == 1
     caller = str(getattr(records[0], "caller", ""))
     assert "CN=pipeline-a" in caller

@@ -77,6 +77,7 @@ async def test_text_logs_keep_the_rpc_fields(
         await registry.GetModel(
             rpc.GetModelRequest(name="models/absent"), metadata=(("x-request-id", "req-7"),)
         )
+    await logged_rpc_lines(caplog)
     (record,) = [r for r in caplog.records if r.name == "modelreg.rpc" and r.msg == "rpc"]
     line = TextFormatter().format(record)
     assert " INFO modelreg.rpc rpc " in line
