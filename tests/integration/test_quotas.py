@@ -98,6 +98,12 @@ async def test_an_upload_past_the_quota_is_refused_before_a_byte_is_stored(
     # A plain read is a cached one: the quota in force, but no usage.
     basic = await registry.GetModel(rpc.GetModelRequest(name="models/fraud"))
     assert (basic.storage_limit_bytes, basic.storage_used_bytes) == (DEFAULT_QUOTA, 0)
+    with pytest.raises(grpc.aio.AioRpcError) as bad_view:
+        await registry.GetModel(
+            rpc.GetModelRequest(name="models/fraud", view=rpc.ModelView.ValueType(7))
+        )
+    assert bad_view.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(bad_view.value).reason == "INVALID_FIELD"
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await open_upload(artifacts, MiB + 1)
     assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -88,7 +88,8 @@ class GetModelRequest(_message.Message):
     """Format: `models/{model}`."""
     view: Global___ModelView.ValueType
     """How much of the model to return. The default (BASIC) is a cached read;
-    FULL also sums the model's stored bytes, which reads the database.
+    FULL also sums the model's stored bytes, which reads the database. A
+    value not defined below is INVALID_ARGUMENT, reason INVALID_FIELD.
     """
     def __init__(
         self,

@@ -8,13 +8,27 @@ from google.protobuf import empty_pb2
 from modelregistry.v1 import registry_service_pb2 as rpc
 from modelregistry.v1 import registry_service_pb2_grpc as rpc_grpc
 from modelregistry.v1 import resources_pb2 as pb
+from modelregistry.v1.error_reasons import ErrorReason
 
+from ..domain.errors import InvalidArgument
 from ..domain.names import parse_alias_name, parse_model_name, parse_version_name
 from ..service.registry import Registry
 from . import convert
 from .paging import fit
 
 Ctx = Any  # grpc.aio.ServicerContext
+
+
+def _full_view(view: int) -> bool:
+    """Whether GetModel's `view` asks for storage usage; a value the enum
+    does not define is INVALID_ARGUMENT rather than a silent BASIC."""
+    if view not in rpc.ModelView.values():
+        raise InvalidArgument(
+            ErrorReason.INVALID_FIELD,
+            f"view: {view} is not a ModelView (0 to {max(rpc.ModelView.values())})",
+            "view",
+        )
+    return view == rpc.MODEL_VIEW_FULL
 
 
 class RegistryServicer(rpc_grpc.RegistryServiceServicer):
@@ -28,9 +42,10 @@ class RegistryServicer(rpc_grpc.RegistryServiceServicer):
 
     async def GetModel(self, request: rpc.GetModelRequest, context: Ctx) -> pb.Model:
         name = parse_model_name(request.name)
+        full = _full_view(request.view)
         model = await self._registry.get_model(name)
         out = convert.model_to_pb(model)
-        if request.view == rpc.MODEL_VIEW_FULL:
+        if full:
             storage = await self._registry.model_storage(name)
             if storage is not None:
                 out.storage_limit_bytes = storage.limit_bytes

@@ -144,7 +144,8 @@ type GetModelRequest struct {
 	// Format: `models/{model}`.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// How much of the model to return. The default (BASIC) is a cached read;
-	// FULL also sums the model's stored bytes, which reads the database.
+	// FULL also sums the model's stored bytes, which reads the database. A
+	// value not defined below is INVALID_ARGUMENT, reason INVALID_FIELD.
 	View ModelView `protobuf:"varint,2,opt,name=view,proto3,enum=modelregistry.v1.ModelView" json:"view,omitempty"`
 }
 
