@@ -28,9 +28,11 @@ CHUNK = MIB
 # The "1 GiB round trip" of the data-plane contract; lower it locally with
 # MODELREG_TEST_BIG_BYTES to iterate faster.
 BIG = int(os.environ.get("MODELREG_TEST_BIG_BYTES", str(1024 * MIB)))
-WARM = BIG // 16
+# The warm-up is long enough for the S3 store's segment pipeline to reach
+# its full depth (a 64 MiB one did not always, and the step then showed as growth).
+WARM = BIG // 4
 RSS_LIMIT_KB = 200 * 1024
-# Growth allowed from the small transfer to the 16x larger one: about 8 MB
+# Growth allowed from the warm-up transfer to the 4x larger one: about 8 MB
 # is measured on either store; memory that creeps with the data (glibc
 # arenas keeping 16 MiB S3 segments, 44-83 MB on 1 GiB) fails it.
 FLAT_KB = 24 * 1024
@@ -180,7 +182,7 @@ async def test_large_round_trip_keeps_server_memory_flat(
         warm = server.peak_rss_kb()
         await round_trip(stub, seed=11, size=BIG)
     peak = server.peak_rss_kb()
-    # Memory does not grow with the artifact: 16x the data, a bounded step.
+    # Memory does not grow with the artifact: 4x the data, a bounded step.
     assert peak - warm < FLAT_KB, (warm, peak)
     if "local" in request.node.name:
         assert peak < RSS_LIMIT_KB, peak  # the local store's absolute target
