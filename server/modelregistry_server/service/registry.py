@@ -133,14 +133,18 @@ class Registry:
         return await self._store.create_model(name, _checked_model_fields(fields, "model"))
 
     async def _cached(
-        self, model: str, key: tuple[str, str], read: Callable[[], Awaitable[T]]
+        self,
+        model: str,
+        key: tuple[str, str],
+        read: Callable[[], Awaitable[T]],
+        weight: Callable[[T], int] = lambda _: 1,
     ) -> T:
         found = self._cache.get(key)
         if found is not None:
             return cast(T, found)
         generation = self._cache.generation(model)
         value = await read()
-        self._cache.put(model, key, value, generation)
+        self._cache.put(model, key, value, generation, weight(value))
         return value
 
     async def get_model(self, name: ModelName) -> Model:
@@ -205,7 +209,12 @@ class Registry:
         flt = parse_filter(filter_text, allow_state=True)
         scope = f"ListModelVersions|{parent}|{flt.text}"
         before = _cursor_int(self._tokens.decode(scope, page_token))
-        page = await self._store.list_versions(parent, flt, before, limit)
+        page = await self._cached(
+            str(parent),
+            ("versions", f"{scope}|{before}|{limit}"),
+            lambda: self._store.list_versions(parent, flt, before, limit),
+            lambda p: 1 + len(p.items),
+        )
         return Listing(page.items, page.more, lambda v: self._tokens.encode(scope, v.name.version))
 
     async def update_version(

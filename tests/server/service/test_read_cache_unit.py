@@ -41,3 +41,20 @@ def test_ttl_size_limit_and_disabled() -> None:
     off = ReadCache(ttl_s=0)
     off.put("a", ("model", "a"), "a", off.generation("a"))
     assert off.get(("model", "a")) is None
+
+
+def test_the_size_limit_counts_what_a_page_holds() -> None:
+    cache = ReadCache(ttl_s=60, max_entries=4)
+    for name in ("a", "b"):
+        cache.put(name, ("model", name), name, cache.generation(name))
+    cache.put("a", ("versions", "a|p1"), ["v3", "v2", "v1"], cache.generation("a"), weight=3)
+    assert cache.get(("model", "a")) is None  # evicted to make room for the page
+    assert cache.get(("model", "b")) == "b"
+    assert cache.get(("versions", "a|p1")) == ["v3", "v2", "v1"]
+    cache.put("a", ("versions", "a|all"), ["v"] * 5, cache.generation("a"), weight=5)
+    assert cache.get(("versions", "a|all")) is None  # heavier than the whole cache
+    assert cache.get(("model", "b")) == "b"  # and it evicted nothing
+    cache.invalidate({"a"})
+    for name in "cde":  # the page's weight was given back with it
+        cache.put(name, ("model", name), name, cache.generation(name))
+    assert [cache.get(("model", n)) for n in "bcde"] == ["b", "c", "d", "e"]
