@@ -7,13 +7,15 @@ NOTIFY (delivered at commit) so other replicas wake at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
-from sqlalchemy import and_, delete, func, insert, select, text, true, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, select, text, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 
 from ..domain import errors
 from ..domain.events import (
@@ -35,6 +37,56 @@ NOTIFY_CHANNEL = "modelreg_events"
 # event), whatever its row limit: a page of the largest events at the
 # largest page size would otherwise be hundreds of megabytes in memory.
 READ_MAX_BYTES = 4 * 1024 * 1024
+
+
+class _ReadShape(NamedTuple):
+    """Which conditions a read of the log has (their values are parameters)."""
+
+    upto: bool
+    model: bool
+    resource: bool
+    models: bool
+    types: bool
+    start_time: bool
+    end_time: bool
+
+
+@functools.lru_cache(maxsize=128)
+def _read_statement(shape: _ReadShape) -> Select[Any]:
+    """The query of `SqlEventLog.read` for one shape, built once: building
+    it (a windowed subquery) cost more server time than running it, and the
+    watch hub runs it after every commit."""
+    conditions = [E.revision > bindparam("after")]
+    if shape.upto:
+        conditions.append(E.revision <= bindparam("upto"))
+    if shape.model:
+        conditions.append(E.model == bindparam("model"))
+    if shape.resource:
+        conditions.append(E.resource == bindparam("resource"))
+    if shape.models:
+        conditions.append(E.model.in_(bindparam("models", expanding=True)))
+    if shape.types:
+        conditions.append(E.type.in_(bindparam("types", expanding=True)))
+    if shape.start_time:
+        conditions.append(E.time_us >= bindparam("start_us"))
+    if shape.end_time:
+        conditions.append(E.time_us < bindparam("end_us"))
+    # Bytes of JSON up to and including each row, so the database stops
+    # where the budget runs out instead of handing over `limit` rows of any size.
+    size = func.length(E.before_json) + func.length(E.after_json)
+    ranked = (
+        select(events, func.sum(size).over(order_by=E.revision).label("upto_bytes"))
+        .where(and_(true(), *conditions))
+        .order_by(E.revision)
+        .limit(bindparam("limit", type_=Integer))
+        .subquery()
+    )
+    own = func.length(ranked.c.before_json) + func.length(ranked.c.after_json)
+    return (
+        select(ranked)
+        .where(ranked.c.upto_bytes - own < bindparam("max_bytes", type_=Integer))
+        .order_by(ranked.c.revision)
+    )
 
 
 class EventTooLarge(Exception):
@@ -222,40 +274,31 @@ class SqlEventLog(SqlBase):
             head = (await conn.execute(select(H.compacted_revision))).one()
             if after < head.compacted_revision:
                 raise compacted(head.compacted_revision + 1)
-            conditions = [E.revision > after]
-            if upto is not None:
-                conditions.append(E.revision <= upto)
-            if model:
-                conditions.append(E.model == model)
-            if resource:
-                conditions.append(E.resource == resource)
-            if models is not None:
-                conditions.append(E.model.in_(sorted(f"models/{m}" for m in models)))
-            if types:
-                conditions.append(E.type.in_(sorted(types)))
-            if start_time_us:
-                conditions.append(E.time_us >= start_time_us)
-            if end_time_us:
-                conditions.append(E.time_us < end_time_us)
-            # Bytes of JSON up to and including each row, so the database
-            # stops where the budget runs out instead of handing over
-            # `limit` rows of any size.
-            size = func.length(E.before_json) + func.length(E.after_json)
-            ranked = (
-                select(events, func.sum(size).over(order_by=E.revision).label("upto_bytes"))
-                .where(and_(true(), *conditions))
-                .order_by(E.revision)
-                .limit(limit + 1)
-                .subquery()
+            shape = _ReadShape(
+                upto is not None,
+                bool(model),
+                bool(resource),
+                models is not None,
+                bool(types),
+                bool(start_time_us),
+                bool(end_time_us),
             )
-            own = func.length(ranked.c.before_json) + func.length(ranked.c.after_json)
-            rows = (
-                await conn.execute(
-                    select(ranked)
-                    .where(ranked.c.upto_bytes - own < max_bytes)
-                    .order_by(ranked.c.revision)
-                )
-            ).all()
+            params: dict[str, Any] = {"after": after, "limit": limit + 1, "max_bytes": max_bytes}
+            if upto is not None:
+                params["upto"] = upto
+            if model:
+                params["model"] = model
+            if resource:
+                params["resource"] = resource
+            if models is not None:
+                params["models"] = sorted(f"models/{m}" for m in models)
+            if types:
+                params["types"] = sorted(types)
+            if start_time_us:
+                params["start_us"] = start_time_us
+            if end_time_us:
+                params["end_us"] = end_time_us
+            rows = (await conn.execute(_read_statement(shape), params)).all()
         # A read cut short by bytes says "more": at worst the next one is empty.
         cut = bool(rows) and rows[-1].upto_bytes >= max_bytes
         return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit or cut)
