@@ -69,12 +69,13 @@ async def share_lock_model(conn: AsyncConnection, parent: ModelName) -> Any:
     return row
 
 
-def bump_version_counter(parent: ModelName) -> Any:
-    """The UPDATE that hands out the model's next version number: it takes the
-    row lock, so concurrent creates queue; it returns (id, latest_version)."""
+def bump_version_counter(model: Any) -> Any:
+    """The UPDATE that hands out the next version number of the model named
+    `model` (a value or a bound parameter): it takes the row lock, so
+    concurrent creates queue; it returns (id, latest_version)."""
     return (
         update(models)
-        .where(M.name == parent.model)
+        .where(M.name == model)
         .values(latest_version=M.latest_version + 1)
         .returning(M.id, M.latest_version)
     )
@@ -82,7 +83,7 @@ def bump_version_counter(parent: ModelName) -> Any:
 
 async def next_version_number(conn: AsyncConnection, parent: ModelName) -> Any:
     """Bump the model's version counter: (id, latest_version)."""
-    counter = (await conn.execute(bump_version_counter(parent))).one_or_none()
+    counter = (await conn.execute(bump_version_counter(parent.model))).one_or_none()
     if counter is None:
         raise errors.model_not_found(str(parent))
     return counter

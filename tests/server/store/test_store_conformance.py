@@ -99,6 +99,26 @@ async def test_listing_pages_by_keyset_and_filters(store: SqlRegistryStore) -> N
     assert has.items == []
 
 
+async def test_creating_a_version_changes_only_the_models_counter(
+    store: SqlRegistryStore,
+) -> None:
+    model = await store.create_model(FRAUD, ModelFields("Fraud", "the model", {"team": "risk"}))
+    fields = VersionFields(source_uri="s3://b/m", description="the version", labels={"v": "1"})
+    for number in (1, 2):
+        version = await store.create_version(FRAUD, fields)
+        assert version.name == VersionName("fraud", number)
+        assert (version.description, version.labels) == ("the version", {"v": "1"})
+    got = await store.get_model(FRAUD)
+    assert (got.display_name, got.description, got.labels) == (
+        "Fraud",
+        "the model",
+        {"team": "risk"},
+    )
+    assert got.latest_version == 2 and got.create_time_us == model.create_time_us
+    with pytest.raises(errors.NotFound):
+        await store.create_version(ModelName("nope"), fields)
+
+
 async def test_versions_list_newest_first_and_filter_by_state(store: SqlRegistryStore) -> None:
     await store.create_model(FRAUD, ModelFields())
     for _ in range(3):
