@@ -8,7 +8,7 @@ the server's peak RSS (VmHWM), and each figure against its target:
 
     durable upload  >= 80 % of min(fdatasync write, sha256)
     download        >= 500 MB/s (one stream)
-    server RSS      <  200 MB
+    server RSS      <  150 MB (peak, push and pull)
 
     .venv/bin/python loadtest/bench_artifacts.py [--size 1G|5G|256M] [--dir /path] [--store s3]
 
@@ -42,13 +42,13 @@ from typing import Any
 import common  # noqa: F401  (puts tests/ on the module path, for `support`)
 from modelregistry import SyncRegistryClient
 from support.processes import running
-from support.procfs import cpu_seconds, status_kb
+from support.procfs import cpu_seconds, reset_peak_rss, status_kb
 
 MB = 1_000_000
 MIB = 1024 * 1024
 UPLOAD_TARGET = 0.80
 DOWNLOAD_TARGET_MBS = 500.0
-RSS_TARGET_MB = 200.0
+RSS_TARGET_MB = 150.0
 
 # Runs in the client process: the SDK exactly as a training pipeline uses it.
 PUSH = """
@@ -138,12 +138,16 @@ def fdatasync_mbs(directory: Path, size: int) -> float:
 
 
 class RssSampler:
-    """Samples a process's VmRSS and reads VmHWM (its lifetime peak) from /proc."""
+    """Samples a process's VmRSS and reads VmHWM (its peak) from /proc;
+    `phase()` ends one phase's peak and starts the next."""
 
     def __init__(self, pid: int, interval: float = 0.05) -> None:
         self.pid, self.interval = pid, interval
+        self.start_kb = status_kb(pid, "VmRSS")
         self.max_rss_kb = 0
         self.hwm_kb = 0
+        self._phase_kb = 0
+        reset_peak_rss(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -155,7 +159,16 @@ class RssSampler:
                 return
             self.max_rss_kb = max(self.max_rss_kb, rss)
             self.hwm_kb = max(self.hwm_kb, hwm)
+            self._phase_kb = max(self._phase_kb, hwm, rss)
             self._stop.wait(self.interval)
+
+    def phase(self) -> int:
+        """The peak RSS (kB) since the last call, or since the start."""
+        peak = max(self._phase_kb, status_kb(self.pid, "VmHWM"))
+        self.hwm_kb = max(self.hwm_kb, peak)
+        reset_peak_rss(self.pid)
+        self._phase_kb = 0
+        return peak
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -273,10 +286,12 @@ def main() -> None:
                     PUSH, address, version, str(source), str(work / "state"), str(args.chunk_size)
                 )
                 middle = cpu_seconds(server.pid)
+                push_peak_kb = rss.phase()
                 pulled = run_client(
                     PULL, address, version, str(work / "pulled"), str(args.pull_chunk_size)
                 )
                 server_pull_cpu = cpu_seconds(server.pid) - middle
+                pull_peak_kb = rss.phase()
         if pulled["digest"] != pushed["digest"]:
             raise SystemExit("pulled artifact differs from the pushed one")
 
@@ -289,7 +304,9 @@ def main() -> None:
         print(f"pull, verified     {pull_mbs:8.1f} MB/s  ({pulled['total_s']:.2f} s)")
         print(
             f"server peak RSS    {rss_mb:8.1f} MB     (VmHWM; max sampled VmRSS "
-            f"{rss.max_rss_kb * 1024 / MB:.1f} MB)"
+            f"{rss.max_rss_kb * 1024 / MB:.1f} MB; before the push "
+            f"{rss.start_kb * 1024 / MB:.1f} MB, peak during the push "
+            f"{push_peak_kb * 1024 / MB:.1f} MB, during the pull {pull_peak_kb * 1024 / MB:.1f} MB)"
         )
         print(
             f"CPU seconds        push: client {pushed['cpu_s']:.2f}, server {middle - before:.2f};"

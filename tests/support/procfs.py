@@ -24,6 +24,12 @@ def status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM over from the current RSS (Linux 4.0+; needs the right to
+    write the process's clear_refs, as its owner or root)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants (a server with --workers: supervisor and workers)."""
     out, todo = [], [pid]
