@@ -38,6 +38,9 @@ DIGEST_PREFIX = "sha256:"
 # Readers yield chunks of at most this many bytes unless asked otherwise: large
 # enough to keep per-chunk overhead negligible, small enough for one gRPC message.
 DEFAULT_READ_CHUNK = 1024 * 1024
+# Bytes as an upload takes them: a view lets a received chunk be staged
+# without a copy.
+Chunk = bytes | bytearray | memoryview
 MAX_READ_CHUNK = 8 * 1024 * 1024
 
 # Upload ids become file names and object keys, so they are kept to a safe alphabet.
@@ -89,8 +92,10 @@ class Upload(Protocol):
         """Bytes accepted so far (durable or buffered): where the next write lands."""
         ...
 
-    async def write(self, data: bytes) -> None:
-        """Append `data` at `written`. May buffer; only `flush()` promises durability."""
+    async def write(self, data: Chunk) -> None:
+        """Append `data` at `written`. May buffer; only `flush()` promises
+        durability. `data` must not change afterwards unless it is mutable
+        (a bytearray, or a view of one), which is copied."""
         ...
 
     async def flush(self) -> int:

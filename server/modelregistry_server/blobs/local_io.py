@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..domain.errors import blob_store_full, blob_store_unavailable
-from .base import hex_of, upload_busy
+from .base import Chunk, hex_of, upload_busy
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _UNREACHABLE = {errno.EIO, errno.ENOTCONN, errno.ESTALE, errno.ETIMEDOUT, errno.EHOSTDOWN}
@@ -68,7 +68,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def pwrite_all(fd: int, chunks: Sequence[bytes], start: int, size: int) -> None:
+def pwrite_all(fd: int, chunks: Sequence[Chunk], start: int, size: int) -> None:
     """Write `chunks` back to back from `start` (one pwritev, resumed if short)."""
     pos, end = start, start + size
     pending = [memoryview(c) for c in chunks if c]

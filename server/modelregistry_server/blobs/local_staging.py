@@ -18,7 +18,7 @@ import os
 from collections.abc import AsyncGenerator, Sequence
 
 from ..private_files import PRIVATE_DIR, READ_ONLY_FILE
-from .base import OpenUploads
+from .base import Chunk, OpenUploads
 from .local_io import LocalLayout, fsync_dir, pwrite_all, storage_errors
 
 _READ_BACK_BLOCK = 8 * 1024 * 1024
@@ -47,7 +47,7 @@ class LocalStaging:
     def block_size(self) -> int:
         return self._block_size
 
-    async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
+    async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         fd = self._fd
 
         def write() -> None:

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from .base import OpenUploads, hex_of
+from .base import Chunk, OpenUploads, hex_of
 from .s3_client import BucketClient, crc32c_b64, s3_errors
 from .s3_layout import Layout, Segment, plan_parts
 
@@ -54,7 +54,7 @@ class S3Staging:
     def block_size(self) -> int:
         return self._segment_size
 
-    async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
+    async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         if size:
             body = b"".join(chunks)
             del chunks  # the PUT takes a while: hold its bytes once, not twice

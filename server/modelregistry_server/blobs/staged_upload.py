@@ -28,7 +28,7 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 from ..domain.errors import digest_mismatch, size_mismatch, upload_finished
-from .base import DIGEST_PREFIX, BlobInfo, check_digest
+from .base import DIGEST_PREFIX, BlobInfo, Chunk, check_digest
 
 
 class Staging(Protocol):
@@ -44,7 +44,7 @@ class Staging(Protocol):
         """Bytes to gather before an `append`: fewer hops, bounded memory."""
         ...
 
-    async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
+    async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         """Store `chunks` (`size` bytes, possibly none) at `offset`, the end of the staging.
 
         Return whether every staged byte is durable now; with `sync` it must be.
@@ -96,7 +96,7 @@ class StagedUpload:
         self._durable = offset
         self._staged = offset
         self._written = offset
-        self._chunks: list[bytes] = []
+        self._chunks: list[Chunk] = []
         self._buffered = 0
         # The block in flight: its append (first: it answers "durable?") and its hashing.
         self._pending: list[asyncio.Future[Any]] = []
@@ -136,9 +136,13 @@ class StagedUpload:
         if self._failed is not None:
             raise self._failed
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: Chunk) -> None:
         self._check_live()
-        self._chunks.append(bytes(data))
+        # Held as given while nothing can change it and it pins little
+        # more than itself (bytes, or a view of most of a bytes object, such
+        # as the chunk of a received message): the copy cost a memcpy and an
+        # allocation per chunk. Anything else is copied.
+        self._chunks.append(data if _keepable(data) else bytes(data))
         self._buffered += len(data)
         self._written += len(data)
         if self._buffered >= self._block_size:
@@ -230,6 +234,18 @@ class StagedUpload:
         self._staging.release()
 
 
-def _hash(hasher: hashlib._Hash, block: list[bytes]) -> None:
+def _keepable(data: Chunk) -> bool:
+    if type(data) is bytes:
+        return True
+    # A small chunk in a large message (padded with unknown fields, say)
+    # must not pin the message until a whole block has arrived.
+    return (
+        isinstance(data, memoryview)
+        and type(data.obj) is bytes
+        and data.nbytes * 2 >= len(data.obj)
+    )
+
+
+def _hash(hasher: hashlib._Hash, block: list[Chunk]) -> None:
     for chunk in block:
         hasher.update(chunk)

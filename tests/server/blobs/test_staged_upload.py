@@ -5,9 +5,11 @@ published, a failed write leaves the upload closable, a resume rehashes."""
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
+from modelregistry_server.blobs.base import Chunk
 from modelregistry_server.blobs.staged_upload import StagedUpload
 from modelregistry_server.domain.errors import DomainError, blob_store_full
 
@@ -23,7 +25,7 @@ class MemoryStaging:
         self.fail: BaseException | None = None
         self.released = 0
 
-    async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
+    async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         self.calls.append(("append", offset, size, sync))
         if self.fail is not None:
             raise self.fail
@@ -113,3 +115,37 @@ async def test_resume_continues_the_hash_from_the_staged_bytes() -> None:
     info = await upload.commit(sha(b"hello, world"), 12)
     assert info.digest == sha(b"hello, world")
     assert staging.data == b"hello, world"
+
+
+async def test_what_was_written_is_what_is_stored_even_if_the_caller_reuses_its_buffer() -> None:
+    """Views of bytes are staged as they are; a buffer the caller may change
+    (a bytearray or a view of one) is copied when written."""
+    staging = MemoryStaging()
+    staging.block_size = 1 << 20  # nothing reaches the backend before the flush
+    upload = StagedUpload("u", staging)
+    message = b"\x12\x04abcd"
+    await upload.write(memoryview(message)[2:])  # a chunk inside a received message
+    reused = bytearray(b"efgh")
+    await upload.write(reused)
+    reused[:] = b"XXXX"
+    view = bytearray(b"ijkl")
+    await upload.write(memoryview(view))
+    view[:] = b"YYYY"
+    assert await upload.flush() == 12
+    assert bytes(staging.data) == b"abcdefghijkl"
+    assert (await upload.commit(sha(b"abcdefghijkl"), 12)).digest == sha(b"abcdefghijkl")
+
+
+async def test_a_small_chunk_does_not_pin_the_large_message_around_it() -> None:
+    staging = MemoryStaging()
+    staging.block_size = 1 << 30
+    upload = StagedUpload("u", staging)
+    padded = b"x" + bytes(4 << 20)  # one byte of data in a 4 MiB message
+    before = sys.getrefcount(padded)
+    await upload.write(memoryview(padded)[:1])
+    assert sys.getrefcount(padded) == before  # the byte was copied out
+    whole = bytes(range(256)) * 4096
+    before = sys.getrefcount(whole)
+    await upload.write(memoryview(whole)[3:])
+    assert sys.getrefcount(whole) == before + 1  # most of it: held, not copied
+    assert await upload.flush() == 1 + len(whole) - 3

@@ -28,7 +28,7 @@ from contextlib import aclosing
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ...domain.errors import DataLoss
-from ..base import hex_of
+from ..base import Chunk, hex_of
 from ..staged_upload import Staging
 from .errors import damaged, key_error
 from .keyring import KeyMismatch, KeyMissing, KeyWrapper
@@ -90,7 +90,7 @@ class EncryptingStaging:
         self._lengths.append(len(piece))
         self._plain += len(piece)
 
-    def _seal_chunks(self, chunks: Sequence[bytes], final_tail: bool) -> tuple[list[bytes], bytes]:
+    def _seal_chunks(self, chunks: Sequence[Chunk], final_tail: bool) -> tuple[list[bytes], bytes]:
         """Sealed records of the chunks' whole segments (and of the rest if `final_tail`),
         and the rest. A segment within one chunk is sealed in place; one spanning
         chunks is gathered first (at most a segment's copy)."""
@@ -116,7 +116,7 @@ class EncryptingStaging:
             gathered = []
         return out, b"".join(gathered)
 
-    async def append(self, offset: int, chunks: Sequence[bytes], size: int, *, sync: bool) -> bool:
+    async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         parts = [self._tail, *chunks] if self._tail else list(chunks)
         del chunks
         self._tail = b""
