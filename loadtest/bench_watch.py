@@ -64,6 +64,8 @@ class Received:
     open_s: float
     failures: list[str]
     events: list[list[tuple[int, int, float]]]
+    # CPU seconds this process spent from then until it had every event.
+    cpu_s: float
 
 
 async def _watcher(
@@ -119,6 +121,7 @@ async def _client_main(
         failures.append(f"only {opened[0]} of {streams} streams opened")
     open_s = time.monotonic() - t0
     conn.send(("ready", opened[0]))
+    cpu0 = time.process_time()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # "finish": promotions are done
     done, pending = await asyncio.wait(tasks, timeout=120)
@@ -131,7 +134,8 @@ async def _client_main(
         failures.append(f"{len(pending)} streams did not get every event in time")
     for ch in channels:
         await ch.close(None)
-    conn.send(("result", Received(streams, opened[0], open_s, failures, outs)))
+    cpu = time.process_time() - cpu0
+    conn.send(("result", Received(streams, opened[0], open_s, failures, outs, cpu)))
 
 
 def client_process(
@@ -248,7 +252,9 @@ class GoWatchers:
         out = go_loadgen.read_line(self.proc)
         # [revision, commit µs, receive µs] -> (revision, commit µs, receive s)
         events = [[(r, c, recv / 1e6) for r, c, recv in w] for w in out["events"]]
-        return [Received(len(events), out["open"], out["open_s"], out["failures"], events)]
+        return [
+            Received(len(events), out["open"], out["open_s"], out["failures"], events, out["cpu_s"])
+        ]
 
     def close(self) -> None:
         if self.proc is not None:
@@ -323,6 +329,11 @@ def report(
             f"p50={statistics.median(from_reply):.1f} p99={pct(from_reply, 99):.1f} "
             f"max={max(from_reply):.1f}"
         )
+    client_cpu = sum(r.cpu_s for r in results)
+    print(
+        f"client CPU once the streams were open: {client_cpu:.1f}s"
+        f" = {client_cpu / max(1, len(from_commit)) * 1e6:.0f} µs per delivery"
+    )
     print(
         "streams open, slowest client process: "
         f"{max((r.open_s for r in results), default=0):.1f}s\n"

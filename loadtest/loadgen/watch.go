@@ -34,12 +34,14 @@ type watchOpened struct {
 
 // watchResult is the second and last line: per watcher, one
 // [revision, event time µs, receive time µs] per event received (both
-// times since the Unix epoch).
+// times since the Unix epoch), and the CPU time the process spent after
+// the first line.
 type watchResult struct {
 	Open     int64        `json:"open"`
 	OpenS    float64      `json:"open_s"`
 	Events   [][][3]int64 `json:"events"`
 	Failures []string     `json:"failures"`
+	CPUS     float64      `json:"cpu_s"`
 }
 
 func watchMain(args []string) error {
@@ -104,9 +106,11 @@ func runWatch(o watchOptions) error {
 	}
 	open := watchOpened{atomic.LoadInt64(&opened), time.Since(t0).Seconds()}
 	emit(open)
+	cpu0 := cpuTime()
 	waitFor(&done, o.timeout)
 	cancel()
 	done.Wait()
+	cpu := cpuTime() - cpu0
 	late := 0
 	for i, err := range errs {
 		switch {
@@ -119,7 +123,7 @@ func runWatch(o watchOptions) error {
 	if late > 0 {
 		failures = append(failures, fmt.Sprintf("%d streams did not get every event in time", late))
 	}
-	emit(watchResult{open.Open, open.OpenS, events, failures})
+	emit(watchResult{open.Open, open.OpenS, events, failures, cpu.Seconds()})
 	return nil
 }
 
