@@ -16,8 +16,9 @@ The clients are grpc.aio ones in `--client-procs` processes (`--client
 python`, the default), or with `--client go` the Go load generator
 (loadtest/loadgen, built on first use with Debian's Go toolchain; see
 go_loadgen.py), one process per measurement, for every part of the run.
-A Python client spends about as much CPU per call as the server, so on a
-small machine its figures include the clients' share of the cores.
+On a small machine the clients' CPU (the `cli cpu` column) is taken from
+the server's: a Python client's is a third or so of the server's per read,
+the Go client's about half the Python one's.
 
 With several `--workers` values, one server per value (authentication off),
 measured back to back, plus a capacity sweep: for each read, the most

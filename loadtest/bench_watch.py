@@ -15,7 +15,8 @@ python`, the default), or with `--client go` in one process of the Go load
 generator (loadtest/loadgen, built on first use with Debian's Go toolchain;
 see go_loadgen.py). A Python client spends about as much CPU per received
 message as the server, so on a small machine the Python figures include
-the clients' share of the cores; the Go client's is far smaller.
+the clients' share of the cores; the Go client's is about a quarter of
+that (both are printed, per delivery).
 
     .venv/bin/python loadtest/bench_watch.py --watchers 1000
     .venv/bin/python loadtest/bench_watch.py --watchers 1000 --promotions 30 --client go
@@ -64,7 +65,7 @@ class Received:
     open_s: float
     failures: list[str]
     events: list[list[tuple[int, int, float]]]
-    # CPU seconds this process spent from then until it had every event.
+    # CPU seconds this process spent once the streams were open, to the end.
     cpu_s: float
 
 
@@ -195,16 +196,20 @@ class PythonWatchers:
             args.watchers // args.procs + (i < args.watchers % args.procs)
             for i in range(args.procs)
         ]
-        for i, n in enumerate(per_proc):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(
-                target=client_process,
-                args=(target, n, args.streams_per_channel, args.promotions, child, i),
-            )
-            p.start()
-            self.procs.append((p, parent))
-        for _, parent in self.procs:
-            parent.recv()  # channels made
+        try:
+            for i, n in enumerate(per_proc):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(
+                    target=client_process,
+                    args=(target, n, args.streams_per_channel, args.promotions, child, i),
+                )
+                p.start()
+                self.procs.append((p, parent))
+            for _, parent in self.procs:
+                parent.recv()  # channels made
+        except BaseException:
+            self.close()
+            raise
 
     def open(self) -> int:
         """Open every stream; how many received their first message."""
