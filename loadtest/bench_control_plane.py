@@ -366,6 +366,8 @@ def main() -> None:
         help="authentication off, on with JWTs, or both in turn, compared (default %(default)s)",
     )
     ns = ap.parse_args()
+    if ns.client == "go":
+        go_loadgen.require()
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt

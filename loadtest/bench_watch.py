@@ -383,7 +383,10 @@ def main() -> None:
     parser.add_argument("--pg-host", default=PG_HOST)
     parser.add_argument("--pg-port", default=PG_PORT)
     parser.add_argument("--pg-user", default=PG_USER)
-    sys.exit(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.client == "go":
+        go_loadgen.require()
+    sys.exit(run(args))
 
 
 if __name__ == "__main__":

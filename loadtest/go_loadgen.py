@@ -50,6 +50,15 @@ def binary() -> Path:
     return out
 
 
+def require() -> Path:
+    """binary(), or exit with the reason and what to install: for a bench's
+    start, before it sets up a server."""
+    try:
+        return binary()
+    except LoadgenUnavailable as exc:
+        sys.exit(str(exc))
+
+
 def read_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     """The next JSON line loadgen prints; RuntimeError if it ended (its
     stderr is the caller's)."""
