@@ -10,7 +10,15 @@ it on (JWTs), each measurement run on one right after the other so that the
 machine's load drifts for both alike, and the read p95s compared.
 
     .venv/bin/python loadtest/bench_control_plane.py [--sqlite] [--auth both|off|jwt]
-    .venv/bin/python loadtest/bench_control_plane.py --auth off --workers 1,2
+    .venv/bin/python loadtest/bench_control_plane.py --auth off --workers 1,2 --client go
+
+The clients are grpc.aio ones in `--client-procs` processes (`--client
+python`, the default), or with `--client go` the Go load generator
+(loadtest/loadgen, built on first use with Debian's Go toolchain; see
+go_loadgen.py), one process per measurement, for every part of the run.
+On a small machine the clients' CPU (the `cli cpu` column) is taken from
+the server's: a Python client's is a third or so of the server's per read,
+the Go client's about half the Python one's.
 
 With several `--workers` values, one server per value (authentication off),
 measured back to back, plus a capacity sweep: for each read, the most
@@ -42,6 +50,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import go_loadgen
 import grpc
 from bench_auth import ADMIN, CALLER, Metadata, bench_auth, compare
 from common import run_async
@@ -197,6 +206,50 @@ class Clients:
                 proc.terminate()
 
 
+class GoClients:
+    """The same runs by the Go load generator (loadtest/loadgen): one process
+    per run, its clients connected (one connection each) and warmed before
+    the timing starts."""
+
+    def __init__(self, port: int, server_pid: int, tmp: Path, ns: Any, md: Metadata = ()) -> None:
+        self.server_pid = server_pid
+        self.target = f"127.0.0.1:{port}"
+        models = [model(i) for i in range(ns.models)]
+        self.models, self.aliases = tmp / "models.txt", tmp / "aliases.txt"
+        self.models.write_text("".join(f"{m}\n" for m in models))
+        self.aliases.write_text("".join(f"{m}/aliases/{ALIAS}\n" for m in models))
+        self.flags = ["--versions", str(ns.versions)]
+        for key, value in md:
+            self.flags += ["--header", f"{key}={value}"]
+        go_loadgen.binary()  # built before anything is timed
+
+    def run(self, op: str, calls: int, clients: int) -> Result:
+        """`calls` calls of `op` by `clients` clients, all started together."""
+        names = self.aliases if op in ("ResolveAlias", "SetAlias") else self.models
+        proc = go_loadgen.start(
+            "read" if op in READS else "write",
+            *("--target", self.target, "--method", op, "--names", str(names)),
+            *("--clients", str(clients), "--calls", str(calls)),
+            *("--seed", str(random.randrange(1 << 30)), "--wait", *self.flags),
+        )
+        try:
+            go_loadgen.read_line(proc)  # every client connected and warm
+            server_cpu = tree_cpu_seconds(self.server_pid)
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out = go_loadgen.read_line(proc)
+            server_cpu = tree_cpu_seconds(self.server_pid) - server_cpu
+        finally:
+            go_loadgen.stop(proc)
+        lats = [round(ms * 1e6) for ms in out["latency_ms"]]
+        elapsed_ns = round(out["elapsed_s"] * 1e9)
+        return lats, Counter(out["errors"]), 0, elapsed_ns, out["cpu_s"], server_cpu
+
+    def close(self) -> None:
+        pass
+
+
 async def seed_data(port: int, ns: Any, md: Metadata = ()) -> None:
     chans = [grpc.aio.insecure_channel(f"127.0.0.1:{port}", CHANNEL_OPTIONS) for _ in range(8)]
     sem = asyncio.Semaphore(ns.clients)
@@ -254,7 +307,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print("latencies in ms, client-side per call; srv/cli cpu: CPU ms per call, server/clients")
 
 
-def profile(clients: Clients, pid: int, ns: Any) -> None:
+def profile(clients: Clients | GoClients, pid: int, ns: Any) -> None:
     """An extra, unmeasured sequential read pass under py-spy; prints the top frames."""
     with py_spy(pid, Path(ns.profile), rate=250):
         time.sleep(1.0)  # py-spy attaches
@@ -300,12 +353,21 @@ def main() -> None:
         "--profile", help="after measuring, profile a read pass with py-spy into this file"
     )
     ap.add_argument(
+        "--client",
+        choices=("python", "go"),
+        default="python",
+        help="clients in grpc.aio processes, or the Go load generator (loadtest/loadgen)"
+        " (default %(default)s)",
+    )
+    ap.add_argument(
         "--auth",
         choices=("both", "off", "jwt"),
         default="both",
         help="authentication off, on with JWTs, or both in turn, compared (default %(default)s)",
     )
     ns = ap.parse_args()
+    if ns.client == "go":
+        go_loadgen.require()
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
@@ -333,7 +395,7 @@ class Bench:
     auth: str
     workers: int
     server: ServeProcess
-    clients: Clients
+    clients: Clients | GoClients
     seed_s: float
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -368,7 +430,11 @@ def set_up(stack: contextlib.ExitStack, auth: str, ns: Any, workers: int = 1) ->
         f"  seeded {ns.models} models, {ns.models * ns.versions} versions, "
         f"{ns.models} aliases in {seed_s:.1f} s"
     )
-    clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
+    clients: Clients | GoClients
+    if ns.client == "go":
+        clients = GoClients(server.port, server.pid, tmp, ns, md)
+    else:
+        clients = Clients(server.port, server.pid, ns.client_procs, ns.clients, ns, md)
     stack.callback(clients.close)
     return Bench(auth, workers, server, clients, seed_s)
 
@@ -439,10 +505,13 @@ def capacity(benches: list[Bench], ns: Any) -> None:
 
 def report(bench: Bench, ns: Any) -> None:
     rss = tree_status_kb(bench.server.pid, "VmHWM") / 1024
+    where = f"{ns.client_procs} client process(es)"
+    if ns.client == "go":
+        where = "one Go process (loadtest/loadgen) per run"
     print(
         f"\n== auth {bench.auth}, --workers {bench.workers}: "
         f"{ns.clients} concurrent clients = {ns.clients} channels "
-        f"in {ns.client_procs} client process(es); SetAlias wall time includes its etag reads"
+        f"in {where}; SetAlias wall time includes its etag reads"
     )
     print_table(bench.rows)
     print(f"server peak RSS (VmHWM): {rss:.0f} MB")

@@ -1,18 +1,27 @@
 """Watch fan-out benchmark: how fast a promotion reaches N concurrent watchers.
 
 Starts `modelreg serve` on a fresh PostgreSQL database, opens `--watchers`
-Watch streams on one alias spread over `--procs` client processes (grpc.aio,
-`--streams-per-channel` streams per HTTP/2 connection), promotes the alias
-`--promotions` times and measures, for every watcher and promotion, the
-time from the commit to the watcher receiving the event. Client and server
-share the machine's clock: the commit time is the event's own `time` (set
-inside the committing transaction); the delay after the SetAlias reply is
-printed too. Also prints the server's peak RSS (VmHWM) and checks that
-every watcher got every promotion, in order, exactly once.
+Watch streams on one alias (`--streams-per-channel` streams per HTTP/2
+connection), promotes the alias `--promotions` times and measures, for
+every watcher and promotion, the time from the commit to the watcher
+receiving the event. Client and server share the machine's clock: the
+commit time is the event's own `time` (set inside the committing
+transaction); the delay after the SetAlias reply is printed too. Also
+prints the server's peak RSS (VmHWM) and checks that every watcher got
+every promotion, in order, exactly once.
+
+The watchers run in `--procs` grpc.aio client processes (`--client
+python`, the default), or with `--client go` in one process of the Go load
+generator (loadtest/loadgen, built on first use with Debian's Go toolchain;
+see go_loadgen.py). A Python client spends about as much CPU per received
+message as the server, so on a small machine the Python figures include
+the clients' share of the cores; the Go client's is about a quarter of
+that (both are printed, per delivery).
 
     .venv/bin/python loadtest/bench_watch.py --watchers 1000
+    .venv/bin/python loadtest/bench_watch.py --watchers 1000 --promotions 30 --client go
     .venv/bin/python loadtest/bench_watch.py --watchers 10000 --procs 4 --interval 1
-    .venv/bin/python loadtest/bench_watch.py --watchers 10000 --workers 1,2
+    .venv/bin/python loadtest/bench_watch.py --watchers 10000 --workers 1,2 --client go
 
 With several `--workers` values the server is started once per value and
 the figures are printed for each, side by side. Server CPU and memory are
@@ -25,12 +34,14 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import go_loadgen
 import grpc
 from common import pct, run_async
 from modelregistry import RegistryClient
@@ -46,7 +57,7 @@ ALIAS = "models/bench/aliases/production"
 
 @dataclass
 class Received:
-    """One process's observations: per watcher, (revision, commit µs, receive s)."""
+    """One client process's observations: per watcher, (revision, commit µs, receive s)."""
 
     streams: int
     opened: int
@@ -54,6 +65,8 @@ class Received:
     open_s: float
     failures: list[str]
     events: list[list[tuple[int, int, float]]]
+    # CPU seconds this process spent once the streams were open, to the end.
+    cpu_s: float
 
 
 async def _watcher(
@@ -109,6 +122,7 @@ async def _client_main(
         failures.append(f"only {opened[0]} of {streams} streams opened")
     open_s = time.monotonic() - t0
     conn.send(("ready", opened[0]))
+    cpu0 = time.process_time()
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, conn.recv)  # "finish": promotions are done
     done, pending = await asyncio.wait(tasks, timeout=120)
@@ -121,7 +135,8 @@ async def _client_main(
         failures.append(f"{len(pending)} streams did not get every event in time")
     for ch in channels:
         await ch.close(None)
-    conn.send(("result", Received(streams, opened[0], open_s, failures, outs)))
+    cpu = time.process_time() - cpu0
+    conn.send(("result", Received(streams, opened[0], open_s, failures, outs, cpu)))
 
 
 def client_process(
@@ -171,34 +186,97 @@ def run_one(args: argparse.Namespace, workers: int) -> int:
     return report(args, results, replies, base_rss, idle_rss, peak)
 
 
-def watch(
-    server: ServeProcess, args: argparse.Namespace, workers: int
-) -> tuple[list[Received], list[float], int, int, int]:
-    """Open the watchers, promote, collect what every watcher received."""
-    target = server.address
-    procs: list[tuple[Any, Any]] = []
-    try:
-        asyncio.run(seed(target))
-        base_rss = tree_status_kb(server.pid, "VmRSS")
+class PythonWatchers:
+    """`--procs` grpc.aio client processes, their streams spread evenly."""
+
+    def __init__(self, target: str, args: argparse.Namespace) -> None:
+        self.procs: list[tuple[Any, Any]] = []
         ctx = mp.get_context("spawn")
         per_proc = [
             args.watchers // args.procs + (i < args.watchers % args.procs)
             for i in range(args.procs)
         ]
-        for i, n in enumerate(per_proc):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(
-                target=client_process,
-                args=(target, n, args.streams_per_channel, args.promotions, child, i),
-            )
-            p.start()
-            procs.append((p, parent))
-        for _, parent in procs:
-            parent.recv()  # channels made
-        t0 = time.time()
-        for _, parent in procs:
+        try:
+            for i, n in enumerate(per_proc):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(
+                    target=client_process,
+                    args=(target, n, args.streams_per_channel, args.promotions, child, i),
+                )
+                p.start()
+                self.procs.append((p, parent))
+            for _, parent in self.procs:
+                parent.recv()  # channels made
+        except BaseException:
+            self.close()
+            raise
+
+    def open(self) -> int:
+        """Open every stream; how many received their first message."""
+        for _, parent in self.procs:
             parent.send("open")
-        opened = sum(parent.recv()[1] for _, parent in procs)
+        return sum(parent.recv()[1] for _, parent in self.procs)
+
+    def finish(self) -> list[Received]:
+        """After the promotions: what every process received."""
+        for _, parent in self.procs:
+            parent.send("finish")
+        return [parent.recv()[1] for _, parent in self.procs]
+
+    def close(self) -> None:
+        for p, _ in self.procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+
+
+class GoWatchers:
+    """One loadgen process (loadtest/loadgen) holding every stream."""
+
+    def __init__(self, target: str, args: argparse.Namespace) -> None:
+        self.args = [
+            "watch",
+            *("--target", target, "--resource", ALIAS),
+            *("--watchers", str(args.watchers), "--per-channel", str(args.streams_per_channel)),
+            *("--expected", str(args.promotions), "--open-timeout", "120s"),
+            # The promotions, each answered late on a busy server, then as
+            # long as the Python clients wait after them.
+            "--timeout",
+            f"{args.promotions * (args.interval + 1) + 120:.0f}s",
+        ]
+        go_loadgen.binary()  # built before anything is timed
+        self.proc: subprocess.Popen[str] | None = None
+
+    def open(self) -> int:
+        self.proc = go_loadgen.start(*self.args)
+        opened: int = go_loadgen.read_line(self.proc)["open"]
+        return opened
+
+    def finish(self) -> list[Received]:
+        assert self.proc is not None
+        out = go_loadgen.read_line(self.proc)
+        # [revision, commit µs, receive µs] -> (revision, commit µs, receive s)
+        events = [[(r, c, recv / 1e6) for r, c, recv in w] for w in out["events"]]
+        return [
+            Received(len(events), out["open"], out["open_s"], out["failures"], events, out["cpu_s"])
+        ]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            go_loadgen.stop(self.proc)
+
+
+def watch(
+    server: ServeProcess, args: argparse.Namespace, workers: int
+) -> tuple[list[Received], list[float], int, int, int]:
+    """Open the watchers, promote, collect what every watcher received."""
+    target = server.address
+    asyncio.run(seed(target))
+    base_rss = tree_status_kb(server.pid, "VmRSS")
+    clients = GoWatchers(target, args) if args.client == "go" else PythonWatchers(target, args)
+    try:
+        t0 = time.time()
+        opened = clients.open()
         print(f"{opened}/{args.watchers} watch streams open in {time.time() - t0:.1f}s")
         idle_rss = tree_status_kb(server.pid, "VmRSS")
         cpu0, wall0 = tree_cpu_seconds(server.pid), time.time()
@@ -207,15 +285,10 @@ def watch(
             replies = asyncio.run(promote(target, args.promotions, args.interval))
         cpu = tree_cpu_seconds(server.pid) - cpu0
         print(f"server CPU during promotions: {cpu:.1f}s over {time.time() - wall0:.1f}s")
-        for _, parent in procs:
-            parent.send("finish")
-        results: list[Received] = [parent.recv()[1] for _, parent in procs]
+        results = clients.finish()
         peak = tree_status_kb(server.pid, "VmHWM")
     finally:
-        for p, _ in procs:
-            p.join(timeout=60)
-            if p.is_alive():
-                p.kill()
+        clients.close()
     return results, replies, base_rss, idle_rss, peak
 
 
@@ -244,8 +317,9 @@ def report(
                 if r in reply_of:
                     from_reply.append((recv - reply_of[r]) * 1000)
     failures = [f for res in results for f in res.failures]
+    clients = "go" if args.client == "go" else f"python procs={args.procs}"
     print(
-        f"watchers={args.watchers} procs={args.procs} promotions={args.promotions} "
+        f"watchers={args.watchers} client={clients} promotions={args.promotions} "
         f"interval={args.interval}s deliveries={len(from_commit)}"
         f"/{args.watchers * args.promotions}"
     )
@@ -260,6 +334,11 @@ def report(
             f"p50={statistics.median(from_reply):.1f} p99={pct(from_reply, 99):.1f} "
             f"max={max(from_reply):.1f}"
         )
+    client_cpu = sum(r.cpu_s for r in results)
+    print(
+        f"client CPU once the streams were open: {client_cpu:.1f}s"
+        f" = {client_cpu / max(1, len(from_commit)) * 1e6:.0f} µs per delivery"
+    )
     print(
         "streams open, slowest client process: "
         f"{max((r.open_s for r in results), default=0):.1f}s\n"
@@ -285,7 +364,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", default="1", help="the server's --workers; several (1,2) run one after another"
     )
-    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=("python", "go"),
+        default="python",
+        help="watchers in grpc.aio processes, or in one Go process (loadtest/loadgen)",
+    )
+    parser.add_argument("--procs", type=int, default=4, help="client processes (python client)")
     parser.add_argument("--streams-per-channel", type=int, default=100)
     parser.add_argument("--promotions", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between promotions")
@@ -298,7 +383,10 @@ def main() -> None:
     parser.add_argument("--pg-host", default=PG_HOST)
     parser.add_argument("--pg-port", default=PG_PORT)
     parser.add_argument("--pg-user", default=PG_USER)
-    sys.exit(run(parser.parse_args()))
+    args = parser.parse_args()
+    if args.client == "go":
+        go_loadgen.require()
+    sys.exit(run(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import asyncio
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import grpc
 import pytest
 from modelregistry.client import RegistryClient
 from modelregistry.v1 import artifact_service_pb2, registry_service_pb2, resources_pb2
+from support import gobuild
 from support.in_process import serving
 from support.jwt_issuer import Issuer
 from support.ports import free_port
@@ -32,23 +32,15 @@ from support.services import require
 from support.signing import make_key, sign_dir, write_model
 
 ROOT = Path(__file__).resolve().parents[3]
-GO_DIR = ROOT / "client" / "go"
-IMPORT_PATH = "github.com/modelreg/modelreg/client/go"
 MANIFEST_TYPE = "application/vnd.modelreg.manifest.v1+json"
-GO_PACKAGES = (
-    "golang-go protobuf-compiler libprotobuf-dev protoc-gen-go protoc-gen-go-grpc "
-    "golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev"
-)
 # A cold build compiles grpc-go from /usr/share/gocode: minutes on a small box,
 # in whichever test of this module needs the binary first.
-BUILD_TIMEOUT = 900
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 120)
+pytestmark = pytest.mark.timeout(gobuild.BUILD_TIMEOUT + 120)
 
 
 def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        require(f"{', '.join(missing)} not installed (apt-get install {GO_PACKAGES})")
+    if missing := gobuild.missing_tools(*tools):
+        require(gobuild.install_hint(missing))
 
 
 def _digest(data: bytes) -> str:
@@ -79,37 +71,11 @@ def test_go_stubs_are_fresh() -> None:
 def fetch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """modelreg-fetch, built in GOPATH mode with the stubs at their go_package path."""
     _need("go")
-    gopath = tmp_path_factory.mktemp("gopath")
-    link = gopath / "src" / IMPORT_PATH
-    link.parent.mkdir(parents=True)
-    link.symlink_to(GO_DIR, target_is_directory=True)
+    gopath = gobuild.make_gopath(tmp_path_factory.mktemp("gopath"))
     binary = gopath / "bin" / "modelreg-fetch"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": f"{gopath}:/usr/share/gocode",
-        "GOFLAGS": "",
-    }
-    if "HOME" not in env and "GOCACHE" not in env:
-        env["GOCACHE"] = str(tmp_path_factory.mktemp("gocache"))
-    for args in (
-        ["go", "vet", f"{IMPORT_PATH}/cmd/modelreg-fetch"],
-        ["go", "build", "-o", str(binary), f"{IMPORT_PATH}/cmd/modelreg-fetch"],
-    ):
-        done = subprocess.run(
-            args,
-            cwd=gopath,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-        )
-        assert done.returncode == 0, f"{' '.join(args)}:\n{done.stderr}"
-    unformatted = subprocess.run(
-        ["gofmt", "-l", str(GO_DIR / "cmd")], capture_output=True, text=True, check=True
-    ).stdout
-    assert unformatted == "", f"not gofmt-ed: {unformatted}"
+    gobuild.build("client/go/cmd/modelreg-fetch", binary, gopath)
+    listed = gobuild.unformatted("client/go/cmd")
+    assert listed == "", f"not gofmt-ed: {listed}"
     return binary
 
 
