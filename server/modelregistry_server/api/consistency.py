@@ -194,15 +194,25 @@ class ConsistencyInterceptor(WrappingInterceptor):
 
             return wrapper
 
+        async def stream_revision(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            revision = await self._before_read(context) if read else self._applied.revision
+            await context.send_initial_metadata(((REVISION_KEY, str(revision)),))
+
         def stream(behavior: Behavior, _rpc_type: str) -> Behavior:
             async def wrapper(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                revision = await self._before_read(context) if read else self._applied.revision
-                await context.send_initial_metadata(((REVISION_KEY, str(revision)),))
+                await stream_revision(context)
                 async for response in behavior(request, context):
                     yield response
 
             return wrapper
 
-        return rewrap(handler, unary, stream)
+        def writer(behavior: Behavior, _rpc_type: str) -> Behavior:
+            async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                await stream_revision(context)
+                return await behavior(request, context)
+
+            return wrapper
+
+        return rewrap(handler, unary, stream, writer_response=writer)

@@ -8,7 +8,6 @@ method handler passes bytes through instead of serializing per stream).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
@@ -111,12 +110,15 @@ class EventServicer(rpc_grpc.EventServiceServicer):
 
     async def Watch(  # type: ignore[override]  # bytes: see add_to_server
         self, request: rpc.WatchRequest, context: Ctx
-    ) -> AsyncIterator[bytes]:
-        """Serialized WatchResponse messages (see `add_to_server`)."""
+    ) -> None:
+        """Writes serialized WatchResponse messages (see `add_to_server`).
+        With `context.write` rather than as an async generator: a message
+        then goes straight to gRPC instead of through every interceptor's
+        layer, which counts with a thousand streams per event."""
         stream = self._events.watch(_filter(request), request.start_revision)
         async for batch in stream:
             for response in _shared_encoded(batch) if batch.shared else _encoded(batch):
-                yield response
+                await context.write(response)
 
 
 def add_to_server(servicer: EventServicer, server: grpc.aio.Server) -> None:

@@ -7,6 +7,7 @@ server's interceptors (requests and metrics) need that, so it lives here once.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,10 +23,15 @@ def rewrap(
     unary_response: Wrap,
     stream_response: Wrap,
     request_deserializer: Callable[[bytes], Any] | None = None,
+    writer_response: Wrap | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """`handler` with its behaviour wrapped: by `unary_response` when the RPC
-    answers once, by `stream_response` when it streams its answer. The RPC
-    type passed along is unary, client_stream, server_stream or bidi_stream.
+    answers once, by `stream_response` when it streams its answer from an
+    async generator. A streaming behaviour that writes its answer with
+    `context.write` is awaited once, like a unary one: `writer_response`
+    wraps it if given, else `unary_response`, so that a message it writes
+    passes through no layer of the wrapping. The RPC type passed along is
+    unary, client_stream, server_stream or bidi_stream.
     `request_deserializer` replaces the handler's own, if given."""
     shapes: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler[Any, Any]], Wrap, str], ...] = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response, "unary"),
@@ -36,6 +42,8 @@ def rewrap(
     for attribute, make, wrap, rpc_type in shapes:
         behavior = getattr(handler, attribute)
         if behavior:
+            if wrap is stream_response and not inspect.isasyncgenfunction(behavior):
+                wrap = writer_response or unary_response
             return make(
                 wrap(behavior, rpc_type),
                 request_deserializer=request_deserializer or handler.request_deserializer,
