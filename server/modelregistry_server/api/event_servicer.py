@@ -115,7 +115,7 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         With `context.write` rather than as an async generator: a message
         then goes straight to gRPC instead of through every interceptor's
         layer, which counts with a thousand streams per event."""
-        stream = self._events.watch(_filter(request), request.start_revision)
+        stream = await self._events.watch(_filter(request), request.start_revision)
         async for batch in stream:
             for response in _shared_encoded(batch) if batch.shared else _encoded(batch):
                 await context.write(response)

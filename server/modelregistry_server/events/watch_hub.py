@@ -178,45 +178,43 @@ class WatchHub:
         """
         await self._started.wait()
         position = self.revision if start_revision == 0 else start_revision - 1
-        watcher = Watcher(flt, position, self.settings.buffer_events)
-        self._watchers.add(watcher)
+        w = Watcher(flt, position, self.settings.buffer_events)
+        self._watchers.add(w)
+        # One generator from here to the stream (no `async for` over
+        # another): every layer costs each of thousands of streams per event.
+        interval = self._progress_interval
+        loop = asyncio.get_running_loop()
         try:
             if start_revision == 0:
                 yield Batch((), position)
-            async for batch in self._stream(watcher):
-                yield batch
+            while True:
+                if self._closed:
+                    raise shutting_down(w.position + 1)
+                if w.queue:
+                    yield w.pop()
+                    w.last_sent = time.monotonic()
+                    continue
+                if not w.live:
+                    if w.overflowed and self.revision - w.position > self.settings.max_lag:
+                        raise too_slow(w.position + 1)
+                    batch = await self._catch_up(w)
+                    if batch.events:
+                        yield batch
+                        w.last_sent = time.monotonic()
+                    continue
+                if time.monotonic() - w.last_sent >= interval:
+                    yield Batch((), w.position)
+                    w.last_sent = time.monotonic()
+                    continue
+                await w.wait(loop)
         finally:
-            self._watchers.discard(watcher)
+            self._watchers.discard(w)
 
     @property
     def _progress_interval(self) -> float:
         # A floor, so that an interval of 0 cannot turn the tick and every
         # idle stream into a busy loop.
         return max(self.settings.progress_interval_s, MIN_PROGRESS_INTERVAL_S)
-
-    async def _stream(self, w: Watcher) -> AsyncIterator[Batch]:
-        interval = self._progress_interval
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._closed:
-                raise shutting_down(w.position + 1)
-            if w.queue:
-                yield w.pop()
-                w.last_sent = time.monotonic()
-                continue
-            if not w.live:
-                if w.overflowed and self.revision - w.position > self.settings.max_lag:
-                    raise too_slow(w.position + 1)
-                batch = await self._catch_up(w)
-                if batch.events:
-                    yield batch
-                    w.last_sent = time.monotonic()
-                continue
-            if time.monotonic() - w.last_sent >= interval:
-                yield Batch((), w.position)
-                w.last_sent = time.monotonic()
-                continue
-            await w.wait(loop)
 
     async def _catch_up(self, w: Watcher) -> Batch:
         """One page of the table for a watcher that is not live; makes it

@@ -130,18 +130,14 @@ class Events:
         listing = Listing(page.items, page.more, lambda e: self._tokens.encode(scope, e.revision))
         return EventPage(listing, head)
 
-    def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
+    async def watch(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
         """The hub's stream; a start past the next revision to be written is
         refused (it would wait for events that may never come) rather than
         served. The head is read only when the hub has not seen that far,
-        since another replica may have written what this one has not read."""
+        since another replica may have written what this one has not read.
+        Checked before the stream is handed over, so that a caller who may
+        see every model reads the hub's stream itself, through no layer."""
         _check_revision(start_revision)
-        ctx = request_context.current()
-        visibility = ctx.visibility if ctx is not None else None
-        stream = self._stream_from(flt, start_revision)
-        return stream if visibility is None else _visible(stream, visibility)
-
-    async def _stream_from(self, flt: EventFilter, start_revision: int) -> AsyncIterator[Batch]:
         if start_revision > self._hub.revision + 1:
             head, _ = await self._log.head()
             if start_revision > head + 1:
@@ -151,8 +147,10 @@ class Events:
                     f"watch from at most {head + 1}",
                     {ErrorMetadataKey.HEAD_REVISION: str(head)},
                 )
-        async for batch in self._hub.watch(flt, start_revision):
-            yield batch
+        ctx = request_context.current()
+        visibility = ctx.visibility if ctx is not None else None
+        stream = self._hub.watch(flt, start_revision)
+        return stream if visibility is None else _visible(stream, visibility)
 
 
 async def _visible(stream: AsyncIterator[Batch], visibility: Visible) -> AsyncIterator[Batch]:
