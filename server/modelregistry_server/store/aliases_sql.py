@@ -4,10 +4,11 @@ through `write_alias` too."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -22,9 +23,83 @@ from .locks import RUNNING, model_id, rows_under, running_rollout, share_lock_mo
 from .rows import to_alias
 from .signatures_sql import check_signed
 from .tables import A, M, R, V, aliases, model_versions, models
-from .transactions import dialect_insert, now_us
+from .transactions import insert_for, now_us
 
 PreviousTarget = aliased(model_versions, name="previous_target")
+
+
+@functools.cache
+def _ready_target_query() -> Any:
+    """One round trip: the target, the alias as it is now (if it exists) and
+    the alias's running rollout (if any); the target share-locked. Built
+    once: building it cost more server time than running it."""
+    model: Any = bindparam("p_model")
+    alias: Any = bindparam("p_alias")
+    running = (
+        select(R.rollout_id)
+        .where(R.model_id == model, R.alias == alias, R.state.in_(RUNNING))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            V.id,
+            V.state,
+            V.approval_state,
+            A.id.label("alias_id"),
+            A.row_version.label("alias_row_version"),
+            A.create_time_us.label("alias_create_time_us"),
+            A.update_time_us.label("alias_update_time_us"),
+            PreviousTarget.c.version.label("alias_version"),
+            running.label("running_rollout"),
+        )
+        .select_from(model_versions)
+        .outerjoin(aliases, (A.model_id == V.model_id) & (A.name == alias))
+        .outerjoin(PreviousTarget, PreviousTarget.c.id == A.version_id)
+        .where(V.model_id == model, V.version == bindparam("p_version"))
+        .with_for_update(read=True, of=model_versions)
+    )
+
+
+# The writes below name their parameters unlike the columns, which an
+# UPDATE would take as values to SET.
+@functools.cache
+def _compare_and_set() -> Any:
+    return (
+        update(aliases)
+        .where(
+            A.id == bindparam("p_row_id"),
+            A.row_version == bindparam("p_row_version"),
+            A.model_id == bindparam("p_model"),
+            A.name == bindparam("p_alias"),
+        )
+        .values(
+            version_id=bindparam("p_version_id"),
+            row_version=A.row_version + 1,
+            update_time_us=bindparam("p_now"),
+        )
+        .returning(aliases)
+    )
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    ins = insert_for(dialect, aliases).values(
+        model_id=bindparam("p_model"),
+        name=bindparam("p_alias"),
+        version_id=bindparam("p_version_id"),
+        row_version=1,
+        create_time_us=bindparam("p_now"),
+        update_time_us=bindparam("p_now"),
+    )
+    return ins.on_conflict_do_update(
+        index_elements=["model_id", "name"],
+        set_={
+            "version_id": ins.excluded.version_id,
+            "row_version": A.row_version + 1,
+            "update_time_us": ins.excluded.update_time_us,
+        },
+    ).returning(aliases)
 
 
 async def ready_target(
@@ -39,34 +114,8 @@ async def ready_target(
     `gate_signature` is off: a rollout's candidate passed the gate when it
     started). Share-locked until commit so it is neither deleted nor
     archived meanwhile."""
-    running = (
-        select(R.rollout_id)
-        .where(R.model_id == model.id, R.alias == alias, R.state.in_(RUNNING))
-        .limit(1)
-        .scalar_subquery()
-    )
-    # One round trip: the target, the alias as it is now (if it exists)
-    # and the alias's running rollout (if any).
-    target = (
-        await conn.execute(
-            select(
-                V.id,
-                V.state,
-                V.approval_state,
-                A.id.label("alias_id"),
-                A.row_version.label("alias_row_version"),
-                A.create_time_us.label("alias_create_time_us"),
-                A.update_time_us.label("alias_update_time_us"),
-                PreviousTarget.c.version.label("alias_version"),
-                running.label("running_rollout"),
-            )
-            .select_from(model_versions)
-            .outerjoin(aliases, (A.model_id == V.model_id) & (A.name == alias))
-            .outerjoin(PreviousTarget, PreviousTarget.c.id == A.version_id)
-            .where(V.model_id == model.id, V.version == version_name.version)
-            .with_for_update(read=True, of=model_versions)
-        )
-    ).one_or_none()
+    params = {"p_model": model.id, "p_alias": alias, "p_version": version_name.version}
+    target = (await conn.execute(_ready_target_query(), params)).one_or_none()
     if target is None:
         raise errors.version_not_found(str(version_name))
     if target.state != VersionState.READY.value:
@@ -115,36 +164,13 @@ async def write_alias(
             update_time_us=target.alias_update_time_us,
             etag=str(Etag(target.alias_id, target.alias_row_version)),
         )
+    params = {"p_model": model.id, "p_alias": name.alias, "p_version_id": target.id, "p_now": now}
     if etag is not None:
-        stmt = (
-            update(aliases)
-            .where(
-                A.id == etag.row_id,
-                A.row_version == etag.row_version,
-                A.model_id == model.id,
-                A.name == name.alias,
-            )
-            .values(version_id=target.id, row_version=A.row_version + 1, update_time_us=now)
-            .returning(aliases)
-        )
+        stmt = _compare_and_set()
+        params.update(p_row_id=etag.row_id, p_row_version=etag.row_version)
     else:
-        ins = dialect_insert(conn, aliases).values(
-            model_id=model.id,
-            name=name.alias,
-            version_id=target.id,
-            row_version=1,
-            create_time_us=now,
-            update_time_us=now,
-        )
-        stmt = ins.on_conflict_do_update(
-            index_elements=["model_id", "name"],
-            set_={
-                "version_id": ins.excluded.version_id,
-                "row_version": A.row_version + 1,
-                "update_time_us": ins.excluded.update_time_us,
-            },
-        ).returning(aliases)
-    row = (await conn.execute(stmt)).one_or_none()
+        stmt = _upsert(conn.dialect.name)
+    row = (await conn.execute(stmt, params)).one_or_none()
     if row is None:
         raise errors.EtagMismatch(str(name))
     alias = to_alias(row, name.model, name.alias, version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,16 +57,17 @@ async def lock_model(conn: AsyncConnection, name: ModelName, etag: Etag | None) 
 
 async def share_lock_model(conn: AsyncConnection, parent: ModelName) -> Any:
     """The model row, share-locked so its protected aliases hold still."""
-    row = (
-        await conn.execute(
-            select(M.id, M.protected_aliases)
-            .where(M.name == parent.model)
-            .with_for_update(read=True)
-        )
-    ).one_or_none()
+    row = (await conn.execute(_SHARE_LOCK_MODEL, {"p_name": parent.model})).one_or_none()
     if row is None:
         raise errors.model_not_found(str(parent))
     return row
+
+
+_SHARE_LOCK_MODEL = (
+    select(M.id, M.protected_aliases)
+    .where(M.name == bindparam("p_name"))
+    .with_for_update(read=True)
+)
 
 
 def bump_version_counter(model: Any) -> Any:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -82,14 +82,15 @@ def _to_record(row: Any, version: VersionName) -> SignatureRecord:
     )
 
 
+# Read on every promotion: built once.
+_POLICIES = select(trust_policies).where(TP.scope.in_([bindparam("p_own"), bindparam("p_default")]))
+
+
 async def _policies(
     conn: AsyncConnection, model: ModelName
 ) -> tuple[TrustPolicy | None, TrustPolicy | None]:
-    rows = (
-        await conn.execute(
-            select(trust_policies).where(TP.scope.in_([_scope(model), DEFAULT_POLICY]))
-        )
-    ).all()
+    params = {"p_own": _scope(model), "p_default": DEFAULT_POLICY}
+    rows = (await conn.execute(_POLICIES, params)).all()
     own = next((r for r in rows if r.scope != DEFAULT_POLICY), None)
     default = next((r for r in rows if r.scope == DEFAULT_POLICY), None)
     return (

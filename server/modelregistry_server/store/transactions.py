@@ -68,7 +68,12 @@ def appended(revision: int) -> None:
 def dialect_insert(conn: AsyncConnection, table: Table) -> Any:
     """An INSERT with the dialect's ON CONFLICT clauses (PostgreSQL and SQLite
     spell them the same way, through different classes)."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    return insert_for(conn.dialect.name, table)
+
+
+def insert_for(dialect: str, table: Table) -> Any:
+    """`dialect_insert` by the dialect's name, for a statement built once."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 def _failed(span: trace.Span, exc: BaseException) -> None:
