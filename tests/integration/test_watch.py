@@ -160,6 +160,24 @@ async def test_idle_stream_gets_progress(
     call.cancel()
 
 
+async def test_a_stream_the_caller_ends_leaves_the_hub(
+    server: Running, events: EventServiceAsyncStub
+) -> None:
+    """The hub stops feeding a watcher the moment its caller goes, so a
+    fleet that reconnects does not leave thousands of dead watchers behind."""
+    assert server.hub is not None
+    calls = [events.Watch(ev.WatchRequest()) for _ in range(3)]
+    for call in calls:
+        await asyncio.wait_for(call.read(), 5)
+    assert server.hub.watcher_count == 3
+    for call in calls:
+        call.cancel()
+    deadline = time.monotonic() + 5
+    while server.hub.watcher_count:
+        assert time.monotonic() < deadline, f"{server.hub.watcher_count} watchers left"
+        await asyncio.sleep(0.01)
+
+
 async def test_compacted_revision_is_out_of_range(
     server: Running,
     db_url: str,

@@ -8,6 +8,7 @@ method handler passes bytes through instead of serializing per stream).
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from functools import lru_cache
 from typing import Any
 
@@ -116,9 +117,12 @@ class EventServicer(rpc_grpc.EventServiceServicer):
         then goes straight to gRPC instead of through every interceptor's
         layer, which counts with a thousand streams per event."""
         stream = await self._events.watch(_filter(request), request.start_revision)
-        async for batch in stream:
-            for response in _shared_encoded(batch) if batch.shared else _encoded(batch):
-                await context.write(response)
+        # Closed here, not when collected: the hub forgets the watcher as
+        # soon as the caller goes.
+        async with aclosing(stream):  # type: ignore[type-var]
+            async for batch in stream:
+                for response in _shared_encoded(batch) if batch.shared else _encoded(batch):
+                    await context.write(response)
 
 
 def add_to_server(servicer: EventServicer, server: grpc.aio.Server) -> None:
