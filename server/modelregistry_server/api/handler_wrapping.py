@@ -53,7 +53,15 @@ def rewrap(
 
 
 class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """An interceptor that wraps the behaviour of each method it is asked about."""
+    """An interceptor that wraps the behaviour of each method it is asked about.
+
+    `wrap` depends on the method and the handler only, never on the call, so
+    a method's wrapped handler is made once and reused for as long as the
+    handler it wraps stays the same: gRPC asks the interceptors on every
+    call, and making a handler and its closures each time cost a cached
+    read a few percent of its server time per interceptor."""
+
+    _wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]]
 
     async def intercept_service(
         self,
@@ -65,7 +73,19 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        return self.wrap(handler, handler_call_details.method)
+        method = handler_call_details.method
+        try:
+            wrapped = self._wrapped
+        except AttributeError:
+            wrapped = self._wrapped = {}
+        known = wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        made = self.wrap(handler, method)
+        # Only registered methods get here (an unknown one has no handler),
+        # so this holds one entry per method the server serves.
+        wrapped[method] = (handler, made)
+        return made
 
     def wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str
