@@ -98,6 +98,7 @@ class RevisionWaitInterceptor(WrappingInterceptor):
     own errors (the request interceptor has not run yet)."""
 
     def __init__(self, applied: AppliedRevision, wait_s: float = DEFAULT_WAIT_S) -> None:
+        super().__init__()
         self._applied = applied
         self._wait_s = wait_s
 
@@ -153,6 +154,7 @@ class ConsistencyInterceptor(WrappingInterceptor):
         wait_s: float = DEFAULT_WAIT_S,
         write_revision: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
+        super().__init__()
         self._applied = applied
         self._wait_s = wait_s
         self._write_revision = write_revision

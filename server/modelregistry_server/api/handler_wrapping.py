@@ -61,7 +61,11 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     call, and making a handler and its closures each time cost a cached
     read a few percent of its server time per interceptor."""
 
-    _wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]]
+    def __init__(self) -> None:
+        # method -> (the handler wrapped, its wrapping)
+        self._wrapped: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     async def intercept_service(
         self,
@@ -74,17 +78,13 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return handler
         method = handler_call_details.method
-        try:
-            wrapped = self._wrapped
-        except AttributeError:
-            wrapped = self._wrapped = {}
-        known = wrapped.get(method)
+        known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
         made = self.wrap(handler, method)
         # Only registered methods get here (an unknown one has no handler),
         # so this holds one entry per method the server serves.
-        wrapped[method] = (handler, made)
+        self._wrapped[method] = (handler, made)
         return made
 
     def wrap(

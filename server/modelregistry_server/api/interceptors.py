@@ -254,6 +254,7 @@ class RequestInterceptor(WrappingInterceptor):
     (default: authentication off, nothing enforced)."""
 
     def __init__(self, ready: Callable[[], bool], gate: Gate | None = None) -> None:
+        super().__init__()
         self._ready = ready
         self._gate = gate or Gate(AuthMode.OFF)
 

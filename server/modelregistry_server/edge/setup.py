@@ -62,6 +62,7 @@ class EdgeGuard(WrappingInterceptor):
     """Refuses writes, and reads until the follower has caught up once."""
 
     def __init__(self, primary: str, region: str, synced: Callable[[], bool]) -> None:
+        super().__init__()
         self._primary = primary
         self._region = region
         self._synced = synced

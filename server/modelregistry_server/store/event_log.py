@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 from sqlalchemy import Integer, and_, bindparam, delete, func, insert, select, text, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from ..domain import errors
 from ..domain.events import (
@@ -39,38 +39,26 @@ NOTIFY_CHANNEL = "modelreg_events"
 READ_MAX_BYTES = 4 * 1024 * 1024
 
 
-class _ReadShape(NamedTuple):
-    """Which conditions a read of the log has (their values are parameters)."""
-
-    upto: bool
-    model: bool
-    resource: bool
-    models: bool
-    types: bool
-    start_time: bool
-    end_time: bool
+# A read's optional conditions, by the parameter that carries the value.
+_CONDITIONS: dict[str, Callable[[], ColumnElement[bool]]] = {
+    "upto": lambda: E.revision <= bindparam("upto"),
+    "model": lambda: E.model == bindparam("model"),
+    "resource": lambda: E.resource == bindparam("resource"),
+    "models": lambda: E.model.in_(bindparam("models", expanding=True)),
+    "types": lambda: E.type.in_(bindparam("types", expanding=True)),
+    "start_us": lambda: E.time_us >= bindparam("start_us"),
+    "end_us": lambda: E.time_us < bindparam("end_us"),
+}
 
 
 @functools.lru_cache(maxsize=128)
-def _read_statement(shape: _ReadShape) -> Select[Any]:
-    """The query of `SqlEventLog.read` for one shape, built once: building
-    it (a windowed subquery) cost more server time than running it, and the
-    watch hub runs it after every commit."""
+def _read_statement(given: frozenset[str]) -> Select[Any]:
+    """The query of `SqlEventLog.read` with the conditions whose parameters
+    are `given`, built once: building it (a windowed subquery) cost more
+    server time than running it, and the watch hub runs it after every
+    commit."""
     conditions = [E.revision > bindparam("after")]
-    if shape.upto:
-        conditions.append(E.revision <= bindparam("upto"))
-    if shape.model:
-        conditions.append(E.model == bindparam("model"))
-    if shape.resource:
-        conditions.append(E.resource == bindparam("resource"))
-    if shape.models:
-        conditions.append(E.model.in_(bindparam("models", expanding=True)))
-    if shape.types:
-        conditions.append(E.type.in_(bindparam("types", expanding=True)))
-    if shape.start_time:
-        conditions.append(E.time_us >= bindparam("start_us"))
-    if shape.end_time:
-        conditions.append(E.time_us < bindparam("end_us"))
+    conditions += [make() for name, make in _CONDITIONS.items() if name in given]
     # Bytes of JSON up to and including each row, so the database stops
     # where the budget runs out instead of handing over `limit` rows of any size.
     size = func.length(E.before_json) + func.length(E.after_json)
@@ -274,31 +262,18 @@ class SqlEventLog(SqlBase):
             head = (await conn.execute(select(H.compacted_revision))).one()
             if after < head.compacted_revision:
                 raise compacted(head.compacted_revision + 1)
-            shape = _ReadShape(
-                upto is not None,
-                bool(model),
-                bool(resource),
-                models is not None,
-                bool(types),
-                bool(start_time_us),
-                bool(end_time_us),
-            )
-            params: dict[str, Any] = {"after": after, "limit": limit + 1, "max_bytes": max_bytes}
-            if upto is not None:
-                params["upto"] = upto
-            if model:
-                params["model"] = model
-            if resource:
-                params["resource"] = resource
-            if models is not None:
-                params["models"] = sorted(f"models/{m}" for m in models)
-            if types:
-                params["types"] = sorted(types)
-            if start_time_us:
-                params["start_us"] = start_time_us
-            if end_time_us:
-                params["end_us"] = end_time_us
-            rows = (await conn.execute(_read_statement(shape), params)).all()
+            optional = {
+                "upto": upto,
+                "model": model or None,
+                "resource": resource or None,
+                "models": None if models is None else sorted(f"models/{m}" for m in models),
+                "types": sorted(types) or None,
+                "start_us": start_time_us or None,
+                "end_us": end_time_us or None,
+            }
+            given = {name: value for name, value in optional.items() if value is not None}
+            params = {"after": after, "limit": limit + 1, "max_bytes": max_bytes, **given}
+            rows = (await conn.execute(_read_statement(frozenset(given)), params)).all()
         # A read cut short by bytes says "more": at worst the next one is empty.
         cut = bool(rows) and rows[-1].upto_bytes >= max_bytes
         return Page([to_event(r) for r in rows[:limit]], more=len(rows) > limit or cut)

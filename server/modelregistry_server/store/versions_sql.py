@@ -34,22 +34,9 @@ from .rows import filter_condition, to_alias, to_version
 from .tables import A, M, R, V, aliases, model_versions, models
 from .transactions import now_us
 
-_CREATED_COLUMNS = (
-    "uid",
-    "state",
-    "source_uri",
-    "description",
-    "labels",
-    "metadata",
-    "creator",
-    "row_version",
-    "create_time_us",
-    "update_time_us",
-)
-
 
 @functools.cache
-def _create_version_pg() -> Any:
+def _create_version_pg(columns: tuple[str, ...]) -> Any:
     """One statement: take the model's next number under its row's lock and
     insert the version with it. Built once, with the values as parameters:
     building it cost about as much server time as running it."""
@@ -59,9 +46,9 @@ def _create_version_pg() -> Any:
         bump.c.latest_version,
         # Not named like the columns: the UPDATE would take such
         # parameters as values to SET on the model's row.
-        *(bindparam(f"new_{k}", type_=model_versions.c[k].type) for k in _CREATED_COLUMNS),
+        *(bindparam(f"new_{k}", type_=model_versions.c[k].type) for k in columns),
     )
-    names = ["model_id", "version", *_CREATED_COLUMNS]
+    names = ["model_id", "version", *columns]
     return insert(model_versions).from_select(names, source).returning(model_versions)
 
 
@@ -85,7 +72,7 @@ async def create_version(
     if conn.dialect.name == "postgresql":
         row = (
             await conn.execute(
-                _create_version_pg(),
+                _create_version_pg(tuple(columns)),
                 {"parent": parent.model, **{f"new_{k}": v for k, v in columns.items()}},
             )
         ).one_or_none()
