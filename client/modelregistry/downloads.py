@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import google_crc32c
 import grpc
+from crc32c import crc32c
 
 from .chunk_wire import WireChunk, download_response
 from .errors import DataLossError, RegistryError, from_rpc_error
@@ -74,8 +74,7 @@ def _piece(message: WireChunk | apb.DownloadResponse) -> Piece | None:
 
 
 def _crc_ok(data: bytes | memoryview, crc: int) -> bool:
-    # google_crc32c takes bytes only: this is the one copy of a received chunk.
-    return int(google_crc32c.value(data if isinstance(data, bytes) else bytes(data))) == crc
+    return crc32c(data) == crc
 
 
 def raw_downloads(channel: grpc.aio.Channel) -> Any:
@@ -154,9 +153,8 @@ class _FileSink:
 
     def _write(self, batch: list[Piece]) -> None:
         # Each chunk is checked, hashed and written while it is in the CPU's cache.
-        for offset, data, crc in batch:
-            block = data if isinstance(data, bytes) else bytes(data)
-            if int(google_crc32c.value(block)) != crc:
+        for offset, block, crc in batch:
+            if crc32c(block) != crc:
                 raise data_loss(
                     ErrorReason.CHECKSUM_MISMATCH,
                     f"chunk at offset {offset} of {self.digest} failed its CRC32C check",

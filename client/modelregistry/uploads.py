@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import google_crc32c
 import grpc
+from crc32c import crc32c
 
 from .chunk_wire import encode_chunk
 from .errors import InternalError, RegistryError, from_rpc_error
@@ -127,7 +127,7 @@ def _read_batch(source: Path | bytes, fd: int | None, start: int, end: int, chun
         if len(data) != n:
             what = source if isinstance(source, Path) else "data"
             raise OSError(f"{what}: file shrank while being pushed")
-        crc = int(google_crc32c.value(data))
+        crc = crc32c(data)
         out.append((encode_chunk(offset, data, crc), n))
         offset += n
     return out

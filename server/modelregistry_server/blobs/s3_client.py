@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-import google_crc32c
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import (
@@ -24,6 +23,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from crc32c import crc32c
 
 from ..domain.errors import blob_store_unavailable
 
@@ -51,7 +51,7 @@ def not_found(exc: ClientError) -> bool:
 
 
 def crc32c_b64(data: bytes | bytearray) -> str:
-    return base64.b64encode(google_crc32c.value(bytes(data)).to_bytes(4, "big")).decode()
+    return base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
 
 
 class BucketClient:

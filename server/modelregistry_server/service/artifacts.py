@@ -19,7 +19,7 @@ from contextlib import aclosing, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import google_crc32c
+from crc32c import crc32c as _crc32c  # (write_chunk takes a `crc32c`)
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
 from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
@@ -89,10 +89,6 @@ class Download:
     media_type: str
     version: VersionName | None
     chunks: AsyncIterator[tuple[int, bytes, int]]
-
-
-def _crc32c(data: bytes) -> int:
-    return int(google_crc32c.value(data))
 
 
 class BlobClaims(Protocol):
