@@ -108,12 +108,9 @@ class ArtifactServicer(apb_grpc.ArtifactServiceServicer):
                 if request is None:
                     break
                 if isinstance(request, WireChunk):
-                    offset, view, crc = request.offset, request.data, request.crc32c
+                    # Staged as a view of the received message, never copied.
+                    offset, data, crc = request.offset, request.data, request.crc32c
                     del request
-                    # The one copy: the received message goes as soon as its data is out.
-                    data = bytes(view)
-                    view.release()
-                    del view
                     metrics.uploaded(len(data))
                     committed = await self._artifacts.write_chunk(session, offset, data, crc)
                     del data

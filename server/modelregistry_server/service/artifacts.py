@@ -22,7 +22,7 @@ from typing import Protocol
 from crc32c import crc32c as _crc32c  # (write_chunk takes a `crc32c`)
 from modelregistry.v1.error_reasons import ErrorMetadataKey, ErrorReason
 
-from ..blobs.base import BlobInfo, BlobStore, Upload, check_upload_id
+from ..blobs.base import BlobInfo, BlobStore, Chunk, Upload, check_upload_id
 from ..config import DEFAULTS
 from ..domain import errors, request_context
 from ..domain.digests import check_digest
@@ -218,7 +218,7 @@ class Artifacts:
         return UploadSession(record, upload)
 
     async def write_chunk(
-        self, session: UploadSession, offset: int, data: bytes, crc32c: int
+        self, session: UploadSession, offset: int, data: Chunk, crc32c: int
     ) -> int | None:
         """Stage one chunk; return the committed offset when it advanced."""
         if offset != session.received:
