@@ -21,9 +21,9 @@ Fixing the mmap threshold also fixes glibc's trim threshold, at 128 KiB:
 each time a chunk freed at an arena's top left more than that free, glibc
 would hand the pages back at once and the next chunk would fault them in
 again (a page fault, a zeroed page and a TLB shootdown per 4 KiB, about a
-quarter of a download's server CPU). A trim threshold of 4 MiB keeps a few
-chunks' worth per arena for reuse (larger ones saved no more CPU and held
-tens of MB across the arenas); the trims once a second still return it all.
+sixth of a download's server CPU). A trim threshold of 2 MiB keeps a chunk
+or so per arena for reuse; larger ones saved a little more CPU but held
+tens of MB across the arenas. The trims once a second still return it all.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import platform
 log = logging.getLogger("modelreg.server")
 
 MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
-TRIM_THRESHOLD_BYTES = 4 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 2 * 1024 * 1024
 TRIM_INTERVAL_S = 1.0
 _M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
