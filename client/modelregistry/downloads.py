@@ -32,6 +32,7 @@ from .transport import RetryPolicy
 from .uploads import TRANSFER_RETRY, retry_delay, stream_broken
 from .v1 import artifact_service_pb2 as apb
 from .v1.error_reasons import ErrorReason
+from .writeback import start_writeback
 
 if TYPE_CHECKING:
     from .v1.artifact_service_pb2_grpc import ArtifactServiceAsyncStub
@@ -153,6 +154,7 @@ class _FileSink:
 
     def _write(self, batch: list[Piece]) -> None:
         # Each chunk is checked, hashed and written while it is in the CPU's cache.
+        start = self.pos
         for offset, block, crc in batch:
             if crc32c(block) != crc:
                 raise data_loss(
@@ -167,6 +169,8 @@ class _FileSink:
             while written < len(block):
                 written += os.pwrite(self.fd, view[written:], self.pos + written)
             self.pos += len(block)
+        # On its way to disk while the next batch arrives (see `writeback`).
+        start_writeback(self.fd, start, self.pos - start)
 
 
 PREFIX_SUFFIX = ".prefix"
