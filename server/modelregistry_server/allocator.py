@@ -24,6 +24,12 @@ again (a page fault, a zeroed page and a TLB shootdown per 4 KiB, about a
 sixth of a download's server CPU). A trim threshold of 2 MiB keeps a chunk
 or so per arena for reuse; larger ones saved a little more CPU but held
 tens of MB across the arenas. The trims once a second still return it all.
+
+Each thread that allocates gets an arena of its own, up to eight per core:
+gRPC's threads and the worker pool's took a dozen or more, each with its
+own free pages and its own cold cache. One arena per core holds less
+(a push peaked 5-15 MB lower) and an upload spent about 15 % less server
+CPU; reads and Watch ran as before.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 import platform
 
 log = logging.getLogger("modelreg.server")
@@ -42,6 +49,7 @@ TRIM_THRESHOLD_BYTES = 2 * 1024 * 1024
 TRIM_INTERVAL_S = 1.0
 _M_TRIM_THRESHOLD = -1  # from glibc's malloc.h
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
 @functools.cache
@@ -54,14 +62,21 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
+def arena_limit() -> int:
+    """One arena per core (glibc's default is eight), at least two."""
+    return max(2, os.cpu_count() or 2)
+
+
 def map_large_blocks() -> bool:
-    """Fix glibc's mmap and trim thresholds; False (and nothing changed) elsewhere."""
+    """Fix glibc's mmap and trim thresholds and its number of arenas; False
+    (and nothing changed) elsewhere."""
     libc = _glibc()
     try:
         done = (
             libc is not None
             and bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
             and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+            and bool(libc.mallopt(_M_ARENA_MAX, arena_limit()))
         )
     except AttributeError:
         done = False
