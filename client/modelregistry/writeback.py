@@ -3,7 +3,7 @@
 A downloaded file is fsynced before it is renamed into place. Left to
 itself the kernel keeps a fresh file's pages dirty for up to 30 seconds,
 so that one fsync at the end writes the whole file while the download
-waits: about a quarter of a large pull's time on a fast disk. Asking for
+waits: about a fifth of a large pull's time on a fast disk. Asking for
 each batch to be written out as soon as it is in the page cache overlaps
 that with the transfer; the pages stay cached, ready for the model to be
 loaded, and the final fsync only waits for the last batch. It makes
