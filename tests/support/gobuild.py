@@ -90,3 +90,14 @@ def unformatted(directory: str) -> str:
     return subprocess.run(
         ["gofmt", "-l", str(ROOT / directory)], capture_output=True, text=True, check=True
     ).stdout
+
+
+def build_checked(directory: str, workdir: Path, gofmt_root: str | None = None) -> Path:
+    """For a test: `directory`'s main package vetted and built in a fresh
+    GOPATH under `workdir`, its sources (everything under `gofmt_root`, by
+    default `directory`) gofmt-ed. Returns the binary."""
+    gopath = make_gopath(workdir)
+    binary = build(directory, gopath / "bin" / Path(directory).name, gopath)
+    listed = unformatted(gofmt_root or directory)
+    assert listed == "", f"not gofmt-ed: {listed}"
+    return binary

@@ -71,12 +71,9 @@ def test_go_stubs_are_fresh() -> None:
 def fetch_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """modelreg-fetch, built in GOPATH mode with the stubs at their go_package path."""
     _need("go")
-    gopath = gobuild.make_gopath(tmp_path_factory.mktemp("gopath"))
-    binary = gopath / "bin" / "modelreg-fetch"
-    gobuild.build("client/go/cmd/modelreg-fetch", binary, gopath)
-    listed = gobuild.unformatted("client/go/cmd")
-    assert listed == "", f"not gofmt-ed: {listed}"
-    return binary
+    return gobuild.build_checked(
+        "client/go/cmd/modelreg-fetch", tmp_path_factory.mktemp("gopath"), "client/go/cmd"
+    )
 
 
 class Fetch:

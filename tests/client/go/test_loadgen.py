@@ -22,12 +22,7 @@ pytestmark = pytest.mark.timeout(gobuild.BUILD_TIMEOUT + 120)
 def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing := gobuild.missing_tools("go", "gofmt"):
         require(gobuild.install_hint(missing))
-    gopath = gobuild.make_gopath(tmp_path_factory.mktemp("gopath"))
-    binary = gopath / "bin" / "loadgen"
-    gobuild.build("loadtest/loadgen", binary, gopath)
-    listed = gobuild.unformatted("loadtest/loadgen")
-    assert listed == "", f"not gofmt-ed: {listed}"
-    return binary
+    return gobuild.build_checked("loadtest/loadgen", tmp_path_factory.mktemp("gopath"))
 
 
 async def _line(proc: asyncio.subprocess.Process) -> dict[str, Any]:
