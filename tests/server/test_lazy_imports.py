@@ -11,9 +11,12 @@ has imported counts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 # Packages that only a configured feature needs: --events-nats (nats-py,
 # aiohttp), a postgresql:// database (psycopg), an S3 store (aiobotocore,
@@ -86,3 +89,43 @@ def test_default_server_loads_no_optional_package(tmp_path: Path) -> None:
     # Restarted on its own data: the schema is current, nothing to migrate.
     again = _start(data_dir)
     assert _loaded(again["ready"], OPTIONAL | MIGRATION_ONLY) == set()
+
+
+OPEN_S3_STORE_AND_LIST_MODULES = """
+import asyncio, json, ssl, sys
+
+from modelregistry_server.blobs import open_blob_store
+
+async def main() -> None:
+    store = await open_blob_store("s3://bucket/registry", "http://127.0.0.1:9")
+    await store.s3()  # the client, created without reaching the endpoint
+    await store.close()
+
+asyncio.run(main())
+import botocore.httpsession
+loaded = sorted(sys.modules)
+import urllib3.contrib.pyopenssl  # hidden from botocore only, not from the process
+stdlib_tls = botocore.httpsession.SSLContext is ssl.SSLContext
+print(json.dumps({"loaded": loaded, "stdlib_tls": stdlib_tls}))
+"""
+
+
+def test_s3_store_loads_botocore_without_pyopenssl(tmp_path: Path) -> None:
+    """botocore would load pyOpenSSL (and the cryptography bindings, about
+    9 MB) just to name the standard library's SSLContext; an S3 store's
+    server skips that, and TLS stays the standard library's."""
+    pytest.importorskip("OpenSSL", reason="pyOpenSSL is not installed: nothing to keep out")
+    done = subprocess.run(
+        [sys.executable, "-c", OPEN_S3_STORE_AND_LIST_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert _loaded(found["loaded"], {"botocore", "aiobotocore"}) == {"botocore", "aiobotocore"}
+    assert _loaded(found["loaded"], {"OpenSSL", "cryptography"}) == set()
+    assert found["stdlib_tls"]

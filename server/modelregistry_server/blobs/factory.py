@@ -69,6 +69,9 @@ async def _open_backend(
         if not parts.netloc:
             raise ValueError(f"blob store URL {url!r}: name a bucket, s3://bucket/prefix")
         # Imported here so a local-only server never loads the AWS SDK.
+        from . import s3_sdk
+
+        s3_sdk.load()
         from .s3_blobs import S3BlobStore
 
         store = S3BlobStore(
