@@ -113,7 +113,7 @@ async def backup_to_store(backup: BackupDir, store: BlobStore, digests: list[str
             await stale.cancel()
         except DomainError:
             pass
-        upload = await store.begin_upload(upload_id)
+        upload = await store.begin_upload(upload_id, size)
         try:
             with source.open("rb") as f:
                 while chunk := await asyncio.to_thread(f.read, CHUNK):

@@ -130,8 +130,13 @@ class Upload(Protocol):
 class BlobStore(Protocol):
     """Content-addressed blob storage (local directory or S3)."""
 
-    async def begin_upload(self, upload_id: str) -> Upload:
-        """Start staging under a new id (`UPLOAD_EXISTS` if it is taken)."""
+    async def begin_upload(self, upload_id: str, size_hint: int = 0) -> Upload:
+        """Start staging under a new id (`UPLOAD_EXISTS` if it is taken).
+
+        `size_hint` is the blob's declared size (0: unknown); a store may size
+        its staging by it (S3 picks a segment size that keeps the blob within
+        its part limit).
+        """
         ...
 
     async def resume_upload(self, upload_id: str) -> Upload:

@@ -65,7 +65,7 @@ class LocalBlobStore:
         for directory in (root, self._layout.uploads, self._layout.blobs):
             private_dir(directory)
 
-    async def begin_upload(self, upload_id: str) -> StagedUpload:
+    async def begin_upload(self, upload_id: str, size_hint: int = 0) -> StagedUpload:
         uploads = self._layout.uploads
 
         def create(path: Path) -> int:

@@ -33,7 +33,14 @@ from .base import (
     hex_of,
 )
 from .s3_client import BucketClient, not_found, s3_errors
-from .s3_layout import DEFAULT_SEGMENT_SIZE, Layout, Segment, contiguous
+from .s3_layout import (
+    DEFAULT_SEGMENT_SIZE,
+    MIN_PART_SIZE,
+    Layout,
+    Segment,
+    contiguous,
+    segment_size_for,
+)
 from .s3_staging import S3Staging
 from .staged_upload import StagedUpload, Staging, StagingLayer
 
@@ -73,20 +80,21 @@ class S3BlobStore:
     async def close(self) -> None:
         await self._client.close()
 
-    def _staging(self, upload_id: str, segments: list[Segment]) -> Staging:
+    def _staging(self, upload_id: str, segments: list[Segment], segment_size: int) -> Staging:
         staging = S3Staging(
             self._client,
             self.layout,
             upload_id,
             segments,
-            segment_size=self.segment_size,
+            segment_size=segment_size,
             checksums=self.checksums,
             claims=self._open,
             composing=self._composing,
         )
         return staging if self.staging_layer is None else self.staging_layer(upload_id, staging)
 
-    async def begin_upload(self, upload_id: str) -> StagedUpload:
+    async def begin_upload(self, upload_id: str, size_hint: int = 0) -> StagedUpload:
+        segment_size = segment_size_for(size_hint, self.segment_size)
         self._open.claim(upload_id)
         try:
             s3 = await self.s3()
@@ -97,31 +105,42 @@ class S3BlobStore:
             if taken.get("KeyCount", 0):
                 raise upload_exists(upload_id)
             with s3_errors():
-                await s3.put_object(Bucket=self.bucket, Key=self.layout.marker(upload_id), Body=b"")
+                await s3.put_object(
+                    Bucket=self.bucket,
+                    Key=self.layout.marker(upload_id),
+                    Body=str(segment_size).encode(),
+                )
         except BaseException:
             self._open.release(upload_id)
             raise
-        return StagedUpload(upload_id, self._staging(upload_id, []))
+        return StagedUpload(upload_id, self._staging(upload_id, [], segment_size))
 
     async def resume_upload(self, upload_id: str) -> StagedUpload:
         self._open.claim(upload_id)
         try:
-            found = False
+            found = marked = False
             segments: list[Segment] = []
             async for obj in self._client.objects(self.layout.upload(upload_id)):
                 found = True
                 parsed = self.layout.parse(obj["Key"])
                 if parsed is not None and parsed[1] is not None:
                     segments.append(Segment(parsed[1].start, int(obj["Size"])))
+                elif parsed is not None:
+                    marked = True
             if not found:
                 raise upload_not_found(upload_id)
+            segment_size = self.segment_size
+            if marked:
+                segment_size = _recorded_segment_size(
+                    await self._client.read(self.layout.marker(upload_id)), segment_size
+                )
             chain, stray = contiguous(segments)
             await self._client.delete_keys([self.layout.segment(upload_id, s.start) for s in stray])
         except BaseException:
             self._open.release(upload_id)
             raise
         # The sha256 state cannot be stored in S3: the resume reads the chain back.
-        return await StagedUpload.resume(upload_id, self._staging(upload_id, chain))
+        return await StagedUpload.resume(upload_id, self._staging(upload_id, chain, segment_size))
 
     async def _uploads(self) -> dict[str, tuple[list[Segment], float]]:
         found: dict[str, tuple[list[Segment], float]] = {}
@@ -233,3 +252,16 @@ class S3BlobStore:
         with s3_errors():
             await s3.delete_object(Bucket=self.bucket, Key=self.layout.blob(hex_of(digest)))
         return True
+
+
+# S3's largest part; a recorded size beyond it (or below the smallest) is not ours.
+_MAX_PART_SIZE = 5 * 1024**3
+
+
+def _recorded_segment_size(marker: bytes, default: int) -> int:
+    """The segment size a marker records; `default` for a marker that records
+    none (written before sizes were recorded) or nothing sensible."""
+    text = marker.strip()
+    if text.isdigit() and MIN_PART_SIZE <= int(text) <= _MAX_PART_SIZE:
+        return int(text)
+    return default

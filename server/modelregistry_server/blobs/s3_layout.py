@@ -2,7 +2,8 @@
 
 Under the store's prefix:
 
-    uploads/<upload id>/begin                  empty marker: the upload exists
+    uploads/<upload id>/begin                  marker: the upload exists; holds
+                                               its segment size in decimal
     uploads/<upload id>/seg-<start:016d>       staged bytes [start, start + size)
     blobs/sha256/<hex>                         published blobs
 
@@ -13,6 +14,8 @@ carries its start offset, so the listing alone gives the layout: segments
 chain from offset 0, and the end of the chain is the durable offset.
 
 `write()` seals a segment each time `segment_size` bytes are buffered;
+the size is chosen per upload by the blob's declared size (see
+`segment_size_for`) and kept in the marker for a resume.
 `flush()` seals whatever is buffered, however small. Commit composes the
 final object server side with UploadPartCopy, one part per segment. S3 wants
 every part but the last to be at least 5 MiB, so runs of small segments (left
@@ -27,8 +30,16 @@ from dataclasses import dataclass
 
 # S3's floor for every multipart part but the last.
 MIN_PART_SIZE = 5 * 1024 * 1024
-# At most 10,000 parts: 16 MiB segments allow blobs up to about 160 GB.
-DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+# S3 takes at most 10,000 parts per object. Segments are planned to stay
+# within PLANNED_SEGMENTS, leaving room for the short ones flushes seal (and
+# for the record overhead of encryption at rest).
+MAX_PARTS = 10_000
+PLANNED_SEGMENTS = 9_000
+# An upload holds about two segments in memory (one being sent, one filling),
+# so this is most of an upload's footprint: 8 MiB serves blobs up to about
+# 75 GB; larger blobs get larger segments.
+DEFAULT_SEGMENT_SIZE = 8 * 1024 * 1024
+_MIB = 1024 * 1024
 _SEGMENT = "seg-"
 
 
@@ -88,6 +99,13 @@ def contiguous(segments: list[Segment]) -> tuple[list[Segment], list[Segment]]:
         else:
             rest.append(seg)
     return chain, rest
+
+
+def segment_size_for(size_hint: int, default: int = DEFAULT_SEGMENT_SIZE) -> int:
+    """The segment size for a blob of about `size_hint` bytes (0: unknown):
+    `default`, or the next whole MiB that keeps it within PLANNED_SEGMENTS."""
+    need = -(-max(size_hint, 0) // PLANNED_SEGMENTS)
+    return max(default, -(-need // _MIB) * _MIB)
 
 
 def plan_parts(segments: list[Segment], min_part: int = MIN_PART_SIZE) -> list[list[Segment]]:

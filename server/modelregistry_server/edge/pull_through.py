@@ -90,7 +90,7 @@ class PullThroughBlobs:
             if first is grpc.aio.EOF or not first.HasField("header"):  # type: ignore[attr-defined]
                 raise _primary_failed("the primary sent no header")
             size = int(first.header.blob.size_bytes)
-            upload = await self._local.begin_upload(f"edge-pull-{secrets.token_hex(8)}")
+            upload = await self._local.begin_upload(f"edge-pull-{secrets.token_hex(8)}", size)
             unflushed = 0
             while True:
                 message: Any = await call.read()
@@ -125,8 +125,8 @@ class PullThroughBlobs:
 
     # The rest is the local store's.
 
-    async def begin_upload(self, upload_id: str) -> Upload:
-        return await self._local.begin_upload(upload_id)
+    async def begin_upload(self, upload_id: str, size_hint: int = 0) -> Upload:
+        return await self._local.begin_upload(upload_id, size_hint)
 
     async def resume_upload(self, upload_id: str) -> Upload:
         return await self._local.resume_upload(upload_id)

@@ -185,7 +185,7 @@ class Artifacts:
             existing = await self._blobs.stat(digest)
             if existing is not None and existing.size == size:
                 return await self._publish(record, existing)
-        upload = await self._blobs.begin_upload(new_id)
+        upload = await self._blobs.begin_upload(new_id, size)
         self._active.add(new_id)
         return UploadSession(record, upload)
 

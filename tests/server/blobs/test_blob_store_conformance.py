@@ -24,7 +24,14 @@ from modelregistry_server.blobs.encryption.keyring import create_keyring
 from modelregistry_server.blobs.local_blobs import LocalBlobStore
 from modelregistry_server.blobs.s3_blobs import S3BlobStore
 from modelregistry_server.blobs.s3_client import crc32c_b64
+from modelregistry_server.blobs.s3_layout import (
+    DEFAULT_SEGMENT_SIZE,
+    MAX_PARTS,
+    PLANNED_SEGMENTS,
+    segment_size_for,
+)
 from modelregistry_server.domain.errors import DomainError, ErrorKind
+from modelregistry_server.service.artifacts import MAX_BLOB_BYTES
 from support.moto import s3_env
 
 MiB = 1024 * 1024
@@ -437,6 +444,47 @@ async def test_s3_reclaim_leaves_a_compose_in_flight_alone(
     go_on.set()
     info = await commit
     assert await read_all(store, info.digest) == data
+
+
+async def s3_segment_sizes(store: S3BlobStore, upload_id: str) -> list[int]:
+    s3 = await store.s3()
+    page = await s3.list_objects_v2(Bucket=store.bucket, Prefix=store.layout.upload(upload_id))
+    keyed = [(obj["Key"], int(obj["Size"])) for obj in page.get("Contents", [])]
+    return [size for key, size in sorted(keyed) if key != store.layout.marker(upload_id)]
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+async def test_s3_segments_fit_the_declared_size_and_keep_it_across_a_restart(
+    backend: Backend,
+) -> None:
+    """A blob too large for 10,000 default segments gets larger ones, and a resume
+    (after a restart) keeps staging with the size its upload began with."""
+    store = backend.store
+    assert isinstance(store, S3BlobStore)
+    chunk = 100_003
+    huge = 100 * 10**9
+    wide = segment_size_for(huge)
+    assert wide > DEFAULT_SEGMENT_SIZE and -(-huge // wide) <= PLANNED_SEGMENTS < MAX_PARTS
+    assert -(-MAX_BLOB_BYTES // segment_size_for(MAX_BLOB_BYTES)) <= PLANNED_SEGMENTS
+
+    default = await store.begin_upload("unsized")
+    await write_all(default, payload(DEFAULT_SEGMENT_SIZE + MiB), chunk=chunk)
+    await default.flush()
+    sizes = await s3_segment_sizes(store, "unsized")
+    assert DEFAULT_SEGMENT_SIZE <= sizes[0] < DEFAULT_SEGMENT_SIZE + chunk
+    await default.cancel()
+
+    upload = await store.begin_upload("huge", size_hint=huge)
+    await write_all(upload, payload(wide + MiB), chunk=chunk)
+    await upload.close()
+    restarted = backing(await backend.reopen())
+    resumed = await restarted.resume_upload("huge")
+    await write_all(resumed, payload(wide + MiB, seed=2), chunk=chunk)
+    await resumed.flush()
+    sizes = await s3_segment_sizes(store, "huge")
+    assert len(sizes) >= 2
+    assert all(wide <= size < wide + chunk for size in sizes[:2]), sizes
+    await resumed.cancel()
 
 
 async def test_unreachable_s3_is_unavailable(

@@ -95,8 +95,8 @@ class EncryptedBlobStore:
         self._opened: OrderedDict[tuple[str, bytes, bytes, int], _Opened] = OrderedDict()
         self._form: StoredForm | None = None
 
-    async def begin_upload(self, upload_id: str) -> Upload:
-        return await self.inner.begin_upload(upload_id)
+    async def begin_upload(self, upload_id: str, size_hint: int = 0) -> Upload:
+        return await self.inner.begin_upload(upload_id, size_hint)
 
     async def resume_upload(self, upload_id: str) -> Upload:
         return await self.inner.resume_upload(upload_id)
