@@ -44,6 +44,9 @@ from .s3_layout import (
 from .s3_staging import S3Staging
 from .staged_upload import StagedUpload, Staging, StagingLayer
 
+# S3's largest part: a recorded segment size beyond it (or below the smallest) is not ours.
+_MAX_PART_SIZE = 5 * 1024**3
+
 
 class S3BlobStore:
     """`BlobStore` on a bucket prefix; one client, created on first use."""
@@ -131,9 +134,7 @@ class S3BlobStore:
                 raise upload_not_found(upload_id)
             segment_size = self.segment_size
             if marked:
-                segment_size = _recorded_segment_size(
-                    await self._client.read(self.layout.marker(upload_id)), segment_size
-                )
+                segment_size = await self._recorded_segment_size(upload_id)
             chain, stray = contiguous(segments)
             await self._client.delete_keys([self.layout.segment(upload_id, s.start) for s in stray])
         except BaseException:
@@ -141,6 +142,20 @@ class S3BlobStore:
             raise
         # The sha256 state cannot be stored in S3: the resume reads the chain back.
         return await StagedUpload.resume(upload_id, self._staging(upload_id, chain, segment_size))
+
+    async def _recorded_segment_size(self, upload_id: str) -> int:
+        """The segment size the upload's marker records; the store's default
+        for a marker that records none (written before sizes were recorded)."""
+        try:
+            with s3_errors():
+                text = (await self._client.read(self.layout.marker(upload_id))).strip()
+        except ClientError as exc:
+            if not_found(exc):  # reclaimed since it was listed
+                raise upload_not_found(upload_id) from None
+            raise
+        if text.isdigit() and MIN_PART_SIZE <= int(text) <= _MAX_PART_SIZE:
+            return int(text)
+        return self.segment_size
 
     async def _uploads(self) -> dict[str, tuple[list[Segment], float]]:
         found: dict[str, tuple[list[Segment], float]] = {}
@@ -252,16 +267,3 @@ class S3BlobStore:
         with s3_errors():
             await s3.delete_object(Bucket=self.bucket, Key=self.layout.blob(hex_of(digest)))
         return True
-
-
-# S3's largest part; a recorded size beyond it (or below the smallest) is not ours.
-_MAX_PART_SIZE = 5 * 1024**3
-
-
-def _recorded_segment_size(marker: bytes, default: int) -> int:
-    """The segment size a marker records; `default` for a marker that records
-    none (written before sizes were recorded) or nothing sensible."""
-    text = marker.strip()
-    if text.isdigit() and MIN_PART_SIZE <= int(text) <= _MAX_PART_SIZE:
-        return int(text)
-    return default
