@@ -71,7 +71,11 @@ class S3BlobStore:
         # Off for S3-compatible servers that reject x-amz-checksum-crc32c.
         self.checksums = checksums
         self._client = BucketClient(
-            bucket, endpoint_url=endpoint_url, region=region, max_attempts=max_attempts
+            bucket,
+            endpoint_url=endpoint_url,
+            region=region,
+            max_attempts=max_attempts,
+            checksummed=checksums,
         )
         self._open = OpenUploads()
         self._composing: list[str] = []

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from .base import Chunk, OpenUploads, hex_of
-from .s3_client import BucketClient, crc32c_b64, s3_errors
+from .s3_client import BucketClient, crc32c_args, s3_errors
 from .s3_layout import Layout, Segment, plan_parts
 
 # Server-side part copies in flight at once during a publish.
@@ -58,10 +58,7 @@ class S3Staging:
         if size:
             body = b"".join(chunks)
             del chunks  # the PUT takes a while: hold its bytes once, not twice
-            extra = {}
-            if self._checksums:
-                extra["ChecksumAlgorithm"] = "CRC32C"
-                extra["ChecksumCRC32C"] = await asyncio.to_thread(crc32c_b64, body)
+            extra = await asyncio.to_thread(crc32c_args, body, self._checksums)
             s3 = await self._client.s3()
             with s3_errors():
                 await s3.put_object(

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..base import DIGEST_PREFIX, hex_of
-from ..s3_client import not_found, s3_errors
+from ..s3_client import crc32c_args, not_found, s3_errors
 from ..s3_layout import Layout, Segment, contiguous
 from .segments import HEADER_SIZE, RECORD_OVERHEAD, SEGMENT_SIZE
 from .stored_form import MARK, MARK_TEXT
@@ -26,9 +26,10 @@ _COPY_PART = 1024 * 1024 * 1024
 
 
 class S3StoredForm:
-    def __init__(self, client: Any, bucket: str, layout: Layout) -> None:
+    def __init__(self, client: Any, bucket: str, layout: Layout, *, checksums: bool) -> None:
         self._s3 = client
         self._bucket = bucket
+        self._checksums = checksums
         self._layout = layout
         self._prefix = layout.blobs
 
@@ -97,7 +98,9 @@ class S3StoredForm:
         if size <= _SMALL_OBJECT:
             body = header + await self._get(key, HEADER_SIZE, size - 1)
             with s3_errors():
-                await s3.put_object(Bucket=self._bucket, Key=key, Body=body)
+                await s3.put_object(
+                    Bucket=self._bucket, Key=key, Body=body, **crc32c_args(body, self._checksums)
+                )
             return True
         with s3_errors():
             mpu = await s3.create_multipart_upload(Bucket=self._bucket, Key=key)
@@ -106,7 +109,12 @@ class S3StoredForm:
             first = header + await self._get(key, HEADER_SIZE, _FIRST_PART - 1)
             with s3_errors():
                 part = await s3.upload_part(
-                    Bucket=self._bucket, Key=key, UploadId=mpu_id, PartNumber=1, Body=first
+                    Bucket=self._bucket,
+                    Key=key,
+                    UploadId=mpu_id,
+                    PartNumber=1,
+                    Body=first,
+                    **crc32c_args(first, self._checksums),
                 )
             parts = [{"PartNumber": 1, "ETag": part["ETag"]}]
             for number, start in enumerate(range(_FIRST_PART, size, _COPY_PART), start=2):

@@ -186,5 +186,5 @@ async def stored_form(store: BlobStore) -> StoredForm:
     from .s3_stored_form import S3StoredForm
 
     if isinstance(store, S3BlobStore):
-        return S3StoredForm(await store.s3(), store.bucket, store.layout)
+        return S3StoredForm(await store.s3(), store.bucket, store.layout, checksums=store.checksums)
     raise TypeError(f"no header slots for {type(store).__name__}")
