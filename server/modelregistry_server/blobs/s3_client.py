@@ -50,11 +50,11 @@ def not_found(exc: ClientError) -> bool:
     return code in {"404", "NoSuchKey", "NotFound"}
 
 
-def crc32c_b64(data: bytes | bytearray) -> str:
+def crc32c_b64(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(crc32c(data).to_bytes(4, "big")).decode()
 
 
-def crc32c_args(data: bytes | bytearray, enabled: bool) -> dict[str, str]:
+def crc32c_args(data: bytes | bytearray | memoryview, enabled: bool) -> dict[str, str]:
     """A PUT's arguments that have S3 check `data` against our CRC32C ({} if not `enabled`)."""
     if not enabled:
         return {}

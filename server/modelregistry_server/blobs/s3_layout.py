@@ -18,9 +18,11 @@ the size is chosen per upload by the blob's declared size (see
 `segment_size_for`) and kept in the marker for a resume.
 `flush()` seals whatever is buffered, however small. Commit composes the
 final object server side with UploadPartCopy, one part per segment. S3 wants
-every part but the last to be at least 5 MiB, so runs of small segments (left
-by flushes less than 5 MiB apart) are read back and uploaded as one part of
-at least 5 MiB; the server keeps this rare by flushing at most every few MiB.
+every part but the last to be at least 5 MiB. A flush often seals less: the
+staging keeps such a short segment's bytes and rewrites the segment longer
+with the next append (same key, so the listing never shows both). Short
+segments survive only a restart in between; a compose reads runs of them
+back and uploads them as one part of at least 5 MiB.
 A blob of one segment is a plain CopyObject; an empty blob a plain PutObject.
 """
 

@@ -12,12 +12,13 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import io
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from .base import Chunk, OpenUploads, hex_of
 from .s3_client import BucketClient, crc32c_args, s3_errors
-from .s3_layout import Layout, Segment, plan_parts
+from .s3_layout import MIN_PART_SIZE, Layout, Segment, plan_parts
 
 # Server-side part copies in flight at once during a publish.
 _COPY_CONCURRENCY = 8
@@ -43,6 +44,8 @@ class S3Staging:
         self._layout = layout
         self._id = upload_id
         self._segments = list(segments)
+        # The last segment's bytes while it is shorter than a part may be.
+        self._short: bytes | None = None
         self._segment_size = segment_size
         self._checksums = checksums
         self._claims = claims
@@ -55,19 +58,46 @@ class S3Staging:
         return self._segment_size
 
     async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
-        if size:
-            body = b"".join(chunks)
-            del chunks  # the PUT takes a while: hold its bytes once, not twice
-            extra = await asyncio.to_thread(crc32c_args, body, self._checksums)
-            s3 = await self._client.s3()
-            with s3_errors():
-                await s3.put_object(
-                    Bucket=self._bucket,
-                    Key=self._layout.segment(self._id, offset),
-                    Body=body,
-                    **extra,
-                )
-            self._segments.append(Segment(offset, size))
+        if not size:
+            return True
+        last = self._segments[-1] if self._segments else None
+        short = self._short if last is not None and last.end == offset else None
+        start = offset if short is None or last is None else last.start
+        # Gathered into a BytesIO of its own (one copy), which the HTTP client
+        # streams out in small reads. Given bytes, botocore wraps them in a
+        # BytesIO that shares them, and aiohttp then copies that whole, on the
+        # event loop, to size it.
+        body = io.BytesIO()
+        for part in [short, *chunks] if short is not None else chunks:
+            body.write(part)
+        del chunks, short  # the PUT takes a while: hold its bytes once, not twice
+        length = body.tell()
+        body.seek(0)
+        with body.getbuffer() as view:
+            extra = await asyncio.to_thread(crc32c_args, view, self._checksums)
+            # Kept while shorter than a part may be (see below).
+            kept = bytes(view) if length < MIN_PART_SIZE else None
+        s3 = await self._client.s3()
+        with s3_errors():
+            # Over the short segment, if any: its object is replaced by a
+            # longer one that starts with the same bytes.
+            await s3.put_object(
+                Bucket=self._bucket,
+                Key=self._layout.segment(self._id, start),
+                Body=body,
+                **extra,
+            )
+        segment = Segment(start, length)
+        if start != offset:
+            self._segments[-1] = segment
+        else:
+            self._segments.append(segment)
+        # A flush seals what is buffered, often less than S3's smallest part.
+        # Kept, it goes out again with the next append, which rewrites the
+        # segment whole; a compose then copies every part server side instead
+        # of reading short segments back. Lost on a restart: a compose reads
+        # back what is left (see `plan_parts`).
+        self._short = kept
         return True
 
     async def read_back(self) -> AsyncGenerator[bytes, None]:
@@ -125,7 +155,7 @@ class S3Staging:
                     Key=key,
                     UploadId=mpu_id,
                     PartNumber=number,
-                    Body=bytes(data),
+                    Body=data,
                     ContentMD5=md5,
                 )
                 return {"PartNumber": number, "ETag": resp["ETag"]}

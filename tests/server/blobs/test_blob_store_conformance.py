@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from modelregistry_server.blobs import BlobStore, Upload, open_blob_store
@@ -27,6 +28,7 @@ from modelregistry_server.blobs.s3_client import crc32c_b64
 from modelregistry_server.blobs.s3_layout import (
     DEFAULT_SEGMENT_SIZE,
     MAX_PARTS,
+    MIN_PART_SIZE,
     PLANNED_SEGMENTS,
     segment_size_for,
 )
@@ -485,6 +487,43 @@ async def test_s3_segments_fit_the_declared_size_and_keep_it_across_a_restart(
     assert len(sizes) >= 2
     assert all(wide <= size < wide + chunk for size in sizes[:2]), sizes
     await resumed.cancel()
+
+
+@pytest.mark.parametrize("backend", ["s3"], indirect=True)
+async def test_s3_short_segments_grow_so_a_commit_reads_nothing_back(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush seals what is buffered, often less than S3's smallest part; the
+    next append rewrites that segment longer, so the commit composes by
+    server-side copies alone instead of downloading short segments again."""
+    store = backend.store
+    assert isinstance(store, S3BlobStore)
+    data = payload(3 * DEFAULT_SEGMENT_SIZE, seed=17)
+    upload = await store.begin_upload("short")
+    pos = 0
+    for step in (MiB, 3 * MiB, DEFAULT_SEGMENT_SIZE + 2 * MiB):
+        await write_all(upload, data[pos : pos + step])
+        pos += step
+        await upload.flush()
+    await write_all(upload, data[pos:])
+    await upload.flush()
+    sizes = await s3_segment_sizes(store, "short")
+    assert sum(sizes) == len(data)
+    assert all(size >= MIN_PART_SIZE for size in sizes[:-1]), sizes
+
+    s3 = await store.s3()
+    read_back: list[str] = []
+    get_object = s3.get_object
+
+    async def counted(**kwargs: Any) -> Any:
+        read_back.append(kwargs["Key"])
+        return await get_object(**kwargs)
+
+    monkeypatch.setattr(s3, "get_object", counted)
+    info = await upload.commit(sha(data), len(data))
+    assert read_back == []
+    monkeypatch.undo()
+    assert await read_all(store, info.digest) == data
 
 
 async def test_unreachable_s3_is_unavailable(
