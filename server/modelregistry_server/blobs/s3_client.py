@@ -77,7 +77,7 @@ class BucketClient:
         self._endpoint_url = endpoint_url
         # botocore signs each body's sha256 unless told otherwise: a second
         # full hash of every uploaded byte, on the event loop, that blocks
-        # every other call meanwhile (about 7 ms per 8 MiB segment). Over TLS
+        # every other call meanwhile (9-10 ms per 8 MiB segment here). Over TLS
         # with a CRC32C that S3 checks (`checksummed`: every PUT of blob bytes
         # here carries one) the signature adds nothing: the reasoning botocore
         # applies itself when the checksum is one it computed.
