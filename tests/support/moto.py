@@ -17,13 +17,15 @@ from support.services import require
 
 
 @contextlib.contextmanager
-def moto_server(log: Path) -> Iterator[str]:
+def moto_server(log: Path, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """A moto S3 server process on a free loopback port; yields its endpoint
-    URL. If it does not come up, the test is skipped or fails (`require`)."""
+    URL (https with `tls`, a certificate and key file). If it does not come
+    up, the test is skipped or fails (`require`)."""
     port = free_port()
+    serve_tls = ["--ssl-cert", str(tls[0]), "--ssl-key", str(tls[1])] if tls else []
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), *serve_tls],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -33,7 +35,7 @@ def moto_server(log: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 require(f"the moto S3 server did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:

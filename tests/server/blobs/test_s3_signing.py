@@ -1,13 +1,25 @@
 """Which S3 PUT bodies the server signs: botocore would hash every uploaded
 byte a second time, on the event loop, to sign it. Over TLS with a CRC32C
 that S3 checks, the server sends the body unsigned; over plain HTTP, or with
-checksums off, it signs. The requests are stopped before they leave, so no
-S3 is needed: this checks what botocore would send."""
+checksums off, it signs. The first test stops the requests before they
+leave (no S3 needed); the second runs an upload over TLS to a moto server."""
 
 from __future__ import annotations
 
+import hashlib
+import random
+import uuid
+from contextlib import aclosing
+from pathlib import Path
+
 import pytest
+from modelregistry_server.blobs import open_blob_store
+from modelregistry_server.blobs.s3_blobs import S3BlobStore
 from modelregistry_server.blobs.s3_client import BucketClient, crc32c_args
+from support.moto import moto_server, s3_env
+from support.pki import issue, make_ca
+
+MiB = 1024 * 1024
 
 UNSIGNED = b"UNSIGNED-PAYLOAD"
 
@@ -54,3 +66,51 @@ async def test_bodies_are_signed_only_where_tls_and_a_checksum_do_not_cover_them
     if isinstance(payload_hash, str):
         payload_hash = payload_hash.encode()
     assert (payload_hash != UNSIGNED) == signed
+
+
+async def test_an_upload_over_tls_goes_unsigned_checksummed_and_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca, ca_cert, ca_key = make_ca("s3-ca")
+    server = issue(ca_cert, ca_key, "localhost", server=True)
+    cert = server.write(tmp_path / "s3.pem")
+    s3_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(ca.write(tmp_path / "ca.pem")))
+    with moto_server(tmp_path / "moto.log", tls=(cert, cert.with_suffix(".key"))) as endpoint:
+        assert endpoint.startswith("https://")
+        store = await open_blob_store(f"s3://tls-{uuid.uuid4().hex[:12]}/registry", endpoint)
+        assert isinstance(store, S3BlobStore)
+        try:
+            s3 = await store.s3()
+            await s3.create_bucket(Bucket=store.bucket)
+            sent: list[tuple[bool, bool]] = []
+
+            def record(request: object, **_: object) -> None:
+                headers = request.headers  # type: ignore[attr-defined]
+                value = headers["X-Amz-Content-SHA256"]
+                signed = (value.encode() if isinstance(value, str) else value) != UNSIGNED
+                sent.append((signed, "x-amz-checksum-crc32c" in headers))
+
+            s3.meta.events.register("before-send.s3.PutObject", record)
+            data = random.Random(5).randbytes(12 * MiB + 3)
+            upload = await store.begin_upload("over-tls", size_hint=len(data))
+            for start in range(0, len(data), MiB):
+                await upload.write(data[start : start + MiB])
+                if start == 2 * MiB:
+                    await upload.flush()  # a short segment, rewritten by the next append
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            info = await upload.commit(digest, len(data))
+            segment_puts = [each for each in sent if each[1]]
+            assert len(segment_puts) >= 3
+            assert not any(signed for signed, _ in segment_puts)
+            head = await s3.head_object(
+                Bucket=store.bucket, Key=store.layout.blob(digest.removeprefix("sha256:"))
+            )
+            assert head["ContentLength"] == len(data)
+            got = bytearray()
+            async with aclosing(store.open_reader(info.digest)) as reader:
+                async for chunk in reader:
+                    got += chunk
+            assert bytes(got) == data
+        finally:
+            await store.close()
