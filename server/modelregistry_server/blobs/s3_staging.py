@@ -60,9 +60,9 @@ class S3Staging:
     async def append(self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool) -> bool:
         if not size:
             return True
-        last = self._segments[-1] if self._segments else None
-        short = self._short if last is not None and last.end == offset else None
-        start = offset if short is None or last is None else last.start
+        short = self._short if self._segments and self._segments[-1].end == offset else None
+        rewrite = short is not None
+        start = self._segments[-1].start if rewrite else offset
         # Gathered into a BytesIO of its own (one copy), which the HTTP client
         # streams out in small reads. Given bytes, botocore wraps them in a
         # BytesIO that shares them, and aiohttp then copies that whole, on the
@@ -87,11 +87,10 @@ class S3Staging:
                 Body=body,
                 **extra,
             )
-        segment = Segment(start, length)
-        if start != offset:
-            self._segments[-1] = segment
+        if rewrite:
+            self._segments[-1] = Segment(start, length)
         else:
-            self._segments.append(segment)
+            self._segments.append(Segment(start, length))
         # A flush seals what is buffered, often less than S3's smallest part.
         # Kept, it goes out again with the next append, which rewrites the
         # segment whole; a compose then copies every part server side instead
