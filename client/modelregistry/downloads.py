@@ -6,10 +6,10 @@ is checked at the end, and only a verified file is ever renamed into place
 (by the caller). An interrupted download resumes from the partial file's
 verified prefix (its length, or what its `.prefix` note says after a
 download in parallel ranges, see `ranged_downloads`), within one run
-(retries when a stream breaks) and across runs. Chunks are checked, hashed
-and written in a worker thread in large batches, one batch in flight while
-the next is received, so memory stays flat and the event loop only moves
-messages.
+(retries when a stream breaks) and across runs. Each chunk's CRC32C is
+checked as it arrives; checked chunks are written and hashed in large
+batches, by two worker threads at once, one batch in flight while the next
+is received, so memory stays flat and the event loop only moves messages.
 """
 
 from __future__ import annotations
@@ -116,11 +116,19 @@ class _FileSink:
         self.on_written: Callable[[], None] | None = None
 
     async def add(self, piece: Piece) -> None:
-        offset, data, _ = piece
+        offset, data, crc = piece
         if offset != self.received:
             raise data_loss(
                 ErrorReason.UNEXPECTED_OFFSET,
                 f"server sent offset {offset} of {self.digest}, expected {self.received}",
+            )
+        # Checked here, while gRPC's copy of it is still in the CPU's cache;
+        # the batch then goes to disk and into the hash at the same time.
+        if not _crc_ok(data, crc):
+            raise data_loss(
+                ErrorReason.CHECKSUM_MISMATCH,
+                f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
+                offset=str(offset),
             )
         self._batch.append(piece)
         self._batch_bytes += len(data)
@@ -132,7 +140,7 @@ class _FileSink:
         await self.settle()
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         if batch:
-            self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+            self._pending = asyncio.ensure_future(self._store(batch))
         if wait:
             await self.settle()
 
@@ -152,18 +160,21 @@ class _FileSink:
             await asyncio.gather(pending, return_exceptions=True)
         self.received = self.pos
 
+    async def _store(self, batch: list[Piece]) -> None:
+        """Write `batch` and hash it in two threads at once: hashing is what
+        bounds a single stream, and the write need not wait for it."""
+        if self.hasher is None:
+            await asyncio.to_thread(self._write, batch)
+            return
+        written = asyncio.ensure_future(asyncio.to_thread(self._write, batch))
+        hashed = asyncio.ensure_future(asyncio.to_thread(_hash_batch, self.hasher, batch))
+        await asyncio.gather(written, hashed, return_exceptions=True)
+        written.result()
+        hashed.result()
+
     def _write(self, batch: list[Piece]) -> None:
-        # Each chunk is checked, hashed and written while it is in the CPU's cache.
         start = self.pos
-        for offset, block, crc in batch:
-            if crc32c(block) != crc:
-                raise data_loss(
-                    ErrorReason.CHECKSUM_MISMATCH,
-                    f"chunk at offset {offset} of {self.digest} failed its CRC32C check",
-                    offset=str(offset),
-                )
-            if self.hasher is not None:
-                self.hasher.update(block)
+        for _, block, _ in batch:
             view = memoryview(block)
             written = 0
             while written < len(block):
@@ -171,6 +182,11 @@ class _FileSink:
             self.pos += len(block)
         # On its way to disk while the next batch arrives (see `writeback`).
         start_writeback(self.fd, start, self.pos - start)
+
+
+def _hash_batch(hasher: Any, batch: list[Piece]) -> None:
+    for _, block, _ in batch:
+        hasher.update(block)
 
 
 PREFIX_SUFFIX = ".prefix"
