@@ -22,6 +22,7 @@ from pathlib import Path
 
 import grpc
 
+from .allocator import transfer_buffers
 from .core import Connection, Core, core_of
 from .downloads import DEFAULT_DOWNLOAD_CHUNK, BlobDownload, BlobDownloader, data_loss
 from .errors import DataLossError, FailedPreconditionError
@@ -368,14 +369,15 @@ async def _fetch_file(
             )
         return await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
 
-    try:
-        done = await fetch()
-    except DataLossError as err:
-        if err.reason != ErrorReason.DIGEST_MISMATCH:
-            raise
-        # A partial file left by an earlier run held wrong bytes (it was
-        # deleted): fetch the whole file once more; a second mismatch is real.
-        done = await fetch()
+    with transfer_buffers():
+        try:
+            done = await fetch()
+        except DataLossError as err:
+            if err.reason != ErrorReason.DIGEST_MISMATCH:
+                raise
+            # A partial file left by an earlier run held wrong bytes (it was
+            # deleted): fetch the whole file once more; a second mismatch is real.
+            done = await fetch()
     await asyncio.to_thread(_publish, partial, final)
     return done.bytes_received, done.resumed_from
 
