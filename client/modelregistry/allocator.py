@@ -14,7 +14,10 @@ client's CPU in a pull.
 ends up in any process that has freed a large block (32 MiB and 64 MiB),
 once per process, and hands the free pages back when the last transfer in
 the process ends, so a serving process does not keep a download's
-buffers. Elsewhere than on Linux with glibc it does nothing.
+buffers. Elsewhere than on Linux with glibc it does nothing, and it leaves
+the thresholds alone where the process was started with its own (the
+MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ variables, or a
+glibc.malloc tunable in GLIBC_TUNABLES).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import platform
 import threading
 from collections.abc import Iterator
@@ -46,8 +50,19 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
+def _tuned_by_the_user() -> bool:
+    env = os.environ
+    return (
+        "MALLOC_MMAP_THRESHOLD_" in env
+        or "MALLOC_TRIM_THRESHOLD_" in env
+        or "glibc.malloc." in env.get("GLIBC_TUNABLES", "")
+    )
+
+
 @functools.cache
 def _raise_thresholds() -> bool:
+    if _tuned_by_the_user():
+        return False
     libc = _glibc()
     try:
         return (
@@ -69,7 +84,7 @@ def _release_free_memory() -> None:
 def transfer_buffers() -> Iterator[bool]:
     """Around a transfer: the allocator keeps its buffers for reuse while
     any transfer runs and returns them after the last. Yields whether the
-    thresholds could be set."""
+    thresholds were set (False: not glibc, or set by the user)."""
     global _active
     tuned = _raise_thresholds()
     with _lock:

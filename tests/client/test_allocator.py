@@ -6,6 +6,7 @@ glibc's defaults are what a new client starts with."""
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def run():
 base = rss_kb()
 if sys.argv[1] == "tuned":
     with transfer_buffers() as tuned:
-        assert tuned
+        print(json.dumps({"tuned": tuned}))
         faults = run()
         held = rss_kb() - base
 else:
@@ -49,11 +50,17 @@ print(json.dumps({"faults": faults, "held_kb": held, "after_kb": rss_kb() - base
 """
 
 
-def _run(mode: str) -> dict[str, int]:
+def _run(mode: str, **env: str) -> dict[str, int]:
     done = subprocess.run(
-        [sys.executable, "-c", BATCHES, mode], capture_output=True, text=True, check=True
+        [sys.executable, "-c", BATCHES, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
     )
-    result: dict[str, int] = json.loads(done.stdout)
+    result: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        result.update(json.loads(line))
     return result
 
 
@@ -61,9 +68,19 @@ def test_a_transfer_reuses_its_buffers_and_returns_them_at_the_end() -> None:
     pages = 20 * 32 * (1 << 20) // 4096
     default = _run("default")
     tuned = _run("tuned")
+    assert tuned["tuned"]
     # glibc's defaults trim each freed batch and fault the next one in again.
     assert default["faults"] > pages // 2, default
     assert tuned["faults"] < pages // 10, tuned
     # The batch stayed in the heap for reuse, and went back when it ended.
     assert tuned["held_kb"] > 16_000, tuned
     assert tuned["after_kb"] < 8_000, tuned
+
+
+def test_thresholds_the_user_chose_are_left_alone() -> None:
+    """A process started with its own malloc thresholds keeps them: here
+    the trim threshold glibc starts with, so the batches fault again."""
+    pages = 20 * 32 * (1 << 20) // 4096
+    chosen = _run("tuned", GLIBC_TUNABLES="glibc.malloc.trim_threshold=131072")
+    assert not chosen["tuned"]
+    assert chosen["faults"] > pages // 2, chosen
