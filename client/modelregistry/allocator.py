@@ -22,14 +22,15 @@ glibc.malloc tunable in GLIBC_TUNABLES).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import functools
 import os
 import platform
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES
@@ -80,10 +81,11 @@ def _release_free_memory() -> None:
         libc.malloc_trim(0)
 
 
-@contextmanager
-def transfer_buffers() -> Iterator[bool]:
+@asynccontextmanager
+async def transfer_buffers() -> AsyncIterator[bool]:
     """Around a transfer: the allocator keeps its buffers for reuse while
-    any transfer runs and returns them after the last. Yields whether the
+    any transfer runs and returns them after the last (in a worker thread:
+    on a large heap that takes milliseconds). Yields whether the
     thresholds were set (False: not glibc, or set by the user)."""
     global _active
     tuned = _raise_thresholds()
@@ -96,4 +98,4 @@ def transfer_buffers() -> Iterator[bool]:
             _active -= 1
             last = _active == 0
         if tuned and last:
-            _release_free_memory()
+            await asyncio.to_thread(_release_free_memory)

@@ -369,7 +369,7 @@ async def _fetch_file(
             )
         return await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
 
-    with transfer_buffers():
+    async with transfer_buffers():
         try:
             done = await fetch()
         except DataLossError as err:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 # two batches a download holds), frees them, and counts the page faults of
 # the batches after the first; then the resident size once it is over.
 BATCHES = """
-import json, os, resource, sys
+import asyncio, json, os, resource, sys
 from modelregistry.allocator import transfer_buffers
 
 def rss_kb():
@@ -37,12 +37,14 @@ def run():
     batches(20)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+async def tuned():
+    async with transfer_buffers() as tuned:
+        print(json.dumps({"tuned": tuned}))
+        return run(), rss_kb() - base
+
 base = rss_kb()
 if sys.argv[1] == "tuned":
-    with transfer_buffers() as tuned:
-        print(json.dumps({"tuned": tuned}))
-        faults = run()
-        held = rss_kb() - base
+    faults, held = asyncio.run(tuned())
 else:
     faults = run()
     held = rss_kb() - base
