@@ -355,6 +355,52 @@ async def test_bad_chunk_checksum_is_data_loss(tmp_path: Path) -> None:
     assert "offset 0" in err.value.message
 
 
+async def test_a_bad_chunk_leaves_only_verified_bytes_and_the_next_run_resumes(
+    tmp_path: Path,
+) -> None:
+    """A chunk failing its CRC32C past the first written batch: the partial
+    file keeps the batches written before it, none of the chunks received
+    after them, and the next run resumes there to the right file."""
+    import google_crc32c
+    from modelregistry.downloads import BATCH_BYTES, BlobDownloader
+
+    chunk = 1 << 20
+    data = os.urandom(BATCH_BYTES + 4 * chunk)
+    digest = digest_of(data)
+    bad_at = BATCH_BYTES + 2 * chunk
+    requests: list[int] = []
+
+    def stub(corrupt: bool) -> Any:
+        async def serve(request: apb.DownloadRequest) -> AsyncIterator[apb.DownloadResponse]:
+            requests.append(request.offset)
+            yield apb.DownloadResponse(
+                header=apb.DownloadHeader(blob=apb.Blob(digest=digest, size_bytes=len(data)))
+            )
+            for offset in range(request.offset, len(data), chunk):
+                piece = data[offset : offset + chunk]
+                crc = google_crc32c.value(piece) ^ (corrupt and offset == bad_at)
+                yield apb.DownloadResponse(
+                    chunk=apb.DownloadChunk(offset=offset, data=piece, crc32c=crc)
+                )
+
+        class Stub:
+            Download = staticmethod(serve)
+
+        return Stub()
+
+    partial = tmp_path / "partial"
+    with pytest.raises(DataLossError) as err:
+        await BlobDownloader(stub(corrupt=True)).to_file(digest, len(data), partial)
+    assert err.value.reason == "CHECKSUM_MISMATCH"
+    assert f"offset {bad_at}" in err.value.message
+    assert partial.read_bytes() == data[:BATCH_BYTES]
+
+    done = await BlobDownloader(stub(corrupt=False)).to_file(digest, len(data), partial)
+    assert requests == [0, BATCH_BYTES]
+    assert done.resumed_from == BATCH_BYTES
+    assert partial.read_bytes() == data
+
+
 async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:
     """A stream broken mid-upload is reopened with the same upload id once the server is back."""
     port = free_port()
