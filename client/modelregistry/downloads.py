@@ -145,20 +145,33 @@ class _FileSink:
             await self.settle()
 
     async def settle(self) -> None:
-        """Wait for the batch in flight (shielded: the thread runs on regardless)."""
-        pending, self._pending = self._pending, None
+        """Wait for the batch in flight (shielded: the threads run on
+        regardless, and it stays in flight for `abandon` until they end)."""
+        pending = self._pending
         if pending is not None:
             await asyncio.shield(pending)
+            self._pending = None
             if self.on_written is not None:
                 self.on_written()
 
     async def abandon(self) -> None:
-        """Drop what was received but not written; keep what was."""
+        """Drop what was received but not written; keep what was. Waits for
+        the batch in flight even when cancelled meanwhile (the cancellation
+        is raised after): a thread cannot be stopped, and the file it
+        writes must not be closed under it, nor its descriptor reused."""
         self._batch, self._batch_bytes = [], 0
         pending, self._pending = self._pending, None
-        if pending is not None:
-            await asyncio.gather(pending, return_exceptions=True)
+        cancelled = False
+        while pending is not None and not pending.done():
+            try:
+                await asyncio.wait((pending,))
+            except asyncio.CancelledError:
+                cancelled = True
+        if pending is not None and not pending.cancelled():
+            pending.exception()  # retrieved: the caller raises its own error
         self.received = self.pos
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _store(self, batch: list[Piece]) -> None:
         """Write `batch` and hash it in two threads at once: hashing is what

@@ -401,6 +401,68 @@ async def test_a_bad_chunk_leaves_only_verified_bytes_and_the_next_run_resumes(
     assert partial.read_bytes() == data
 
 
+async def test_a_cancelled_download_keeps_its_file_open_until_the_write_in_flight_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (twice) while a batch is being written: the download waits
+    for the writing thread before it closes the file, so the thread never
+    writes to a closed descriptor, or to another file that reused it."""
+    import threading
+
+    import google_crc32c
+    from modelregistry import downloads
+
+    chunk = 1 << 20
+    data = os.urandom(3 * downloads.BATCH_BYTES)
+    digest = digest_of(data)
+    entered, release = threading.Event(), threading.Event()
+    file_state: list[str] = []
+    write = downloads._FileSink._write
+
+    def slow_write(sink: Any, batch: Any) -> None:
+        entered.set()
+        release.wait(30)
+        try:
+            os.fstat(sink.fd)
+            file_state.append("open")
+        except OSError:
+            file_state.append("closed")
+        write(sink, batch)
+
+    monkeypatch.setattr(downloads._FileSink, "_write", slow_write)
+
+    async def serve(_: apb.DownloadRequest) -> AsyncIterator[apb.DownloadResponse]:
+        yield apb.DownloadResponse(
+            header=apb.DownloadHeader(blob=apb.Blob(digest=digest, size_bytes=len(data)))
+        )
+        for offset in range(0, len(data), chunk):
+            piece = data[offset : offset + chunk]
+            yield apb.DownloadResponse(
+                chunk=apb.DownloadChunk(
+                    offset=offset, data=piece, crc32c=google_crc32c.value(piece)
+                )
+            )
+
+    class Stub:
+        Download = staticmethod(serve)
+
+    download = asyncio.create_task(
+        downloads.BlobDownloader(Stub()).to_file(  # type: ignore[arg-type]
+            digest, len(data), tmp_path / "partial"
+        )
+    )
+    assert await asyncio.to_thread(entered.wait, 30)
+    await asyncio.sleep(0.2)  # the next batch is in; the stream waits for this one
+    for _ in range(2):
+        download.cancel()
+        await asyncio.sleep(0.1)
+    assert not download.done(), "the download returned while its write was in flight"
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await download
+    assert file_state == ["open"]
+
+
 async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:
     """A stream broken mid-upload is reopened with the same upload id once the server is back."""
     port = free_port()
