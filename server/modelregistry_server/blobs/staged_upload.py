@@ -211,21 +211,37 @@ class StagedUpload:
     async def cancel(self) -> None:
         if self._finished:
             return
-        await self._quiesce()
         try:
+            await self._quiesce()
             await self._staging.discard()
         finally:
             self._finish()
 
     async def close(self) -> None:
         if not self._finished:
-            await self._quiesce()
-            self._finish()
+            try:
+                await self._quiesce()
+            finally:
+                self._finish()
 
     async def _quiesce(self) -> None:
-        """Wait for the block still in flight, whatever became of it."""
+        """Wait for the block still in flight, whatever became of it, even
+        when cancelled meanwhile (the cancellation is raised after): a
+        backend's thread cannot be stopped, and `release` must not close
+        the file under its write, nor let another file reuse the descriptor
+        it writes to."""
         pending, self._pending = self._pending, []
-        await asyncio.gather(*pending, return_exceptions=True)
+        cancelled = False
+        while not all(f.done() for f in pending):
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                cancelled = True
+        for f in pending:
+            if not f.cancelled():
+                f.exception()  # retrieved: the upload failed or ends anyway
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _finish(self) -> None:
         self._finished = True

@@ -4,8 +4,10 @@ published, a failed write leaves the upload closable, a resume rehashes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sys
+import threading
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
@@ -149,3 +151,40 @@ async def test_a_small_chunk_does_not_pin_the_large_message_around_it() -> None:
     await upload.write(memoryview(whole)[3:])
     assert sys.getrefcount(whole) == before + 1  # most of it: held, not copied
     assert await upload.flush() == 1 + len(whole) - 3
+
+
+async def test_closing_waits_for_the_write_in_flight_even_when_cancelled_again() -> None:
+    """A stream cancelled (a client gone, then the server stopping) while a
+    block is being written: close waits for the backend's thread before it
+    releases the staging, so the file stays open under the write; the
+    staging is released in the end."""
+    entered, go = threading.Event(), threading.Event()
+    seen_released: list[int] = []
+
+    class ThreadedStaging(MemoryStaging):
+        async def append(
+            self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool
+        ) -> bool:
+            def write() -> None:
+                entered.set()
+                go.wait(30)
+                seen_released.append(self.released)
+
+            await asyncio.to_thread(write)
+            return sync
+
+    staging = ThreadedStaging()
+    upload = StagedUpload("u", staging)
+    await upload.write(b"abcd")  # one block goes to the backend's thread
+    assert await asyncio.to_thread(entered.wait, 30)
+    closing = asyncio.create_task(upload.close())
+    for _ in range(2):
+        await asyncio.sleep(0.05)
+        closing.cancel()
+    await asyncio.sleep(0.05)
+    assert not closing.done(), "close returned while the write was in flight"
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert seen_released == [0]
+    assert staging.released == 1
