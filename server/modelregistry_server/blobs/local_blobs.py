@@ -39,6 +39,7 @@ from .base import (
 from .local_io import LocalLayout, fsync_dir, lock_or_busy, storage_errors
 from .local_staging import LocalStaging
 from .staged_upload import StagedUpload, Staging, StagingLayer
+from .thread_jobs import wait_out
 
 # An upload holds about two blocks (one filling while one is written): 4 MiB
 # keeps a push's memory lower than 8 did (125 against 130-140 MB peak RSS)
@@ -208,9 +209,11 @@ class LocalBlobStore:
                 del data
                 yield out.pop()
         finally:
-            if pending is not None:
-                await asyncio.gather(pending, return_exceptions=True)
-            os.close(fd)
+            try:
+                if pending is not None:
+                    await wait_out((pending,))
+            finally:
+                os.close(fd)
 
     async def delete(self, digest: str) -> bool:
         path = self._layout.blob(check_digest(digest))

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from ..domain.errors import digest_mismatch, size_mismatch, upload_finished
 from .base import DIGEST_PREFIX, BlobInfo, Chunk, check_digest
+from .thread_jobs import wait_out
 
 
 class Staging(Protocol):
@@ -226,22 +227,10 @@ class StagedUpload:
 
     async def _quiesce(self) -> None:
         """Wait for the block still in flight, whatever became of it, even
-        when cancelled meanwhile (the cancellation is raised after): a
-        backend's thread cannot be stopped, and `release` must not close
-        the file under its write, nor let another file reuse the descriptor
-        it writes to."""
+        when cancelled meanwhile (see `thread_jobs`): `release` then closes
+        the file."""
         pending, self._pending = self._pending, []
-        cancelled = False
-        while not all(f.done() for f in pending):
-            try:
-                await asyncio.wait(pending)
-            except asyncio.CancelledError:
-                cancelled = True
-        for f in pending:
-            if not f.cancelled():
-                f.exception()  # retrieved: the upload failed or ends anyway
-        if cancelled:
-            raise asyncio.CancelledError
+        await wait_out(pending)
 
     def _finish(self) -> None:
         self._finished = True
