@@ -28,6 +28,7 @@ from crc32c import crc32c
 from .chunk_wire import WireChunk, download_response
 from .errors import DataLossError, RegistryError, from_rpc_error
 from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
+from .thread_jobs import wait_out
 from .transport import RetryPolicy
 from .uploads import TRANSFER_RETRY, retry_delay, stream_broken
 from .v1 import artifact_service_pb2 as apb
@@ -156,22 +157,15 @@ class _FileSink:
 
     async def abandon(self) -> None:
         """Drop what was received but not written; keep what was. Waits for
-        the batch in flight even when cancelled meanwhile (the cancellation
-        is raised after): a thread cannot be stopped, and the file it
-        writes must not be closed under it, nor its descriptor reused."""
+        the batch in flight even when cancelled meanwhile (see
+        `thread_jobs`): the caller closes the file next."""
         self._batch, self._batch_bytes = [], 0
         pending, self._pending = self._pending, None
-        cancelled = False
-        while pending is not None and not pending.done():
-            try:
-                await asyncio.wait((pending,))
-            except asyncio.CancelledError:
-                cancelled = True
-        if pending is not None and not pending.cancelled():
-            pending.exception()  # retrieved: the caller raises its own error
-        self.received = self.pos
-        if cancelled:
-            raise asyncio.CancelledError
+        try:
+            if pending is not None:
+                await wait_out((pending,))
+        finally:
+            self.received = self.pos
 
     async def _store(self, batch: list[Piece]) -> None:
         """Write `batch` and hash it in two threads at once: hashing is what

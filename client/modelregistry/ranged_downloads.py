@@ -34,6 +34,7 @@ from .downloads import (
     resume_point,
 )
 from .manifest import HASH_READ_BYTES
+from .thread_jobs import wait_out
 
 MIB = 1024 * 1024
 # Each stream gets at least this much: below it, one stream is as fast.
@@ -117,9 +118,10 @@ async def ranged_to_file(
         finally:
             for task in (*tasks, hashing):
                 task.cancel()
-            await asyncio.gather(*tasks, hashing, return_exceptions=True)
+            # Their threads write and read `fd`: all of them end before it closes.
+            await wait_out((*tasks, hashing))
             if ranges.inflight is not None:
-                await asyncio.gather(ranges.inflight, return_exceptions=True)
+                await wait_out((ranges.inflight,))
         await asyncio.to_thread(os.fsync, fd)
     finally:
         os.close(fd)

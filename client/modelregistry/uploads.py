@@ -22,6 +22,7 @@ from crc32c import crc32c
 
 from .chunk_wire import encode_chunk
 from .errors import InternalError, RegistryError, from_rpc_error
+from .thread_jobs import wait_out
 from .transport import RetryPolicy
 from .upload_state import UploadState, UploadStateStore
 from .v1 import artifact_service_pb2 as apb
@@ -144,7 +145,7 @@ async def _chunks(source: Path | bytes, start: int, end: int, chunk: int) -> Asy
                 asyncio.to_thread(_read_batch, source, fd, offset, end, chunk)
             )
         while pending is not None:
-            batch = await pending
+            batch = await asyncio.shield(pending)  # cancelled, the thread runs on
             pending = None
             offset += sum(n for _, n in batch)
             if offset < end:
@@ -153,11 +154,13 @@ async def _chunks(source: Path | bytes, start: int, end: int, chunk: int) -> Asy
                 )
             yield batch
     finally:
-        if pending is not None:
-            # The thread cannot be interrupted: let it finish before closing its fd.
-            await asyncio.gather(pending, return_exceptions=True)
-        if fd is not None:
-            os.close(fd)
+        try:
+            if pending is not None:
+                # The thread cannot be interrupted: let it finish before closing its fd.
+                await wait_out((pending,))
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 class BlobUploader:
