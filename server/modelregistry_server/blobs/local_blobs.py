@@ -98,13 +98,24 @@ class LocalBlobStore:
         return await StagedUpload.resume(upload_id, await self._staging(upload_id, reopen))
 
     async def _staging(self, upload_id: str, open_file: Callable[[Path], int]) -> Staging:
-        """Claim the id, then open (and lock) its file on a worker thread."""
+        """Claim the id, then open (and lock) its file on a worker thread.
+        Cancelled meanwhile, the thread still opens and locks the file: it
+        is waited for and the file closed, or the lock would keep the upload
+        busy until a restart."""
         self._open.claim(upload_id)
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(open_file, self._layout.upload(upload_id))
+        )
         try:
             with storage_errors():
-                fd = await asyncio.to_thread(open_file, self._layout.upload(upload_id))
+                fd = await asyncio.shield(opening)
         except BaseException:
-            self._open.release(upload_id)
+            try:
+                await wait_out((opening,))
+            finally:
+                if not opening.cancelled() and opening.exception() is None:
+                    os.close(opening.result())
+                self._open.release(upload_id)
             raise
         staging = LocalStaging(self._layout, upload_id, fd, self.buffer_size, self._open)
         return staging if self.staging_layer is None else self.staging_layer(upload_id, staging)

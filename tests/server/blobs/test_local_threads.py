@@ -1,6 +1,7 @@
-"""A local blob reader closed while its read-ahead is in a worker thread
-keeps the file open until that read has landed, even when the closing is
-cancelled again (see blobs.thread_jobs), and closes it after."""
+"""The local store's files and its worker threads (see blobs.thread_jobs):
+a reader closed while its read-ahead runs keeps the file open until the
+read has landed, even when the closing is cancelled again, and closes it
+after; an upload cancelled while its file is being opened lets go of it."""
 
 from __future__ import annotations
 
@@ -64,4 +65,35 @@ async def test_closing_a_reader_waits_out_its_read_ahead(
     except FileNotFoundError:
         target = ""
     assert not target.endswith(digest.removeprefix("sha256:")), target
+    await store.close()
+
+
+async def test_an_upload_cancelled_while_its_file_opens_can_be_resumed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while the worker thread creates and locks the staging file:
+    the file is closed once the thread is done, so its lock does not keep
+    the upload busy; the next attempt resumes it."""
+    from modelregistry_server.blobs.local_io import lock_or_busy
+
+    store = await open_blob_store(f"file://{tmp_path / 'blobs'}", None)
+    entered, go = threading.Event(), threading.Event()
+
+    def slow_lock(fd: int, upload_id: str) -> None:
+        entered.set()
+        go.wait(30)
+        lock_or_busy(fd, upload_id)
+
+    monkeypatch.setattr("modelregistry_server.blobs.local_blobs.lock_or_busy", slow_lock)
+    begin = asyncio.create_task(store.begin_upload("u"))
+    assert await asyncio.to_thread(entered.wait, 30)
+    begin.cancel()
+    await asyncio.sleep(0.05)
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await begin
+    monkeypatch.undo()
+    upload = await store.resume_upload("u")  # UPLOAD_BUSY if the lock had leaked
+    await upload.write(b"weights")
+    await upload.commit("sha256:" + hashlib.sha256(b"weights").hexdigest(), 7)
     await store.close()
