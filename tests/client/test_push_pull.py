@@ -33,6 +33,7 @@ from modelregistry.v1 import artifact_service_pb2_grpc
 from modelregistry.v1 import resources_pb2 as pb
 from modelregistry_server.config import ServerConfig
 from modelregistry_server.server import Running
+from support.held_threads import HeldThread, cancel_twice_then_release, fd_state
 from support.in_process import start_server
 from support.ports import free_port
 
@@ -407,29 +408,22 @@ async def test_a_cancelled_download_keeps_its_file_open_until_the_write_in_fligh
     """Cancelled (twice) while a batch is being written: the download waits
     for the writing thread before it closes the file, so the thread never
     writes to a closed descriptor, or to another file that reused it."""
-    import threading
-
     import google_crc32c
     from modelregistry import downloads
 
     chunk = 1 << 20
     data = os.urandom(3 * downloads.BATCH_BYTES)
     digest = digest_of(data)
-    entered, release = threading.Event(), threading.Event()
-    file_state: list[str] = []
+    held = HeldThread()
+    seen: list[str] = []
     write = downloads._FileSink._write
 
-    def slow_write(sink: Any, batch: Any) -> None:
-        entered.set()
-        release.wait(30)
-        try:
-            os.fstat(sink.fd)
-            file_state.append("open")
-        except OSError:
-            file_state.append("closed")
+    def held_write(sink: Any, batch: Any) -> None:
+        held.hold()
+        seen.append(fd_state(sink.fd))
         write(sink, batch)
 
-    monkeypatch.setattr(downloads._FileSink, "_write", slow_write)
+    monkeypatch.setattr(downloads._FileSink, "_write", held_write)
 
     async def serve(_: apb.DownloadRequest) -> AsyncIterator[apb.DownloadResponse]:
         yield apb.DownloadResponse(
@@ -451,16 +445,10 @@ async def test_a_cancelled_download_keeps_its_file_open_until_the_write_in_fligh
             digest, len(data), tmp_path / "partial"
         )
     )
-    assert await asyncio.to_thread(entered.wait, 30)
+    await held.reached()
     await asyncio.sleep(0.2)  # the next batch is in; the stream waits for this one
-    for _ in range(2):
-        download.cancel()
-        await asyncio.sleep(0.1)
-    assert not download.done(), "the download returned while its write was in flight"
-    release.set()
-    with pytest.raises(asyncio.CancelledError):
-        await download
-    assert file_state == ["open"]
+    await cancel_twice_then_release(download, held)
+    assert seen == ["open"]
 
 
 async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from modelregistry_server.blobs import open_blob_store
+from modelregistry_server.blobs.local_io import lock_or_busy
+from support.held_threads import HeldThread, cancel_twice_then_release, fd_state, names_file
 
 
 async def test_closing_a_reader_waits_out_its_read_ahead(
@@ -26,45 +27,27 @@ async def test_closing_a_reader_waits_out_its_read_ahead(
     await upload.write(data)
     await upload.commit(digest, len(data))
 
-    entered, go = threading.Event(), threading.Event()
+    held = HeldThread()
     fds: list[int] = []
-    fd_state: list[str] = []
+    seen: list[str] = []
     pread = os.pread
 
-    def slow_pread(fd: int, n: int, pos: int) -> bytes:
+    def held_pread(fd: int, n: int, pos: int) -> bytes:
         if pos == 0:
             return pread(fd, n, pos)
         fds.append(fd)
-        entered.set()
-        go.wait(30)
-        try:
-            os.fstat(fd)
-            fd_state.append("open")
-        except OSError:
-            fd_state.append("closed")
+        held.hold()
+        seen.append(fd_state(fd))
         return pread(fd, n, pos)
 
-    monkeypatch.setattr(os, "pread", slow_pread)  # as local_blobs calls it
+    monkeypatch.setattr(os, "pread", held_pread)  # as local_blobs calls it
     reader: Any = store.open_reader(digest, 0, None, 1 << 20)
-    first = await anext(reader)  # the next chunk is now being read ahead
-    assert first == data[: 1 << 20]
-    assert await asyncio.to_thread(entered.wait, 30)
-    closing = asyncio.create_task(reader.aclose())
-    for _ in range(2):
-        await asyncio.sleep(0.05)
-        closing.cancel()
-    await asyncio.sleep(0.05)
-    assert not closing.done(), "closing returned while the read was in flight"
-    go.set()
-    with pytest.raises(asyncio.CancelledError):
-        await closing
+    assert await anext(reader) == data[: 1 << 20]  # the next chunk is being read ahead
+    await held.reached()
+    await cancel_twice_then_release(asyncio.create_task(reader.aclose()), held)
     monkeypatch.undo()
-    assert fd_state == ["open"]
-    try:  # closed after all (or its number already taken by another file)
-        target = os.readlink(f"/proc/self/fd/{fds[0]}")
-    except FileNotFoundError:
-        target = ""
-    assert not target.endswith(digest.removeprefix("sha256:")), target
+    assert seen == ["open"]
+    assert not names_file(fds[0], digest.removeprefix("sha256:")), "the blob file leaked"
     await store.close()
 
 
@@ -74,22 +57,19 @@ async def test_an_upload_cancelled_while_its_file_opens_can_be_resumed(
     """Cancelled while the worker thread creates and locks the staging file:
     the file is closed once the thread is done, so its lock does not keep
     the upload busy; the next attempt resumes it."""
-    from modelregistry_server.blobs.local_io import lock_or_busy
-
     store = await open_blob_store(f"file://{tmp_path / 'blobs'}", None)
-    entered, go = threading.Event(), threading.Event()
+    held = HeldThread()
 
-    def slow_lock(fd: int, upload_id: str) -> None:
-        entered.set()
-        go.wait(30)
+    def held_lock(fd: int, upload_id: str) -> None:
+        held.hold()
         lock_or_busy(fd, upload_id)
 
-    monkeypatch.setattr("modelregistry_server.blobs.local_blobs.lock_or_busy", slow_lock)
+    monkeypatch.setattr("modelregistry_server.blobs.local_blobs.lock_or_busy", held_lock)
     begin = asyncio.create_task(store.begin_upload("u"))
-    assert await asyncio.to_thread(entered.wait, 30)
+    await held.reached()
     begin.cancel()
     await asyncio.sleep(0.05)
-    go.set()
+    held.go()
     with pytest.raises(asyncio.CancelledError):
         await begin
     monkeypatch.undo()

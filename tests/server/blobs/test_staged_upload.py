@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sys
-import threading
 from collections.abc import AsyncGenerator, Sequence
 
 import pytest
 from modelregistry_server.blobs.base import Chunk
 from modelregistry_server.blobs.staged_upload import StagedUpload
 from modelregistry_server.domain.errors import DomainError, blob_store_full
+from support.held_threads import HeldThread, cancel_twice_then_release
 
 
 class MemoryStaging:
@@ -158,7 +158,7 @@ async def test_closing_waits_for_the_write_in_flight_even_when_cancelled_again()
     block is being written: close waits for the backend's thread before it
     releases the staging, so the file stays open under the write; the
     staging is released in the end."""
-    entered, go = threading.Event(), threading.Event()
+    held = HeldThread()
     seen_released: list[int] = []
 
     class ThreadedStaging(MemoryStaging):
@@ -166,8 +166,7 @@ async def test_closing_waits_for_the_write_in_flight_even_when_cancelled_again()
             self, offset: int, chunks: Sequence[Chunk], size: int, *, sync: bool
         ) -> bool:
             def write() -> None:
-                entered.set()
-                go.wait(30)
+                held.hold()
                 seen_released.append(self.released)
 
             await asyncio.to_thread(write)
@@ -176,15 +175,7 @@ async def test_closing_waits_for_the_write_in_flight_even_when_cancelled_again()
     staging = ThreadedStaging()
     upload = StagedUpload("u", staging)
     await upload.write(b"abcd")  # one block goes to the backend's thread
-    assert await asyncio.to_thread(entered.wait, 30)
-    closing = asyncio.create_task(upload.close())
-    for _ in range(2):
-        await asyncio.sleep(0.05)
-        closing.cancel()
-    await asyncio.sleep(0.05)
-    assert not closing.done(), "close returned while the write was in flight"
-    go.set()
-    with pytest.raises(asyncio.CancelledError):
-        await closing
+    await held.reached()
+    await cancel_twice_then_release(asyncio.create_task(upload.close()), held)
     assert seen_released == [0]
     assert staging.released == 1
