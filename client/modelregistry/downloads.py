@@ -28,7 +28,7 @@ from crc32c import crc32c
 from .chunk_wire import WireChunk, download_response
 from .errors import DataLossError, RegistryError, from_rpc_error
 from .manifest import DIGEST_PREFIX, HASH_READ_BYTES
-from .thread_jobs import wait_out
+from .thread_jobs import on_file, wait_out
 from .transport import RetryPolicy
 from .uploads import TRANSFER_RETRY, retry_delay, stream_broken
 from .v1 import artifact_service_pb2 as apb
@@ -303,11 +303,11 @@ class BlobDownloader:
         await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            have = await asyncio.to_thread(resume_point, fd, partial, size)
-            hasher = await asyncio.to_thread(_hash_prefix, fd, have)
+            have = await on_file(resume_point, fd, partial, size)
+            hasher = await on_file(_hash_prefix, fd, have)
             sink = _FileSink(fd, hasher, have, digest)
             await self.stream_range(sink, digest, size, size, on_offset)
-            await asyncio.to_thread(os.fsync, fd)
+            await on_file(os.fsync, fd)
         finally:
             os.close(fd)
         await check_digest(hasher, digest, partial)

@@ -34,7 +34,7 @@ from .downloads import (
     resume_point,
 )
 from .manifest import HASH_READ_BYTES
-from .thread_jobs import wait_out
+from .thread_jobs import on_file, wait_out
 
 MIB = 1024 * 1024
 # Each stream gets at least this much: below it, one stream is as fast.
@@ -93,8 +93,8 @@ async def ranged_to_file(
     note = partial.with_name(partial.name + PREFIX_SUFFIX)
     fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        have = await asyncio.to_thread(resume_point, fd, partial, size)
-        hasher = await asyncio.to_thread(_hash_prefix, fd, have)
+        have = await on_file(resume_point, fd, partial, size)
+        hasher = await on_file(_hash_prefix, fd, have)
         await asyncio.to_thread(_write_note, note, have)
         step = -(-(size - have) // streams)
         bounds = [(s, min(size, s + step)) for s in range(have, size, step)]
@@ -122,7 +122,7 @@ async def ranged_to_file(
             await wait_out((*tasks, hashing))
             if ranges.inflight is not None:
                 await wait_out((ranges.inflight,))
-        await asyncio.to_thread(os.fsync, fd)
+        await on_file(os.fsync, fd)
     finally:
         os.close(fd)
     note.unlink(missing_ok=True)

@@ -12,8 +12,10 @@ the call and may already name another file when the call lands.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_out(jobs: Sequence[asyncio.Future[Any]]) -> None:
@@ -30,3 +32,15 @@ async def wait_out(jobs: Sequence[asyncio.Future[Any]]) -> None:
             job.exception()
     if cancelled:
         raise asyncio.CancelledError
+
+
+async def on_file(func: Callable[..., T], /, *args: Any) -> T:
+    """`asyncio.to_thread` for a call on a file descriptor the caller closes
+    next: a caller cancelled meanwhile still waits for the call to return
+    before the cancellation goes on."""
+    job = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await wait_out((job,))
+        raise

@@ -451,6 +451,41 @@ async def test_a_cancelled_download_keeps_its_file_open_until_the_write_in_fligh
     assert seen == ["open"]
 
 
+async def test_a_download_cancelled_while_it_trims_the_partial_file_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (twice) while a worker thread finds and trims the partial
+    file's verified prefix: the download waits for that call before it
+    closes the file, so a truncate never lands on a descriptor that another
+    file has taken."""
+    from modelregistry import downloads
+
+    held = HeldThread()
+    seen: list[str] = []
+    resume_point = downloads.resume_point
+
+    def held_resume_point(fd: int, partial: Path, size: int) -> int:
+        held.hold()
+        seen.append(fd_state(fd))
+        return resume_point(fd, partial, size)
+
+    monkeypatch.setattr(downloads, "resume_point", held_resume_point)
+    partial = tmp_path / "partial"
+    partial.write_bytes(b"x" * 64)
+
+    class Unused:
+        Download = None  # cancelled before any stream opens
+
+    download = asyncio.create_task(
+        downloads.BlobDownloader(Unused()).to_file(  # type: ignore[arg-type]
+            digest_of(b"y" * 32), 32, partial
+        )
+    )
+    await held.reached()
+    await cancel_twice_then_release(download, held)
+    assert seen == ["open"]
+
+
 async def test_push_rides_out_a_server_restart(sqlite_url: str, tmp_path: Path) -> None:
     """A stream broken mid-upload is reopened with the same upload id once the server is back."""
     port = free_port()
