@@ -102,8 +102,8 @@ def _hash_prefix(fd: int, length: int) -> Any:
 
 
 class _FileSink:
-    """Writes checked chunks to a file from `pos` on, hashing them unless
-    `hasher` is None, in a worker thread."""
+    """Writes checked chunks to a file from `pos` on and hashes them (unless
+    `hasher` is None), a batch at a time in two worker threads."""
 
     def __init__(self, fd: int, hasher: Any, pos: int, digest: str) -> None:
         self.fd, self.hasher, self.digest = fd, hasher, digest
