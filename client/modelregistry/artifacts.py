@@ -313,27 +313,29 @@ async def pull(
     meter = _Meter(manifest.total_bytes, progress)
     received = cached = resumed = 0
     paths: list[Path] = []
-    for entry in manifest.files:
-        if entry.path.split("/", 1)[0] == PARTIAL_DIR:
-            raise data_loss(
-                ErrorReason.INVALID_MANIFEST, f"manifest: {entry.path[:80]!r} is reserved"
-            )
-        final = target_path(dest, entry.path)
-        paths.append(final)
-        if shared_files is not None:
-            await asyncio.to_thread(_link_shared, shared_files / entry.hex, final)
-        if await asyncio.to_thread(_in_place, final, entry):
-            cached += entry.size_bytes
-        else:
-            n = streams or auto_streams(entry.size_bytes)
-            got, had = await _fetch_file(
-                downloader, dest, final, entry, meter.blob(entry.path), streams=n
-            )
-            received += got
-            resumed += had
-        if shared_files is not None:
-            await asyncio.to_thread(_share, final, shared_files / entry.hex)
-        meter.done(entry.size_bytes, entry.path)
+    # One pull is one transfer for the allocator, however many files it has.
+    async with transfer_buffers():
+        for entry in manifest.files:
+            if entry.path.split("/", 1)[0] == PARTIAL_DIR:
+                raise data_loss(
+                    ErrorReason.INVALID_MANIFEST, f"manifest: {entry.path[:80]!r} is reserved"
+                )
+            final = target_path(dest, entry.path)
+            paths.append(final)
+            if shared_files is not None:
+                await asyncio.to_thread(_link_shared, shared_files / entry.hex, final)
+            if await asyncio.to_thread(_in_place, final, entry):
+                cached += entry.size_bytes
+            else:
+                n = streams or auto_streams(entry.size_bytes)
+                got, had = await _fetch_file(
+                    downloader, dest, final, entry, meter.blob(entry.path), streams=n
+                )
+                received += got
+                resumed += had
+            if shared_files is not None:
+                await asyncio.to_thread(_share, final, shared_files / entry.hex)
+            meter.done(entry.size_bytes, entry.path)
     await asyncio.to_thread(_remove_if_empty, dest / PARTIAL_DIR)
     return PullResult(
         digest, version, tuple(paths), manifest.total_bytes, received, cached, resumed
@@ -369,15 +371,14 @@ async def _fetch_file(
             )
         return await downloader.to_file(entry.digest, entry.size_bytes, partial, on_offset)
 
-    async with transfer_buffers():
-        try:
-            done = await fetch()
-        except DataLossError as err:
-            if err.reason != ErrorReason.DIGEST_MISMATCH:
-                raise
-            # A partial file left by an earlier run held wrong bytes (it was
-            # deleted): fetch the whole file once more; a second mismatch is real.
-            done = await fetch()
+    try:
+        done = await fetch()
+    except DataLossError as err:
+        if err.reason != ErrorReason.DIGEST_MISMATCH:
+            raise
+        # A partial file left by an earlier run held wrong bytes (it was
+        # deleted): fetch the whole file once more; a second mismatch is real.
+        done = await fetch()
     await asyncio.to_thread(_publish, partial, final)
     return done.bytes_received, done.resumed_from
 
