@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tarfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,17 @@ def in_container(ctr: str, *command: str, timeout: float = 60) -> subprocess.Com
     )
 
 
+def http_status(url: str) -> int:
+    """The HTTP status of a GET, 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -211,8 +223,12 @@ def test_image_is_slim_non_root_and_serves_health(
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=5) as r:
-            assert r.status == 200
+        # The probe reached one worker; /readyz turns 200 once every worker
+        # serves, as a load balancer polling it would see.
+        while (status := http_status(f"http://127.0.0.1:{metrics_port}/readyz")) != 200:
+            assert status in (0, 503), status
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
         # The non-root user can write its data directory: a write lands.
         with SyncRegistryClient(f"127.0.0.1:{grpc_port}") as client:
             assert client.create_model("fraud").name == "models/fraud"
